@@ -1,0 +1,238 @@
+"""The HTTP API. Routers only translate: parse, call one service, answer."""
+
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from sqlalchemy import Engine, select
+
+from cloud_api.api import problems, schemas
+from cloud_api.contract import BatchResult, EventBatch, ResultStatus
+from cloud_api.db import models as m
+from cloud_api.db.engine import make_engine
+from cloud_api.domain.clock import now_utc, utc
+from cloud_api.errors import ErpError, NotFound, Unauthorized
+from cloud_api.services import masterdata, reports
+from cloud_api.services.ingest import IngestService
+from cloud_api.services.store import TenantContext
+from cloud_api.services.tenants import tenant_for_key
+from cloud_api.settings import Settings, get_settings
+
+T = m.SQLModel.metadata.tables
+
+
+def create_app(settings: Settings | None = None, db: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or make_engine(settings.database_url)
+    app = FastAPI(
+        title="Shop-floor ERP",
+        version="0.1.0",
+        description="Edge ingest, stock ledger, valuation and double-entry books.",
+    )
+    app.state.db, app.state.settings = db, settings
+    app.state.ingest = IngestService(db)
+    problems.install(app)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return problems.problem(
+                413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes"
+            )
+        return await call_next(request)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(_api_router(), prefix="/api/v1")
+    return app
+
+
+def current_tenant(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> TenantContext:
+    key = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        raise Unauthorized(
+            "missing_api_key",
+            "send the tenant's API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
+        )
+    return tenant_for_key(request.app.state.db, key, request.app.state.settings.api_key_pepper)
+
+
+TenantDep = Annotated[TenantContext, Depends(current_tenant)]
+
+
+def _db(request: Request) -> Engine:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+DbDep = Annotated[Engine, Depends(_db)]
+
+
+def _api_router() -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/edge/events", response_model=BatchResult)
+    def post_events(batch: EventBatch, tenant: TenantDep, request: Request) -> BatchResult:
+        received = now_utc()
+        results = request.app.state.ingest.ingest(tenant, batch.events)
+        counts = {s.value: 0 for s in ResultStatus}
+        for res in results:
+            counts[res.status.value] += 1
+        return BatchResult(results=results, received_at=received, **counts)
+
+    @r.get("/exceptions")
+    def list_exceptions(
+        tenant: TenantDep,
+        db: DbDep,
+        status: Annotated[str, Query(pattern="^(held|voided)$")] = "held",
+    ) -> list[dict[str, Any]]:
+        ev = T["edge_event"]
+        with db.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(
+                        ev.c.event_id,
+                        ev.c.device_id,
+                        ev.c.seq,
+                        ev.c.type,
+                        ev.c.occurred_at,
+                        ev.c.operator,
+                        ev.c.code,
+                        ev.c.message,
+                        ev.c.attempts,
+                        ev.c.received_at,
+                        ev.c.payload,
+                    )
+                    .where(ev.c.tenant_id == tenant.id, ev.c.status == status)
+                    .order_by(ev.c.occurred_at)
+                    .limit(1000)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(row) for row in rows]
+
+    @r.post("/exceptions/{event_id}/repost")
+    def repost(event_id: uuid.UUID, tenant: TenantDep, request: Request) -> dict[str, Any]:
+        try:
+            return request.app.state.ingest.repost(tenant, event_id).model_dump()
+        except ErpError as error:
+            raise NotFound(error.code, error.message) from error
+
+    @r.post("/exceptions/{event_id}/void")
+    def void(
+        event_id: uuid.UUID, body: schemas.VoidRequest, tenant: TenantDep, request: Request
+    ) -> dict[str, str]:
+        try:
+            request.app.state.ingest.void(tenant, event_id, body.reason)
+        except ErpError as error:
+            raise NotFound(error.code, error.message) from error
+        return {"event_id": str(event_id), "status": "voided"}
+
+    _master_data_routes(r)
+    _report_routes(r)
+    return r
+
+
+def _master_data_routes(r: APIRouter) -> None:
+    def create(path: str, body_type: Any, make: Any, table: str) -> None:
+        def endpoint(body: body_type, tenant: TenantDep, db: DbDep) -> schemas.Created:  # type: ignore[valid-type]
+            with db.begin() as conn:
+                new_id = make(conn, tenant, body)
+            return schemas.Created(id=new_id, code=body.code)  # type: ignore[attr-defined]
+
+        def listing(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+            with db.connect() as conn:
+                return masterdata.list_rows(conn, tenant, table)
+
+        r.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            status_code=201,
+            response_model=schemas.Created,
+            name=f"create_{table}",
+        )
+        r.add_api_route(path, listing, methods=["GET"], name=f"list_{table}")
+
+    create("/items", schemas.ItemCreate, masterdata.create_item, "item")
+    create("/locations", schemas.LocationCreate, masterdata.create_location, "location")
+    create(
+        "/customers",
+        schemas.PartyCreate,
+        lambda c, t, b: masterdata.create_party(c, t, "customer", b),
+        "customer",
+    )
+    create(
+        "/suppliers",
+        schemas.PartyCreate,
+        lambda c, t, b: masterdata.create_party(c, t, "supplier", b),
+        "supplier",
+    )
+    create("/work-centers", schemas.WorkCenterCreate, masterdata.create_work_center, "work_center")
+    create("/work-orders", schemas.WorkOrderCreate, masterdata.create_work_order, "work_order")
+
+    @r.get("/accounts")
+    def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return masterdata.list_rows(conn, tenant, "account")
+
+    @r.post("/periods/{code}/close")
+    def close_period(code: str, tenant: TenantDep, db: DbDep) -> dict[str, str]:
+        with db.begin() as conn:
+            masterdata.set_period_status(conn, tenant, code, "closed")
+        return {"period": code, "status": "closed"}
+
+    @r.post("/periods/{code}/reopen")
+    def reopen_period(code: str, tenant: TenantDep, db: DbDep) -> dict[str, str]:
+        with db.begin() as conn:
+            masterdata.set_period_status(conn, tenant, code, "open")
+        return {"period": code, "status": "open"}
+
+
+def _report_routes(r: APIRouter) -> None:
+    @r.get("/reports/trial-balance")
+    def trial_balance(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.connect() as conn:
+            return reports.trial_balance(conn, tenant)
+
+    @r.get("/reports/journal")
+    def journal(
+        tenant: TenantDep,
+        db: DbDep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return reports.journal(conn, tenant, limit, offset)
+
+    @r.get("/reports/stock")
+    def stock(tenant: TenantDep, db: DbDep, at: datetime | None = None) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return reports.stock_on_hand(conn, tenant, utc(at) if at else None)
+
+    @r.get("/reports/stock-ledger/{item_code}")
+    def stock_ledger(item_code: str, tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return reports.stock_ledger(conn, tenant, item_code)
+
+    @r.get("/reports/wip")
+    def wip(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return reports.wip_report(conn, tenant)
+
+    @r.get("/reports/reconciliation")
+    def reconciliation(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.connect() as conn:
+            diffs = reports.reconcile(conn, tenant)
+        return {"ok": not diffs, "differences": [d.as_dict() for d in diffs]}

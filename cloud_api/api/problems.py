@@ -1,0 +1,57 @@
+"""Errors → RFC 9457 problem+json, mapped once for the whole app."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud_api.errors import ErpError
+
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://errors.shopfloor-erp.dev/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ErpError)
+    async def _erp(_: Request, exc: ErpError) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.message, **exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()[:20]
+        ]
+        json_error = any(e["type"] == "json_invalid" for e in exc.errors())
+        code = "malformed_json" if json_error else "invalid_request"
+        detail = (
+            "the body is not valid JSON"
+            if json_error
+            else "the request does not match the schema: "
+            + "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:3])
+        )
+        return problem(422 if not json_error else 400, code, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+        return problem(500, "internal_error", "an unexpected error; nothing was written")

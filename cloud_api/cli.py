@@ -1,0 +1,140 @@
+"""`erp`: how people and scripts drive the product."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cloud_api.settings import get_settings
+
+app = typer.Typer(
+    help="Shop-floor ERP: edge ingest, stock ledger, valuation and the books.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks (print figures; see docs/benchmarks.md).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(bench_app, name="bench")
+
+DbUrl = Annotated[str | None, typer.Option(help="Database URL (default: $DATABASE_URL).")]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    uvicorn.run("cloud_api.api.main:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DbUrl = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    from cloud_api.db.migrate import upgrade
+
+    url = database_url or get_settings().database_url
+    upgrade(url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Argument(help="Short unique name.")],
+    name: Annotated[str, typer.Option(help="Company name.")] = "",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "CNY",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "Asia/Shanghai",
+    allow_negative_stock: Annotated[
+        bool, typer.Option(help="Let stock go below zero (refused by default).")
+    ] = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a tenant with the default chart of accounts; prints its API key once."""
+    from cloud_api.db.engine import make_engine
+    from cloud_api.errors import ErpError
+    from cloud_api.services.tenants import create_tenant
+
+    settings = get_settings()
+    db = make_engine(database_url or settings.database_url)
+    try:
+        new = create_tenant(
+            db,
+            slug,
+            name or slug,
+            settings.api_key_pepper,
+            currency,
+            timezone,
+            allow_negative_stock,
+        )
+    except ErpError as error:
+        typer.echo(f"error [{error.code}]: {error.message}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(json.dumps({"tenant_id": str(new.id), "slug": new.slug, "api_key": new.api_key}))
+
+
+@app.command()
+def reconcile(
+    slug: Annotated[str, typer.Argument(help="Tenant slug.")], database_url: DbUrl = None
+) -> None:
+    """Check every invariant of the books; exit 1 if any difference is found."""
+    from cloud_api.db.engine import make_engine
+    from cloud_api.services.reports import reconcile as run
+    from cloud_api.services.tenants import tenant_by_slug
+
+    db = make_engine(database_url or get_settings().database_url)
+    tenant = tenant_by_slug(db, slug)
+    with db.connect() as conn:
+        diffs = run(conn, tenant)
+    for d in diffs:
+        typer.echo(f"DIFFERENCE {d.check} {d.key}: expected {d.expected}, got {d.actual}")
+    typer.echo(f"{len(diffs)} difference(s)")
+    raise typer.Exit(1 if diffs else 0)
+
+
+@app.command()
+def demo(
+    no_serve: Annotated[
+        bool,
+        typer.Option(
+            "--no-serve", help="Exit after the summary (status 0 only if the books agree)."
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="TCP port for the API.")] = 8000,
+    database_url: Annotated[
+        str, typer.Option(help="Demo database (recreated).")
+    ] = "sqlite:///var/demo.sqlite3",
+) -> None:
+    """Run the product end to end: API on SQLite, a furniture workshop's working day."""
+    from cloud_api.demo import run_demo
+
+    sys.exit(run_demo(database_url, port, serve_after=not no_serve))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: Annotated[int, typer.Option(help="Events to post.")] = 20000,
+    batch: Annotated[int, typer.Option(help="Events per batch.")] = 500,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database (default: a fresh SQLite file).")
+    ] = None,
+) -> None:
+    """Post EVENTS through the HTTP API and print events/s and batch latency."""
+    from bench.ingest import main as run_bench
+
+    run_bench(events=events, batch=batch, database_url=database_url)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

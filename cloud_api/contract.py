@@ -1,0 +1,223 @@
+"""The edge ⇄ cloud wire contract: event envelope, typed payloads, per-event results.
+
+This module imports nothing but pydantic and the standard library, so the edge agent
+can share it without pulling in the cloud's database code. Quantities and money travel
+as decimal strings (integers are accepted; JSON floats are refused, they are not exact).
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+MAX_BATCH_EVENTS = 1000
+
+
+def _exact_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('send decimal numbers as strings, e.g. "12.5"; floats are not exact')
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+]
+NonNegativeQuantity = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+]
+UnitPrice = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+]
+Rate = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    Field(ge=0, le=1, max_digits=8, decimal_places=6, allow_inf_nan=False),
+]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")]
+Lot = Annotated[str, Field(max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PurchaseReceiptPayload(_Strict):
+    supplier: Code
+    item: Code
+    location: Code
+    quantity: Quantity
+    unit_price: UnitPrice
+    lot: Lot = ""
+    purchase_order: Code | None = None
+
+
+class MaterialIssuePayload(_Strict):
+    work_order: Code
+    item: Code
+    location: Code
+    quantity: Quantity
+    lot: Lot = ""
+
+
+class MaterialReturnPayload(MaterialIssuePayload):
+    pass
+
+
+class ProductionCompletionPayload(_Strict):
+    work_order: Code
+    location: Code
+    quantity: Quantity
+    scrap_quantity: NonNegativeQuantity = Decimal(0)
+    lot: Lot = ""
+
+
+class LabourPayload(_Strict):
+    work_order: Code
+    work_center: Code
+    hours: Quantity
+
+
+class SalesShipmentPayload(_Strict):
+    customer: Code
+    item: Code
+    location: Code
+    quantity: Quantity
+    unit_price: UnitPrice
+    vat_rate: Rate = Decimal("0.13")
+    lot: Lot = ""
+    sales_order: Code | None = None
+
+
+class StockCountPayload(_Strict):
+    item: Code
+    location: Code
+    counted_quantity: NonNegativeQuantity
+    lot: Lot = ""
+    unit_cost: UnitPrice | None = None
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class ReversalPayload(_Strict):
+    reverses_event_id: UUID
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EventType(StrEnum):
+    purchase_receipt = "purchase_receipt"
+    material_issue = "material_issue"
+    material_return = "material_return"
+    production_completion = "production_completion"
+    labour = "labour"
+    sales_shipment = "sales_shipment"
+    stock_count = "stock_count"
+    reversal = "reversal"
+
+
+class _Envelope(_Strict):
+    event_id: UUID
+    device_id: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0, lt=2**63)]
+    occurred_at: AwareDatetime
+    operator: Annotated[str, Field(max_length=64)] | None = None
+    replayed: bool = False
+
+
+class PurchaseReceipt(_Envelope):
+    type: Literal[EventType.purchase_receipt]
+    payload: PurchaseReceiptPayload
+
+
+class MaterialIssue(_Envelope):
+    type: Literal[EventType.material_issue]
+    payload: MaterialIssuePayload
+
+
+class MaterialReturn(_Envelope):
+    type: Literal[EventType.material_return]
+    payload: MaterialReturnPayload
+
+
+class ProductionCompletion(_Envelope):
+    type: Literal[EventType.production_completion]
+    payload: ProductionCompletionPayload
+
+
+class Labour(_Envelope):
+    type: Literal[EventType.labour]
+    payload: LabourPayload
+
+
+class SalesShipment(_Envelope):
+    type: Literal[EventType.sales_shipment]
+    payload: SalesShipmentPayload
+
+
+class StockCount(_Envelope):
+    type: Literal[EventType.stock_count]
+    payload: StockCountPayload
+
+
+class Reversal(_Envelope):
+    type: Literal[EventType.reversal]
+    payload: ReversalPayload
+
+
+Event = Annotated[
+    PurchaseReceipt
+    | MaterialIssue
+    | MaterialReturn
+    | ProductionCompletion
+    | Labour
+    | SalesShipment
+    | StockCount
+    | Reversal,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EventBatch(BaseModel):
+    """A batch as sent by one edge. Events are validated one by one, so that a
+    malformed event is `rejected` on its own instead of failing the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class ResultStatus(StrEnum):
+    posted = "posted"
+    duplicate = "duplicate"
+    conflict = "conflict"
+    held = "held"
+    rejected = "rejected"
+
+
+class EventResult(BaseModel):
+    event_id: str | None
+    status: ResultStatus
+    code: str | None = None
+    message: str | None = None
+    journal_entry_id: str | None = None
+    move_ids: list[str] = []
+    original_status: ResultStatus | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[EventResult]
+    posted: int = 0
+    duplicate: int = 0
+    conflict: int = 0
+    held: int = 0
+    rejected: int = 0
+    received_at: datetime

@@ -1,0 +1,373 @@
+"""Tables. Every tenant table has `tenant_id` first in its primary key, and every
+unique and foreign key includes it (DESIGN.md §3.7), so rows can never be joined
+across tenants and the schema can later be distributed by tenant.
+
+Ledger tables (`stock_move`, `stock_revaluation`, `wip_charge`, `journal_entry`,
+`journal_line`) are append-only. `valuation_pool`, `cost_layer`, `stock_balance`,
+`wip_balance` and `wip_material` are caches derived from the ledger, updated in the
+same transaction and checked by the books-check.
+"""
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud_api.db.types import Money, Qty
+
+ZERO = Decimal(0)
+
+
+def _qty(**kw):  # type: ignore[no-untyped-def]
+    return Field(default=ZERO, sa_type=Qty(), nullable=False, **kw)
+
+
+def _money(**kw):  # type: ignore[no-untyped-def]
+    return Field(default=ZERO, sa_type=Money(), nullable=False, **kw)
+
+
+def _tenant_fk(cols: list[str], table: str, ref_cols: list[str], name: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", *cols], [f"{table}.tenant_id", *(f"{table}.{c}" for c in ref_cols)], name=name
+    )
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenant"
+    id: uuid.UUID = Field(primary_key=True)
+    slug: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    currency: str = Field(default="CNY", max_length=3)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    allow_negative_stock: bool = False
+    api_key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    code: str = Field(primary_key=True, max_length=16)
+    name_zh: str = Field(max_length=100)
+    name_en: str = Field(max_length=100)
+    kind: str = Field(max_length=16)  # asset, liability, equity, cost, revenue, expense
+    normal_side: str = Field(max_length=6)  # debit or credit
+
+
+class ItemCategory(SQLModel, table=True):
+    __tablename__ = "item_category"
+    __table_args__ = (
+        _tenant_fk(["stock_account"], "account", ["code"], "fk_category_stock_account"),
+        _tenant_fk(["cogs_account"], "account", ["code"], "fk_category_cogs_account"),
+        _tenant_fk(["revenue_account"], "account", ["code"], "fk_category_revenue_account"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    stock_account: str = Field(max_length=16)
+    cogs_account: str = Field(max_length=16)
+    revenue_account: str = Field(max_length=16)
+
+
+class Item(SQLModel, table=True):
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", name="uq_item_code"),
+        _tenant_fk(["category_code"], "item_category", ["code"], "fk_item_category"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    unit: str = Field(max_length=16)
+    kind: str = Field(max_length=16)  # raw, semi_finished, finished
+    valuation_method: str = Field(max_length=16)  # moving_average, fifo
+    category_code: str = Field(max_length=32)
+    lot_tracked: bool = False
+    safety_stock: Decimal = _qty()
+    lead_time_days: int = 0
+
+
+class Location(SQLModel, table=True):
+    __tablename__ = "location"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", name="uq_location_code"),
+        _tenant_fk(["parent_id"], "location", ["id"], "fk_location_parent"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    kind: str = Field(
+        max_length=16
+    )  # warehouse, bin, supplier, customer, production, scrap, adjustment
+    parent_id: uuid.UUID | None = None
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_customer_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+
+
+class Supplier(SQLModel, table=True):
+    __tablename__ = "supplier"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_supplier_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+
+
+class WorkCenter(SQLModel, table=True):
+    __tablename__ = "work_center"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_work_center_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    labour_rate: Decimal = _qty()  # per hour, 6 places
+    overhead_rate: Decimal = _qty()
+
+
+class WorkOrder(SQLModel, table=True):
+    """A cost collector here; its full lifecycle is the production issue's."""
+
+    __tablename__ = "work_order"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", name="uq_work_order_code"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_work_order_item"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    item_id: uuid.UUID
+    planned_quantity: Decimal = _qty()
+    status: str = Field(default="open", max_length=16)  # open, closed, cancelled
+    created_at: datetime
+
+
+class FiscalPeriod(SQLModel, table=True):
+    """A month 'YYYY-MM'. A month without a row is open."""
+
+    __tablename__ = "fiscal_period"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    code: str = Field(primary_key=True, max_length=7)
+    status: str = Field(max_length=8)  # open, closed
+    changed_at: datetime
+
+
+class EdgeEvent(SQLModel, table=True):
+    """Idempotency record and exception queue: one row per accepted event id."""
+
+    __tablename__ = "edge_event"
+    __table_args__ = (
+        Index("ix_edge_event_status", "tenant_id", "status"),
+        Index("ix_edge_event_device_seq", "tenant_id", "device_id", "seq"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    event_id: uuid.UUID = Field(primary_key=True)
+    device_id: str = Field(max_length=64)
+    seq: int
+    type: str = Field(max_length=32)
+    occurred_at: datetime
+    operator: str | None = Field(default=None, max_length=64)
+    replayed: bool = False
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    payload_sha256: str = Field(max_length=64)
+    status: str = Field(max_length=8)  # posted, held, voided
+    code: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    journal_entry_id: uuid.UUID | None = None
+    reversed_by: uuid.UUID | None = None
+    attempts: int = 1
+    received_at: datetime
+    posted_at: datetime | None = None
+
+
+class StockMove(SQLModel, table=True):
+    """Append-only. `value` is the value when posted; revaluations add deltas."""
+
+    __tablename__ = "stock_move"
+    __table_args__ = (
+        _tenant_fk(["event_id"], "edge_event", ["event_id"], "fk_move_event"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_move_item"),
+        _tenant_fk(["from_location_id"], "location", ["id"], "fk_move_from"),
+        _tenant_fk(["to_location_id"], "location", ["id"], "fk_move_to"),
+        _tenant_fk(["work_order_id"], "work_order", ["id"], "fk_move_work_order"),
+        UniqueConstraint("tenant_id", "event_id", "line_no", name="uq_move_event_line"),
+        Index("ix_move_from_pool", "tenant_id", "item_id", "from_location_id", "occurred_at"),
+        Index("ix_move_to_pool", "tenant_id", "item_id", "to_location_id", "occurred_at"),
+        Index("ix_move_work_order", "tenant_id", "work_order_id", "occurred_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    event_id: uuid.UUID
+    line_no: int
+    occurred_at: datetime
+    posted_at: datetime
+    item_id: uuid.UUID
+    lot: str = Field(default="", max_length=64)
+    from_location_id: uuid.UUID
+    to_location_id: uuid.UUID
+    quantity: Decimal = _qty()
+    unit_cost: Decimal = _qty()
+    value: Decimal = _money()
+    kind: str = Field(max_length=16)  # receipt, issue, return, completion, shipment, count
+    basis: str = Field(max_length=16)  # fixed, pool, pool_in, wip_return, wip_completion, mirror
+    work_order_id: uuid.UUID | None = None
+    mirrors_move_id: uuid.UUID | None = None
+
+
+class StockRevaluation(SQLModel, table=True):
+    """Append-only change of a posted move's value, caused by a late event."""
+
+    __tablename__ = "stock_revaluation"
+    __table_args__ = (
+        _tenant_fk(["move_id"], "stock_move", ["id"], "fk_revaluation_move"),
+        Index("ix_revaluation_move", "tenant_id", "move_id"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    move_id: uuid.UUID
+    delta_value: Decimal = _money()
+    cause_event_id: uuid.UUID
+    journal_entry_id: uuid.UUID
+    posted_at: datetime
+
+
+class WipCharge(SQLModel, table=True):
+    """Append-only labour / overhead charged to a work order."""
+
+    __tablename__ = "wip_charge"
+    __table_args__ = (
+        _tenant_fk(["work_order_id"], "work_order", ["id"], "fk_charge_work_order"),
+        _tenant_fk(["event_id"], "edge_event", ["event_id"], "fk_charge_event"),
+        Index("ix_charge_work_order", "tenant_id", "work_order_id", "occurred_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    event_id: uuid.UUID
+    line_no: int
+    occurred_at: datetime
+    work_order_id: uuid.UUID
+    work_center_id: uuid.UUID | None = None
+    cost_element: str = Field(max_length=16)  # labour, overhead
+    hours: Decimal = _qty()
+    rate: Decimal = _qty()
+    value: Decimal = _money()
+
+
+class JournalEntry(SQLModel, table=True):
+    __tablename__ = "journal_entry"
+    __table_args__ = (Index("ix_entry_date", "tenant_id", "entry_date"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    event_id: uuid.UUID | None = None
+    kind: str = Field(max_length=16)  # event, revaluation, reversal
+    entry_date: date
+    period: str = Field(max_length=7)
+    memo: str = Field(default="", max_length=200)
+    reverses_entry_id: uuid.UUID | None = None
+    posted_at: datetime
+
+
+class JournalLine(SQLModel, table=True):
+    __tablename__ = "journal_line"
+    __table_args__ = (
+        _tenant_fk(["entry_id"], "journal_entry", ["id"], "fk_line_entry"),
+        _tenant_fk(["account_code"], "account", ["code"], "fk_line_account"),
+        Index("ix_line_account", "tenant_id", "account_code"),
+        Index("ix_line_work_order", "tenant_id", "work_order_id"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    entry_id: uuid.UUID = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)
+    account_code: str = Field(max_length=16)
+    debit: Decimal = _money()
+    credit: Decimal = _money()
+    item_id: uuid.UUID | None = None
+    location_id: uuid.UUID | None = None
+    work_order_id: uuid.UUID | None = None
+    work_center_id: uuid.UUID | None = None
+    customer_id: uuid.UUID | None = None
+    supplier_id: uuid.UUID | None = None
+    move_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    cost_element: str | None = Field(default=None, max_length=16)
+    origin: str = Field(default="move", max_length=8)  # move, charge, event
+
+
+class ValuationPool(SQLModel, table=True):
+    """Cached cost pool state per item × internal location, up to `last_*` position."""
+
+    __tablename__ = "valuation_pool"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    item_id: uuid.UUID = Field(primary_key=True)
+    location_id: uuid.UUID = Field(primary_key=True)
+    quantity: Decimal = _qty()
+    value: Decimal = _money()
+    last_unit_cost: Decimal | None = Field(default=None, sa_type=Qty())
+    last_occurred_at: datetime | None = None
+    last_event_id: uuid.UUID | None = None
+    last_line_no: int | None = None
+
+
+class CostLayer(SQLModel, table=True):
+    """Cached open FIFO layers of a pool (derived from inbound moves)."""
+
+    __tablename__ = "cost_layer"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    item_id: uuid.UUID = Field(primary_key=True)
+    location_id: uuid.UUID = Field(primary_key=True)
+    move_id: uuid.UUID = Field(primary_key=True)
+    seq_no: int
+    quantity_in: Decimal = _qty()
+    value_in: Decimal = _money()
+    quantity_left: Decimal = _qty()
+    value_left: Decimal = _money()
+
+
+class StockBalance(SQLModel, table=True):
+    """Cached on-hand quantity per item × location × lot ('' = no lot)."""
+
+    __tablename__ = "stock_balance"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    item_id: uuid.UUID = Field(primary_key=True)
+    location_id: uuid.UUID = Field(primary_key=True)
+    lot: str = Field(primary_key=True, max_length=64)
+    quantity: Decimal = _qty()
+
+
+class WipBalance(SQLModel, table=True):
+    """Cached work-in-progress of a work order (the production location's value)."""
+
+    __tablename__ = "wip_balance"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    work_order_id: uuid.UUID = Field(primary_key=True)
+    value: Decimal = _money()
+    completed_quantity: Decimal = _qty()
+    last_occurred_at: datetime | None = None
+    last_event_id: uuid.UUID | None = None
+    last_line_no: int | None = None
+
+
+class WipMaterial(SQLModel, table=True):
+    """Cached net material issued to a work order, per item (for returns)."""
+
+    __tablename__ = "wip_material"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    work_order_id: uuid.UUID = Field(primary_key=True)
+    item_id: uuid.UUID = Field(primary_key=True)
+    quantity: Decimal = _qty()
+    value: Decimal = _money()
+
+
+def tenant_tables() -> list:  # type: ignore[type-arg]
+    """Every table that holds one tenant's rows."""
+    return [t for t in SQLModel.metadata.sorted_tables if "tenant_id" in t.c]

@@ -1,0 +1,369 @@
+"""What the system books, event by event (DESIGN.md §5). Read top to bottom.
+
+Each rule turns one event into a `Plan`: the stock moves (from → to, and how each
+move is valued) and the journal lines that are not stock moves (revenue, VAT,
+labour). The journal lines of a stock move follow from the kinds of its two
+locations (`ACCOUNT_OF_SIDE`), the same mapping is used for the revaluation of a
+move after a late event, so an accountant only has to read this file.
+
+Valuation bases of a move:
+- fixed           the value comes with the event (purchase price × quantity)
+- pool            the source stock pool's cost (moving average or FIFO)
+- pool_in         the destination pool's current unit cost (a stock-count gain)
+- wip_return      the average cost at which the work order received the item
+- wip_completion  the work order's collected cost, in proportion (pools.WipPool)
+- mirror          the current value of the move it reverses
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from cloud_api.contract import (
+    Labour,
+    MaterialIssue,
+    MaterialReturn,
+    ProductionCompletion,
+    PurchaseReceipt,
+    SalesShipment,
+    StockCount,
+)
+from cloud_api.domain.money import ZERO, money
+from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
+from cloud_api.errors import Held, Rejected
+
+# Default chart (Chinese Accounting Standards for Business Enterprises).
+BANK = "1002"
+RECEIVABLES = "1122"
+RAW_MATERIALS = "1403"
+FINISHED_GOODS = "1405"
+PENDING_LOSSES = "1901"  # 待处理财产损溢: count differences, scrap, until approved
+PAYABLES = "2202"
+GOODS_RECEIVED_NOT_INVOICED = "220201"  # 应付账款-暂估
+PAYROLL = "2211"
+VAT = "2221"
+WIP = "5001"
+OVERHEAD = "5101"
+REVENUE = "6001"
+COST_OF_SALES = "6401"
+
+# Which account stands for each kind of location, given the item (Tryton's rule:
+# one function maps the pair of location kinds to the accounts).
+ACCOUNT_OF_SIDE = {
+    "supplier": lambda item: GOODS_RECEIVED_NOT_INVOICED,
+    "customer": lambda item: item.cogs_account,
+    "production": lambda item: WIP,
+    "adjustment": lambda item: PENDING_LOSSES,
+    "scrap": lambda item: PENDING_LOSSES,
+    "warehouse": lambda item: item.stock_account,
+    "bin": lambda item: item.stock_account,
+}
+
+
+@dataclass
+class MoveSpec:
+    line_no: int
+    kind: str
+    item: ItemRef
+    lot: str
+    source: LocationRef
+    destination: LocationRef
+    quantity: Decimal
+    basis: str
+    fixed_value: Decimal | None = None
+    work_order: WorkOrderRef | None = None
+    mirrors_move_id: uuid.UUID | None = None
+    customer: PartyRef | None = None
+    supplier: PartyRef | None = None
+
+
+@dataclass
+class ChargeSpec:
+    line_no: int
+    work_order: WorkOrderRef
+    work_center_id: uuid.UUID | None
+    cost_element: str  # labour, overhead
+    hours: Decimal
+    rate: Decimal
+    value: Decimal
+    credit_account: str
+
+
+@dataclass
+class LineSpec:
+    account: str
+    debit: Decimal = ZERO
+    credit: Decimal = ZERO
+    item: ItemRef | None = None
+    customer: PartyRef | None = None
+    supplier: PartyRef | None = None
+
+
+@dataclass
+class Plan:
+    memo: str
+    moves: list[MoveSpec] = field(default_factory=list)
+    charges: list[ChargeSpec] = field(default_factory=list)
+    lines: list[LineSpec] = field(default_factory=list)
+    # journal lines copied as they are (a reversal's mirror of the original's lines)
+    raw_lines: list[dict[str, object]] = field(default_factory=list)
+    reverses_event_id: uuid.UUID | None = None
+
+
+class MasterData(Protocol):
+    """Looks master data up by code; raises Held('unknown_…') when it is missing."""
+
+    def item(self, code: str) -> ItemRef: ...
+    def item_by_id(self, item_id: uuid.UUID) -> ItemRef: ...
+    def location(self, code: str) -> LocationRef: ...
+    def location_by_id(self, location_id: uuid.UUID) -> LocationRef: ...
+    def virtual_location(self, kind: str) -> LocationRef: ...
+    def work_order(self, code: str) -> WorkOrderRef: ...
+    def work_order_by_id(self, work_order_id: uuid.UUID) -> WorkOrderRef: ...
+    def production_location(self) -> LocationRef: ...
+    def work_center(self, code: str) -> WorkCenterRef: ...
+    def customer(self, code: str) -> PartyRef: ...
+    def supplier(self, code: str) -> PartyRef: ...
+    def on_hand(self, item: ItemRef, location: LocationRef, lot: str, at: datetime) -> Decimal: ...
+
+
+def purchase_receipt(event: PurchaseReceipt, md: MasterData) -> Plan:
+    """采购入库: supplier → warehouse at the order price.
+    Dr stock (1403 / 1405) / Cr 220201 goods received not invoiced."""
+    p = event.payload
+    item, location = md.item(p.item), _internal(md, p.location)
+    _check_lot(item, p.lot)
+    move = MoveSpec(
+        1,
+        "receipt",
+        item,
+        p.lot,
+        md.virtual_location("supplier"),
+        location,
+        p.quantity,
+        "fixed",
+        fixed_value=money(p.quantity * p.unit_price),
+        supplier=md.supplier(p.supplier),
+    )
+    return Plan(f"purchase receipt {p.item} × {p.quantity}", moves=[move])
+
+
+def material_issue(event: MaterialIssue, md: MasterData) -> Plan:
+    """生产领料: warehouse → work in progress at valuation cost.
+    Dr 5001 [work order] / Cr stock."""
+    p = event.payload
+    order = _open_work_order(md, p.work_order)
+    item, location = md.item(p.item), _internal(md, p.location)
+    _check_lot(item, p.lot)
+    move = MoveSpec(
+        1,
+        "issue",
+        item,
+        p.lot,
+        location,
+        md.production_location(),
+        p.quantity,
+        "pool",
+        work_order=order,
+    )
+    return Plan(f"material issue {p.item} × {p.quantity} to {p.work_order}", moves=[move])
+
+
+def material_return(event: MaterialReturn, md: MasterData) -> Plan:
+    """退料: work in progress → warehouse at the cost the order received it at.
+    Dr stock / Cr 5001 [work order]."""
+    p = event.payload
+    order = _open_work_order(md, p.work_order)
+    item, location = md.item(p.item), _internal(md, p.location)
+    _check_lot(item, p.lot)
+    move = MoveSpec(
+        1,
+        "return",
+        item,
+        p.lot,
+        md.production_location(),
+        location,
+        p.quantity,
+        "wip_return",
+        work_order=order,
+    )
+    return Plan(f"material return {p.item} × {p.quantity} from {p.work_order}", moves=[move])
+
+
+def production_completion(event: ProductionCompletion, md: MasterData) -> Plan:
+    """完工入库: work in progress → warehouse at the order's collected cost.
+    Dr 1405 finished goods / Cr 5001 [work order]. Scrap quantity is recorded on the
+    event; its cost stays in the good units."""
+    p = event.payload
+    order = _open_work_order(md, p.work_order)
+    item, location = md.item_by_id(order.item_id), _internal(md, p.location)
+    _check_lot(item, p.lot)
+    move = MoveSpec(
+        1,
+        "completion",
+        item,
+        p.lot,
+        md.production_location(),
+        location,
+        p.quantity,
+        "wip_completion",
+        work_order=order,
+    )
+    return Plan(f"completion {item.code} × {p.quantity} of {p.work_order}", moves=[move])
+
+
+def labour(event: Labour, md: MasterData) -> Plan:
+    """报工工时: Dr 5001 [labour] / Cr 2211 payroll (hours × labour rate), and
+    overhead applied: Dr 5001 [overhead] / Cr 5101 (hours × overhead rate)."""
+    p = event.payload
+    order = _open_work_order(md, p.work_order)
+    center = md.work_center(p.work_center)
+    charges = [
+        ChargeSpec(
+            1,
+            order,
+            center.id,
+            "labour",
+            p.hours,
+            center.labour_rate,
+            money(p.hours * center.labour_rate),
+            PAYROLL,
+        ),
+        ChargeSpec(
+            2,
+            order,
+            center.id,
+            "overhead",
+            p.hours,
+            center.overhead_rate,
+            money(p.hours * center.overhead_rate),
+            OVERHEAD,
+        ),
+    ]
+    return Plan(f"labour {p.hours} h on {p.work_order}", charges=charges)
+
+
+def sales_shipment(event: SalesShipment, md: MasterData) -> Plan:
+    """销售出库: warehouse → customer at valuation cost: Dr 6401 / Cr stock; and the
+    sale: Dr 1122 receivables / Cr 6001 revenue, Cr 2221 output VAT."""
+    p = event.payload
+    item, location, customer = md.item(p.item), _internal(md, p.location), md.customer(p.customer)
+    _check_lot(item, p.lot)
+    move = MoveSpec(
+        1,
+        "shipment",
+        item,
+        p.lot,
+        location,
+        md.virtual_location("customer"),
+        p.quantity,
+        "pool",
+        customer=customer,
+    )
+    revenue = money(p.quantity * p.unit_price)
+    vat = money(revenue * p.vat_rate)
+    lines = [
+        LineSpec(RECEIVABLES, debit=revenue + vat, item=item, customer=customer),
+        LineSpec(item.revenue_account, credit=revenue, item=item, customer=customer),
+        LineSpec(VAT, credit=vat, item=item, customer=customer),
+    ]
+    return Plan(f"sales shipment {p.item} × {p.quantity} to {p.customer}", [move], [], lines)
+
+
+def stock_count(event: StockCount, md: MasterData) -> Plan:
+    """盘盈 / 盘亏: the difference between the counted and the booked quantity at the
+    time of the count moves between the adjustment location and the warehouse:
+    Dr stock / Cr 1901 for a gain (at the current unit cost, or the one given),
+    Dr 1901 / Cr stock for a loss (at valuation cost). The difference is fixed
+    when posted; a later back-dated event does not change it."""
+    p = event.payload
+    item, location = md.item(p.item), _internal(md, p.location)
+    _check_lot(item, p.lot)
+    difference = p.counted_quantity - md.on_hand(item, location, p.lot, event.occurred_at)
+    adjustment = md.virtual_location("adjustment")
+    if difference == 0:
+        return Plan(f"stock count {p.item}: no difference")
+    if difference > 0:
+        fixed = None if p.unit_cost is None else money(difference * p.unit_cost)
+        move = MoveSpec(
+            1,
+            "count",
+            item,
+            p.lot,
+            adjustment,
+            location,
+            difference,
+            "pool_in" if fixed is None else "fixed",
+            fixed_value=fixed,
+        )
+    else:
+        move = MoveSpec(1, "count", item, p.lot, location, adjustment, -difference, "pool")
+    return Plan(f"stock count {p.item}: {difference:+}", moves=[move])
+
+
+def journal_lines_of_move(
+    item: ItemRef, source: LocationRef, destination: LocationRef, value: Decimal
+) -> list[LineSpec]:
+    """Dr the destination's account, Cr the source's; a negative value swaps sides.
+    Used for a move when posted and for each revaluation of it."""
+    if value == 0:
+        return []
+    debit = ACCOUNT_OF_SIDE[destination.kind](item)
+    credit = ACCOUNT_OF_SIDE[source.kind](item)
+    amount = abs(value)
+    if value < 0:
+        debit, credit = credit, debit
+    return [LineSpec(debit, debit=amount, item=item), LineSpec(credit, credit=amount, item=item)]
+
+
+def journal_lines_of_charge(charge: ChargeSpec) -> list[LineSpec]:
+    if charge.value == 0:
+        return []
+    amount = abs(charge.value)
+    debit, credit = (WIP, charge.credit_account)
+    if charge.value < 0:
+        debit, credit = credit, debit
+    return [LineSpec(debit, debit=amount), LineSpec(credit, credit=amount)]
+
+
+def _internal(md: MasterData, code: str) -> LocationRef:
+    location = md.location(code)
+    if not location.internal:
+        raise Rejected(
+            "location_not_internal",
+            f"location {code} is a {location.kind} location; stock can only be held in a "
+            "warehouse or bin",
+        )
+    return location
+
+
+def _open_work_order(md: MasterData, code: str) -> WorkOrderRef:
+    order = md.work_order(code)
+    if order.status != "open":
+        raise Held(
+            "work_order_closed",
+            f"work order {code} is {order.status}; reopen it or post to another order",
+        )
+    return order
+
+
+def _check_lot(item: ItemRef, lot: str) -> None:
+    if item.lot_tracked and not lot:
+        raise Rejected("lot_required", f"item {item.code} is lot-tracked: scan or give the lot")
+    if lot and not item.lot_tracked:
+        raise Rejected("lot_not_tracked", f"item {item.code} is not lot-tracked; send no lot")
+
+
+RULES = {
+    "purchase_receipt": purchase_receipt,
+    "material_issue": material_issue,
+    "material_return": material_return,
+    "production_completion": production_completion,
+    "labour": labour,
+    "sales_shipment": sales_shipment,
+    "stock_count": stock_count,
+}

@@ -1,0 +1,52 @@
+"""Plain snapshots of master data that the posting rules read."""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+INTERNAL_KINDS = frozenset({"warehouse", "bin"})
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    id: uuid.UUID
+    code: str
+    valuation_method: str
+    lot_tracked: bool
+    stock_account: str
+    cogs_account: str
+    revenue_account: str
+
+
+@dataclass(frozen=True)
+class LocationRef:
+    id: uuid.UUID
+    code: str
+    kind: str
+
+    @property
+    def internal(self) -> bool:
+        return self.kind in INTERNAL_KINDS
+
+
+@dataclass(frozen=True)
+class WorkOrderRef:
+    id: uuid.UUID
+    code: str
+    item_id: uuid.UUID
+    planned_quantity: Decimal
+    status: str
+
+
+@dataclass(frozen=True)
+class WorkCenterRef:
+    id: uuid.UUID
+    code: str
+    labour_rate: Decimal
+    overhead_rate: Decimal
+
+
+@dataclass(frozen=True)
+class PartyRef:
+    id: uuid.UUID
+    code: str

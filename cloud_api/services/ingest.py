@@ -1,0 +1,686 @@
+"""Ingest: a batch of events, one transaction, one result per event.
+
+Each event is validated and planned first, then valued by the engine in memory; its
+rows are buffered only once it has fully succeeded, so a bad event leaves nothing
+behind and never sinks its neighbours. The batch commits once. Retries of the whole
+batch (deadlock, serialization failure, a concurrent duplicate) are safe because the
+event ids make posting idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from cloud_api.contract import EVENT_ADAPTER, Event, EventResult, ResultStatus, Reversal
+from cloud_api.db import models as m
+from cloud_api.domain import posting_rules as rules
+from cloud_api.domain.clock import (
+    first_day_of_next_month,
+    local_date,
+    now_utc,
+    period_of,
+    utc,
+)
+from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
+from cloud_api.domain.engine import Engine as ValuationEngine
+from cloud_api.domain.money import ZERO, unit_cost
+from cloud_api.errors import ErpError, Held, Rejected
+from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
+
+T = m.SQLModel.metadata.tables
+RETRIES = 5
+
+
+def payload_hash(event: Event) -> str:
+    """Hash of what the event says; `replayed` is transport, not content."""
+    body = event.model_dump(mode="json", exclude={"replayed"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for err in error.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(parts)
+
+
+def closed_periods(conn: Connection, tenant_id: uuid.UUID) -> set[str]:
+    fp = T["fiscal_period"]
+    return set(
+        conn.scalars(select(fp.c.code).where(fp.c.tenant_id == tenant_id, fp.c.status == "closed"))
+    )
+
+
+def open_posting_date(day: date, closed: set[str]) -> date:
+    """The day itself if its period is open, else the first day of the next open one."""
+    for _ in range(1200):
+        if period_of(day) not in closed:
+            return day
+        day = first_day_of_next_month(day)
+    raise Held("period_closed", "no open period to book into")
+
+
+class IngestService:
+    def __init__(self, db: Engine) -> None:
+        self.db = db
+
+    def ingest(self, tenant: TenantContext, raw_events: list[Any]) -> list[EventResult]:
+        for attempt in range(RETRIES):
+            try:
+                with self.db.begin() as conn:
+                    return Batch(conn, tenant).run(raw_events)
+            except (IntegrityError, OperationalError) as error:
+                if attempt == RETRIES - 1 or not _retryable(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    def repost(self, tenant: TenantContext, event_id: uuid.UUID) -> EventResult:
+        with self.db.connect() as conn:
+            row = _event_row(conn, tenant.id, event_id)
+        if row is None:
+            raise ErpError("unknown_event", f"no event {event_id}")
+        if row.status != "held":
+            raise ErpError("not_held", f"event {event_id} is {row.status}, not held")
+        return self.ingest(tenant, [json.loads(row.payload)])[0]
+
+    def void(self, tenant: TenantContext, event_id: uuid.UUID, reason: str) -> None:
+        with self.db.begin() as conn:
+            row = _event_row(conn, tenant.id, event_id)
+            if row is None or row.status != "held":
+                raise ErpError("not_held", f"only a held event can be voided; {event_id} is not")
+            ev = T["edge_event"]
+            conn.execute(
+                ev.update()
+                .where(ev.c.tenant_id == tenant.id, ev.c.event_id == event_id)
+                .values(status="voided", code="voided", message=reason)
+            )
+
+
+def _retryable(error: DBAPIError) -> bool:
+    if isinstance(error, IntegrityError):
+        return True  # a concurrent batch posted the same event id first
+    code = getattr(error.orig, "sqlstate", None)
+    return code in {"40001", "40P01"} or "database is locked" in str(error)
+
+
+def _event_row(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> Any:
+    ev = T["edge_event"]
+    return conn.execute(
+        select(ev).where(ev.c.tenant_id == tenant_id, ev.c.event_id == event_id)
+    ).first()
+
+
+class Batch:
+    def __init__(self, conn: Connection, tenant: TenantContext) -> None:
+        self.conn, self.tenant = conn, tenant
+        self.buffer = RowBuffer()
+        self.md = MasterDataStore(conn, tenant, self.buffer)
+        self.history = SqlHistory(conn, tenant, self.md, self.buffer)
+        self.engine = ValuationEngine(self.history)
+        self.closed = closed_periods(conn, tenant.id)
+        self.now = now_utc()
+
+    def run(self, raw_events: list[Any]) -> list[EventResult]:
+        results: list[EventResult | None] = [None] * len(raw_events)
+        parsed: list[tuple[int, Event, str]] = []
+        for index, raw in enumerate(raw_events):
+            try:
+                event = EVENT_ADAPTER.validate_python(raw)
+            except ValidationError as error:
+                results[index] = EventResult(
+                    event_id=_raw_id(raw),
+                    status=ResultStatus.rejected,
+                    code="invalid_event",
+                    message=describe_validation_error(error),
+                )
+                continue
+            parsed.append((index, event, payload_hash(event)))
+        existing = self._existing_rows({e.event_id for _, e, _ in parsed})
+        todo = self._triage(parsed, existing, results)
+        self.md.prefetch_items({getattr(e.payload, "item", "") for _, e, _ in todo} - {""})
+        todo.sort(key=lambda t: (utc(t[1].occurred_at), t[1].event_id))
+        for index, event, digest in todo:
+            results[index] = self.post(event, digest, existing.get(event.event_id))
+        self.buffer.flush(self.conn)
+        self.history.save(self.engine.slots)
+        self._fill_duplicates(results)
+        return [r for r in results if r is not None]
+
+    # -- idempotency -----------------------------------------------------------
+    def _existing_rows(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        if not ids:
+            return {}
+        ev = T["edge_event"]
+        rows = self.conn.execute(
+            select(ev).where(ev.c.tenant_id == self.tenant.id, ev.c.event_id.in_(sorted(ids)))
+        ).all()
+        return {row.event_id: row for row in rows}
+
+    def _triage(
+        self,
+        parsed: Iterable[tuple[int, Event, str]],
+        existing: dict[uuid.UUID, Any],
+        results: list[EventResult | None],
+    ) -> list[tuple[int, Event, str]]:
+        todo, seen = [], {}
+        for index, event, digest in parsed:
+            row = existing.get(event.event_id)
+            earlier = seen.get(event.event_id)
+            known_digest = row.payload_sha256 if row is not None else earlier
+            if known_digest is not None and known_digest != digest:
+                results[index] = EventResult(
+                    event_id=str(event.event_id),
+                    status=ResultStatus.conflict,
+                    code="idempotency_conflict",
+                    message="this event id was already used with another payload; "
+                    "make a new id for a new event",
+                )
+            elif earlier is not None or (row is not None and row.status != "held"):
+                results[index] = EventResult(
+                    event_id=str(event.event_id), status=ResultStatus.duplicate
+                )
+            else:
+                todo.append((index, event, digest))
+            seen[event.event_id] = digest
+        return todo
+
+    def _fill_duplicates(self, results: list[EventResult | None]) -> None:
+        dupes = [r for r in results if r is not None and r.status == ResultStatus.duplicate]
+        if not dupes:
+            return
+        ids = {uuid.UUID(r.event_id) for r in dupes if r.event_id}
+        rows = self._existing_rows(ids)
+        mv = T["stock_move"]
+        moves: dict[uuid.UUID, list[str]] = {}
+        for move in self.conn.execute(
+            select(mv.c.event_id, mv.c.id)
+            .where(mv.c.tenant_id == self.tenant.id, mv.c.event_id.in_(sorted(ids)))
+            .order_by(mv.c.line_no)
+        ):
+            moves.setdefault(move.event_id, []).append(str(move.id))
+        for result in dupes:
+            row = rows[uuid.UUID(result.event_id)]  # type: ignore[arg-type]
+            result.original_status = (
+                ResultStatus(row.status) if row.status in ("posted", "held") else None
+            )
+            result.code, result.message = row.code, row.message
+            result.journal_entry_id = str(row.journal_entry_id) if row.journal_entry_id else None
+            result.move_ids = moves.get(row.event_id, [])
+
+    # -- posting ---------------------------------------------------------------
+    def post(self, event: Event, digest: str, row: Any) -> EventResult:
+        try:
+            occurred = utc(event.occurred_at)
+            entry_date = local_date(occurred, self.tenant.timezone)
+            if period_of(entry_date) in self.closed:
+                raise Held(
+                    "period_closed",
+                    f"the period {period_of(entry_date)} is closed; "
+                    "reopen it or correct the event date, then re-post",
+                )
+            plan = self.plan(event)
+            moves, charges = self.records(event, plan, occurred)
+            outcome = self.engine.post([*moves, *charges])
+        except Held as held:
+            self._keep_held(event, digest, row, held)
+            return EventResult(
+                event_id=str(event.event_id),
+                status=ResultStatus.held,
+                code=held.code,
+                message=held.message,
+            )
+        except Rejected as rejected:
+            return EventResult(
+                event_id=str(event.event_id),
+                status=ResultStatus.rejected,
+                code=rejected.code,
+                message=rejected.message,
+            )
+        entry_id = self._book(event, plan, moves, charges, outcome, entry_date)
+        self._record_posted(event, digest, row, entry_id)
+        return EventResult(
+            event_id=str(event.event_id),
+            status=ResultStatus.posted,
+            journal_entry_id=str(entry_id) if entry_id else None,
+            move_ids=[str(mv.id) for mv in moves],
+        )
+
+    def plan(self, event: Event) -> rules.Plan:
+        if isinstance(event, Reversal):
+            return self._reversal_plan(event)
+        return rules.RULES[event.type](event, self.md)  # type: ignore[operator]
+
+    def records(
+        self, event: Event, plan: rules.Plan, occurred: datetime
+    ) -> tuple[list[MoveRecord], list[ChargeRecord]]:
+        moves = [
+            MoveRecord(
+                id=uuid.uuid4(),
+                position=(occurred, event.event_id, spec.line_no),
+                kind=spec.kind,
+                item_id=spec.item.id,
+                lot=spec.lot,
+                source=spec.source,
+                destination=spec.destination,
+                quantity=spec.quantity,
+                basis=spec.basis,
+                work_order_id=spec.work_order.id if spec.work_order else None,
+                mirrors_move_id=spec.mirrors_move_id,
+                fixed_value=spec.fixed_value,
+                is_new=True,
+            )
+            for spec in plan.moves
+        ]
+        charges = [
+            ChargeRecord(
+                uuid.uuid4(),
+                (occurred, event.event_id, ch.line_no),
+                ch.work_order.id,
+                ch.value,
+                is_new=True,
+            )
+            for ch in plan.charges
+        ]
+        return moves, charges
+
+    def _reversal_plan(self, event: Reversal) -> rules.Plan:
+        self.buffer.flush(self.conn)
+        target = event.payload.reverses_event_id
+        ev = T["edge_event"]
+        query = select(ev).where(ev.c.tenant_id == self.tenant.id, ev.c.event_id == target)
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        original = self.conn.execute(query).first()
+        if original is None or original.status != "posted":
+            raise Held(
+                "event_not_posted",
+                f"event {target} is not posted (yet); a reversal "
+                "waits until the original has posted",
+            )
+        if original.type == "reversal":
+            raise Rejected(
+                "cannot_reverse_reversal",
+                "a reversal cannot be reversed; post the original event again with a new id",
+            )
+        if original.reversed_by is not None:
+            raise Rejected(
+                "already_reversed", f"event {target} was already reversed by {original.reversed_by}"
+            )
+        if utc(event.occurred_at) <= original.occurred_at:
+            raise Rejected(
+                "reversal_before_original", "a reversal must occur after the event it reverses"
+            )
+        plan = rules.Plan(
+            f"reversal of {original.type} {target}: {event.payload.reason}",
+            reverses_event_id=target,
+        )
+        mv, ch = T["stock_move"], T["wip_charge"]
+        for row in self.conn.execute(
+            select(mv)
+            .where(mv.c.tenant_id == self.tenant.id, mv.c.event_id == target)
+            .order_by(mv.c.line_no)
+        ):
+            plan.moves.append(
+                rules.MoveSpec(
+                    line_no=row.line_no,
+                    kind=row.kind,
+                    item=self.md.item_by_id(row.item_id),
+                    lot=row.lot,
+                    source=self.md.location_by_id(row.to_location_id),
+                    destination=self.md.location_by_id(row.from_location_id),
+                    quantity=row.quantity,
+                    basis="mirror",
+                    mirrors_move_id=row.id,
+                    work_order=self.md.work_order_by_id(row.work_order_id)
+                    if row.work_order_id
+                    else None,
+                )
+            )
+        base = len(plan.moves)
+        for row in self.conn.execute(
+            select(ch)
+            .where(ch.c.tenant_id == self.tenant.id, ch.c.event_id == target)
+            .order_by(ch.c.line_no)
+        ):
+            credit = rules.PAYROLL if row.cost_element == "labour" else rules.OVERHEAD
+            plan.charges.append(
+                rules.ChargeSpec(
+                    base + row.line_no,
+                    self.md.work_order_by_id(row.work_order_id),
+                    row.work_center_id,
+                    row.cost_element,
+                    -row.hours,
+                    row.rate,
+                    -row.value,
+                    credit,
+                )
+            )
+        plan.raw_lines = self._mirrored_event_lines(original.journal_entry_id)
+        return plan
+
+    def _mirrored_event_lines(self, entry_id: uuid.UUID | None) -> list[dict[str, object]]:
+        if entry_id is None:
+            return []
+        jl = T["journal_line"]
+        rows = self.conn.execute(
+            select(jl)
+            .where(
+                jl.c.tenant_id == self.tenant.id, jl.c.entry_id == entry_id, jl.c.origin == "event"
+            )
+            .order_by(jl.c.line_no)
+        ).mappings()
+        mirrored = []
+        for row in rows:
+            line = {
+                k: v
+                for k, v in row.items()
+                if k not in ("tenant_id", "entry_id", "line_no", "event_id")
+            }
+            line["debit"], line["credit"] = row["credit"], row["debit"]
+            mirrored.append(line)
+        return mirrored
+
+    # -- rows --------------------------------------------------------------------
+    def _keep_held(self, event: Event, digest: str, row: Any, held: Held) -> None:
+        if row is not None:
+            self.buffer.event_updates.append(
+                {
+                    "tenant_id": self.tenant.id,
+                    "event_id": event.event_id,
+                    "code": held.code,
+                    "message": held.message,
+                    "attempts": row.attempts + 1,
+                }
+            )
+            return
+        self.buffer.add(
+            "edge_event", self._event_row(event, digest, "held", held.code, held.message)
+        )
+
+    def _record_posted(
+        self, event: Event, digest: str, row: Any, entry_id: uuid.UUID | None
+    ) -> None:
+        if row is not None:
+            self.buffer.event_updates.append(
+                {
+                    "tenant_id": self.tenant.id,
+                    "event_id": event.event_id,
+                    "status": "posted",
+                    "code": None,
+                    "message": None,
+                    "journal_entry_id": entry_id,
+                    "attempts": row.attempts + 1,
+                    "posted_at": self.now,
+                }
+            )
+        else:
+            new = self._event_row(event, digest, "posted", None, None)
+            new.update(journal_entry_id=entry_id, posted_at=self.now)
+            self.buffer.add("edge_event", new)
+        if isinstance(event, Reversal):
+            self.buffer.event_updates.append(
+                {
+                    "tenant_id": self.tenant.id,
+                    "event_id": event.payload.reverses_event_id,
+                    "reversed_by": event.event_id,
+                }
+            )
+
+    def _event_row(
+        self, event: Event, digest: str, status: str, code: str | None, message: str | None
+    ) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant.id,
+            "event_id": event.event_id,
+            "device_id": event.device_id,
+            "seq": event.seq,
+            "type": event.type.value,
+            "occurred_at": utc(event.occurred_at),
+            "operator": event.operator,
+            "replayed": event.replayed,
+            "payload": event.model_dump_json(),
+            "payload_sha256": digest,
+            "status": status,
+            "code": code,
+            "message": message,
+            "journal_entry_id": None,
+            "reversed_by": None,
+            "attempts": 1,
+            "received_at": self.now,
+            "posted_at": None,
+        }
+
+    def _book(
+        self,
+        event: Event,
+        plan: rules.Plan,
+        moves: list[MoveRecord],
+        charges: list[ChargeRecord],
+        outcome: Outcome,
+        entry_date: date,
+    ) -> uuid.UUID | None:
+        """Write the event's moves, charges and journal entry, and the revaluation
+        entries for the later moves it changed."""
+        entry_id = uuid.uuid4()
+        lines: list[dict[str, Any]] = []
+        for spec, record in zip(plan.moves, moves, strict=True):
+            value = outcome.values[record.id]
+            self.buffer.add("stock_move", self._move_row(record, spec, value))
+            for line in rules.journal_lines_of_move(
+                spec.item, spec.source, spec.destination, value
+            ):
+                lines.append(
+                    self._line(
+                        line, record, event.event_id, customer=spec.customer, supplier=spec.supplier
+                    )
+                )
+        for charge, record in zip(plan.charges, charges, strict=True):
+            self.buffer.add(
+                "wip_charge",
+                {
+                    "tenant_id": self.tenant.id,
+                    "id": record.id,
+                    "event_id": event.event_id,
+                    "line_no": charge.line_no,
+                    "occurred_at": record.position[0],
+                    "work_order_id": charge.work_order.id,
+                    "work_center_id": charge.work_center_id,
+                    "cost_element": charge.cost_element,
+                    "hours": charge.hours,
+                    "rate": charge.rate,
+                    "value": charge.value,
+                },
+            )
+            for line in rules.journal_lines_of_charge(charge):
+                lines.append(
+                    {
+                        **_blank_line(),
+                        "account_code": line.account,
+                        "debit": line.debit,
+                        "credit": line.credit,
+                        "work_order_id": charge.work_order.id,
+                        "work_center_id": charge.work_center_id,
+                        "cost_element": charge.cost_element,
+                        "origin": "charge",
+                    }
+                )
+        for line in plan.lines:
+            lines.append(
+                {
+                    **_blank_line(),
+                    "account_code": line.account,
+                    "debit": line.debit,
+                    "credit": line.credit,
+                    "item_id": line.item.id if line.item else None,
+                    "customer_id": line.customer.id if line.customer else None,
+                    "supplier_id": line.supplier.id if line.supplier else None,
+                    "origin": "event",
+                }
+            )
+        lines += [{**_blank_line(), **raw} for raw in plan.raw_lines]
+        booked = self._entry(
+            entry_id,
+            event.event_id,
+            "reversal" if plan.reverses_event_id else "event",
+            entry_date,
+            plan.memo,
+            lines,
+        )
+        self._book_revaluations(event, outcome)
+        return entry_id if booked else None
+
+    def _move_row(self, record: MoveRecord, spec: rules.MoveSpec, value: Decimal) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant.id,
+            "id": record.id,
+            "event_id": record.position[1],
+            "line_no": record.position[2],
+            "occurred_at": record.position[0],
+            "posted_at": self.now,
+            "item_id": record.item_id,
+            "lot": record.lot,
+            "from_location_id": record.source.id,
+            "to_location_id": record.destination.id,
+            "quantity": record.quantity,
+            "unit_cost": unit_cost(value, record.quantity),
+            "value": value,
+            "kind": record.kind,
+            "basis": record.basis,
+            "work_order_id": record.work_order_id,
+            "mirrors_move_id": record.mirrors_move_id,
+        }
+
+    def _line(
+        self,
+        line: rules.LineSpec,
+        record: MoveRecord,
+        event_id: uuid.UUID,
+        customer: Any = None,
+        supplier: Any = None,
+    ) -> dict[str, Any]:
+        internal = record.destination if record.destination.internal else record.source
+        on_wip = line.account == rules.WIP
+        return {
+            **_blank_line(),
+            "account_code": line.account,
+            "debit": line.debit,
+            "credit": line.credit,
+            "item_id": record.item_id,
+            "location_id": internal.id if internal.internal else None,
+            "work_order_id": record.work_order_id if on_wip else None,
+            "customer_id": customer.id if customer else None,
+            "supplier_id": supplier.id if supplier else None,
+            "move_id": record.id,
+            "event_id": event_id,
+            "cost_element": "material" if on_wip else None,
+            "origin": "move",
+        }
+
+    def _entry(
+        self,
+        entry_id: uuid.UUID,
+        event_id: uuid.UUID,
+        kind: str,
+        entry_date: date,
+        memo: str,
+        lines: list[dict[str, Any]],
+    ) -> bool:
+        lines = [ln for ln in lines if ln["debit"] or ln["credit"]]
+        if not lines:
+            return False
+        debit = sum((ln["debit"] for ln in lines), ZERO)
+        credit = sum((ln["credit"] for ln in lines), ZERO)
+        if debit != credit:
+            raise AssertionError(f"unbalanced entry for {event_id}: {debit} != {credit}")
+        self.buffer.add(
+            "journal_entry",
+            {
+                "tenant_id": self.tenant.id,
+                "id": entry_id,
+                "event_id": event_id,
+                "kind": kind,
+                "entry_date": entry_date,
+                "period": period_of(entry_date),
+                "memo": memo[:200],
+                "reverses_entry_id": None,
+                "posted_at": self.now,
+            },
+        )
+        for n, line in enumerate(lines, start=1):
+            line.update(
+                tenant_id=self.tenant.id,
+                entry_id=entry_id,
+                line_no=n,
+                event_id=line.get("event_id") or event_id,
+            )
+            self.buffer.add("journal_line", line)
+        return True
+
+    def _book_revaluations(self, event: Event, outcome: Outcome) -> None:
+        """One revaluation entry per day affected, in that day's period or, if it is
+        closed, the first open one; never by editing the posted moves."""
+        by_day: dict[date, list[Any]] = {}
+        for change in outcome.changes.values():
+            day = local_date(change.move.position[0], self.tenant.timezone)
+            by_day.setdefault(open_posting_date(day, self.closed), []).append(change)
+        for day, changes in sorted(by_day.items()):
+            entry_id, lines = uuid.uuid4(), []
+            for change in changes:
+                record, delta = change.move, change.new_value - change.old_value
+                item = self.md.item_by_id(record.item_id)
+                self.buffer.add(
+                    "stock_revaluation",
+                    {
+                        "tenant_id": self.tenant.id,
+                        "id": uuid.uuid4(),
+                        "move_id": record.id,
+                        "delta_value": delta,
+                        "cause_event_id": event.event_id,
+                        "journal_entry_id": entry_id,
+                        "posted_at": self.now,
+                    },
+                )
+                for line in rules.journal_lines_of_move(
+                    item, record.source, record.destination, delta
+                ):
+                    lines.append(self._line(line, record, event.event_id))
+            self._entry(
+                entry_id,
+                event.event_id,
+                "revaluation",
+                day,
+                f"revaluation of {len(changes)} later move(s) after a late event",
+                lines,
+            )
+
+
+def _blank_line() -> dict[str, Any]:
+    return {
+        "item_id": None,
+        "location_id": None,
+        "work_order_id": None,
+        "work_center_id": None,
+        "customer_id": None,
+        "supplier_id": None,
+        "move_id": None,
+        "event_id": None,
+        "cost_element": None,
+        "origin": "event",
+    }
+
+
+def _raw_id(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("event_id"), str):
+        return raw["event_id"][:64]
+    return None

@@ -1,0 +1,132 @@
+"""Creating master data and opening / closing fiscal periods."""
+
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from cloud_api.api import schemas
+from cloud_api.db import models as m
+from cloud_api.domain.clock import now_utc
+from cloud_api.errors import Conflict, NotFound, Rejected
+from cloud_api.services.store import TenantContext, upsert
+
+T = m.SQLModel.metadata.tables
+DEFAULT_CATEGORY = {"raw": "RAW", "semi_finished": "SEMI", "finished": "FG"}
+
+
+def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uuid.UUID:
+    t = T[table]
+    if conn.scalar(
+        select(t.c.code).where(t.c.tenant_id == row["tenant_id"], t.c.code == row["code"])
+    ):
+        raise Conflict(f"{table}_exists", f"{what} {row['code']} already exists")
+    try:
+        conn.execute(insert(t).values(**row))
+    except IntegrityError as error:  # a concurrent create of the same code
+        raise Conflict(f"{table}_exists", f"{what} {row['code']} already exists") from error
+    return row.get("id") or uuid.uuid4()
+
+
+def _id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
+    t = T[table]
+    found = conn.scalar(select(t.c.id).where(t.c.tenant_id == tenant.id, t.c.code == code))
+    if found is None:
+        raise NotFound(f"unknown_{table}", f"{table.replace('_', ' ')} {code} does not exist")
+    return found
+
+
+def create_item(conn: Connection, tenant: TenantContext, body: schemas.ItemCreate) -> uuid.UUID:
+    category = body.category_code or DEFAULT_CATEGORY[body.kind]
+    cat = T["item_category"]
+    if not conn.scalar(
+        select(cat.c.code).where(cat.c.tenant_id == tenant.id, cat.c.code == category)
+    ):
+        raise Rejected("unknown_category", f"item category {category} does not exist")
+    row = body.model_dump(exclude={"category_code"})
+    return _insert(
+        conn,
+        "item",
+        {**row, "tenant_id": tenant.id, "id": uuid.uuid4(), "category_code": category},
+        "item",
+    )
+
+
+def create_location(
+    conn: Connection, tenant: TenantContext, body: schemas.LocationCreate
+) -> uuid.UUID:
+    parent = _id_of(conn, tenant, "location", body.parent_code) if body.parent_code else None
+    return _insert(
+        conn,
+        "location",
+        {
+            "tenant_id": tenant.id,
+            "id": uuid.uuid4(),
+            "code": body.code,
+            "name": body.name,
+            "kind": body.kind,
+            "parent_id": parent,
+        },
+        "location",
+    )
+
+
+def create_party(
+    conn: Connection, tenant: TenantContext, table: str, body: schemas.PartyCreate
+) -> uuid.UUID:
+    return _insert(
+        conn, table, {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()}, table
+    )
+
+
+def create_work_center(
+    conn: Connection, tenant: TenantContext, body: schemas.WorkCenterCreate
+) -> uuid.UUID:
+    return _insert(
+        conn,
+        "work_center",
+        {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()},
+        "work centre",
+    )
+
+
+def create_work_order(
+    conn: Connection, tenant: TenantContext, body: schemas.WorkOrderCreate
+) -> uuid.UUID:
+    item_id = _id_of(conn, tenant, "item", body.item)
+    return _insert(
+        conn,
+        "work_order",
+        {
+            "tenant_id": tenant.id,
+            "id": uuid.uuid4(),
+            "code": body.code,
+            "item_id": item_id,
+            "planned_quantity": body.planned_quantity,
+            "status": "open",
+            "created_at": now_utc(),
+        },
+        "work order",
+    )
+
+
+def set_period_status(conn: Connection, tenant: TenantContext, code: str, status: str) -> None:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", code):
+        raise Rejected("invalid_period", f"a period is a month written YYYY-MM, not {code!r}")
+    upsert(
+        conn,
+        T["fiscal_period"],
+        [{"tenant_id": tenant.id, "code": code, "status": status, "changed_at": now_utc()}],
+        ["tenant_id", "code"],
+    )
+
+
+def list_rows(
+    conn: Connection, tenant: TenantContext, table: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    t = T[table]
+    order = t.c.code if "code" in t.c else list(t.primary_key.columns)[-1]
+    rows = conn.execute(select(t).where(t.c.tenant_id == tenant.id).order_by(order).limit(limit))
+    return [{k: v for k, v in row.items() if k != "tenant_id"} for row in rows.mappings()]

@@ -1,0 +1,401 @@
+"""Reports read straight from the ledgers, and the books-check (reconciliation)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from cloud_api.db import models as m
+from cloud_api.domain.money import ZERO
+from cloud_api.domain.refs import INTERNAL_KINDS
+from cloud_api.services.store import TenantContext
+
+T = m.SQLModel.metadata.tables
+
+
+def _effective_moves(tenant_id: uuid.UUID, at: datetime | None = None) -> Any:
+    """Stock moves with their effective value (booked value + revaluations)."""
+    mv, rv = T["stock_move"], T["stock_revaluation"]
+    deltas = (
+        select(rv.c.move_id, func.sum(rv.c.delta_value).label("delta"))
+        .where(rv.c.tenant_id == tenant_id)
+        .group_by(rv.c.move_id)
+        .subquery()
+    )
+    query = (
+        select(mv, (mv.c.value + func.coalesce(deltas.c.delta, 0)).label("effective"))
+        .outerjoin(deltas, deltas.c.move_id == mv.c.id)
+        .where(mv.c.tenant_id == tenant_id)
+    )
+    if at is not None:
+        query = query.where(mv.c.occurred_at <= at)
+    return query.subquery()
+
+
+def _kinds(conn: Connection, tenant_id: uuid.UUID) -> dict[uuid.UUID, tuple[str, str]]:
+    loc = T["location"]
+    return {
+        r.id: (r.code, r.kind)
+        for r in conn.execute(
+            select(loc.c.id, loc.c.code, loc.c.kind).where(loc.c.tenant_id == tenant_id)
+        )
+    }
+
+
+def stock_positions(
+    conn: Connection, tenant: TenantContext, at: datetime | None = None
+) -> dict[tuple[uuid.UUID, uuid.UUID, str], tuple[Decimal, Decimal]]:
+    """(item, internal location, lot) → (quantity, value) from the moves alone."""
+    kinds = _kinds(conn, tenant.id)
+    moves = _effective_moves(tenant.id, at)
+    out: dict[tuple[uuid.UUID, uuid.UUID, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for side, sign in (("to_location_id", 1), ("from_location_id", -1)):
+        col = moves.c[side]
+        query = select(
+            moves.c.item_id,
+            col.label("loc"),
+            moves.c.lot,
+            func.sum(moves.c.quantity).label("q"),
+            func.sum(moves.c.effective).label("v"),
+        ).group_by(moves.c.item_id, col, moves.c.lot)
+        for row in conn.execute(query):
+            if kinds[row.loc][1] in INTERNAL_KINDS:
+                acc = out[(row.item_id, row.loc, row.lot)]
+                acc[0] += sign * Decimal(row.q)
+                acc[1] += sign * Decimal(row.v)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def stock_on_hand(
+    conn: Connection, tenant: TenantContext, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    item, loc = T["item"], _kinds(conn, tenant.id)
+    items = {r.id: r for r in conn.execute(select(item).where(item.c.tenant_id == tenant.id))}
+    rows = []
+    for (item_id, loc_id, lot), (quantity, value) in sorted(
+        stock_positions(conn, tenant, at).items(),
+        key=lambda kv: (items[kv[0][0]].code, loc[kv[0][1]][0], kv[0][2]),
+    ):
+        if quantity == 0 and value == 0:
+            continue
+        rows.append(
+            {
+                "item": items[item_id].code,
+                "name": items[item_id].name,
+                "location": loc[loc_id][0],
+                "lot": lot,
+                "quantity": quantity,
+                "value": value,
+                "unit": items[item_id].unit,
+            }
+        )
+    return rows
+
+
+def trial_balance(conn: Connection, tenant: TenantContext) -> dict[str, Any]:
+    jl, acc = T["journal_line"], T["account"]
+    sums = {
+        r.account_code: (Decimal(r.d), Decimal(r.c))
+        for r in conn.execute(
+            select(
+                jl.c.account_code, func.sum(jl.c.debit).label("d"), func.sum(jl.c.credit).label("c")
+            )
+            .where(jl.c.tenant_id == tenant.id)
+            .group_by(jl.c.account_code)
+        )
+    }
+    accounts, total_d, total_c = [], ZERO, ZERO
+    for a in conn.execute(select(acc).where(acc.c.tenant_id == tenant.id).order_by(acc.c.code)):
+        debit, credit = sums.get(a.code, (ZERO, ZERO))
+        total_d, total_c = total_d + debit, total_c + credit
+        if debit or credit:
+            accounts.append(
+                {
+                    "code": a.code,
+                    "name_zh": a.name_zh,
+                    "name_en": a.name_en,
+                    "debit": debit,
+                    "credit": credit,
+                    "balance": debit - credit,
+                }
+            )
+    return {"accounts": accounts, "total_debit": total_d, "total_credit": total_c}
+
+
+def journal(
+    conn: Connection, tenant: TenantContext, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    je, jl = T["journal_entry"], T["journal_line"]
+    entries = (
+        conn.execute(
+            select(je)
+            .where(je.c.tenant_id == tenant.id)
+            .order_by(je.c.entry_date, je.c.posted_at, je.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        .mappings()
+        .all()
+    )
+    ids = [e["id"] for e in entries]
+    lines: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    if ids:
+        for ln in conn.execute(
+            select(jl)
+            .where(jl.c.tenant_id == tenant.id, jl.c.entry_id.in_(ids))
+            .order_by(jl.c.entry_id, jl.c.line_no)
+        ).mappings():
+            lines[ln["entry_id"]].append(
+                {
+                    k: v
+                    for k, v in ln.items()
+                    if k not in ("tenant_id", "entry_id") and v is not None
+                }
+            )
+    return [
+        {**{k: v for k, v in e.items() if k != "tenant_id"}, "lines": lines[e["id"]]}
+        for e in entries
+    ]
+
+
+def stock_ledger(conn: Connection, tenant: TenantContext, item_code: str) -> list[dict[str, Any]]:
+    item = T["item"]
+    item_id = conn.scalar(
+        select(item.c.id).where(item.c.tenant_id == tenant.id, item.c.code == item_code)
+    )
+    if item_id is None:
+        return []
+    kinds = _kinds(conn, tenant.id)
+    moves = _effective_moves(tenant.id)
+    ev = T["edge_event"]
+    query = (
+        select(moves, ev.c.type, ev.c.device_id, ev.c.operator)
+        .join(ev, and_(ev.c.tenant_id == moves.c.tenant_id, ev.c.event_id == moves.c.event_id))
+        .where(moves.c.item_id == item_id)
+        .order_by(moves.c.occurred_at, moves.c.event_id, moves.c.line_no)
+    )
+    out = []
+    for r in conn.execute(query):
+        out.append(
+            {
+                "move_id": r.id,
+                "occurred_at": r.occurred_at,
+                "event_id": r.event_id,
+                "event_type": r.type,
+                "device_id": r.device_id,
+                "operator": r.operator,
+                "from": kinds[r.from_location_id][0],
+                "to": kinds[r.to_location_id][0],
+                "lot": r.lot,
+                "quantity": r.quantity,
+                "value": Decimal(r.effective),
+                "booked_value": r.value,
+            }
+        )
+    return out
+
+
+def wip_by_work_order(conn: Connection, tenant: TenantContext) -> dict[uuid.UUID, Decimal]:
+    """Work in progress per work order from the moves and charges alone."""
+    kinds = _kinds(conn, tenant.id)
+    moves, ch = _effective_moves(tenant.id), T["wip_charge"]
+    out: dict[uuid.UUID, Decimal] = defaultdict(lambda: ZERO)
+    query = (
+        select(
+            moves.c.work_order_id,
+            moves.c.from_location_id,
+            moves.c.to_location_id,
+            func.sum(moves.c.effective).label("v"),
+        )
+        .where(moves.c.work_order_id.is_not(None))
+        .group_by(moves.c.work_order_id, moves.c.from_location_id, moves.c.to_location_id)
+    )
+    for r in conn.execute(query):
+        if kinds[r.to_location_id][1] == "production":
+            out[r.work_order_id] += Decimal(r.v)
+        if kinds[r.from_location_id][1] == "production":
+            out[r.work_order_id] -= Decimal(r.v)
+    for r in conn.execute(
+        select(ch.c.work_order_id, func.sum(ch.c.value).label("v"))
+        .where(ch.c.tenant_id == tenant.id)
+        .group_by(ch.c.work_order_id)
+    ):
+        out[r.work_order_id] += Decimal(r.v)
+    return dict(out)
+
+
+def wip_report(conn: Connection, tenant: TenantContext) -> list[dict[str, Any]]:
+    wo, item = T["work_order"], T["item"]
+    wip = wip_by_work_order(conn, tenant)
+    rows = conn.execute(
+        select(wo.c.id, wo.c.code, wo.c.status, wo.c.planned_quantity, item.c.code.label("item"))
+        .join(item, and_(item.c.tenant_id == wo.c.tenant_id, item.c.id == wo.c.item_id))
+        .where(wo.c.tenant_id == tenant.id)
+        .order_by(wo.c.code)
+    )
+    return [
+        {
+            "work_order": r.code,
+            "item": r.item,
+            "status": r.status,
+            "planned_quantity": r.planned_quantity,
+            "wip_value": wip.get(r.id, ZERO),
+        }
+        for r in rows
+    ]
+
+
+@dataclass
+class Difference:
+    check: str
+    key: str
+    expected: Decimal
+    actual: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.actual - self.expected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "difference": self.difference}
+
+
+def reconcile(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    """Every invariant of the books; an empty list means the books agree."""
+    out: list[Difference] = []
+    out += _unbalanced_entries(conn, tenant)
+    positions = stock_positions(conn, tenant)
+    out += _stock_vs_accounts(conn, tenant, positions)
+    out += _caches_vs_moves(conn, tenant, positions)
+    out += _wip_vs_account(conn, tenant)
+    return out
+
+
+def _unbalanced_entries(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    jl = T["journal_line"]
+    query = (
+        select(jl.c.entry_id, func.sum(jl.c.debit).label("d"), func.sum(jl.c.credit).label("c"))
+        .where(jl.c.tenant_id == tenant.id)
+        .group_by(jl.c.entry_id)
+        .having(func.sum(jl.c.debit) != func.sum(jl.c.credit))
+    )
+    return [
+        Difference("entry_balanced", str(r.entry_id), Decimal(r.d), Decimal(r.c))
+        for r in conn.execute(query)
+    ]
+
+
+def _account_balances(
+    conn: Connection, tenant: TenantContext, group: Any = None
+) -> dict[Any, Decimal]:
+    jl = T["journal_line"]
+    cols = [jl.c.account_code] + ([group] if group is not None else [])
+    query = (
+        select(*cols, func.sum(jl.c.debit).label("d"), func.sum(jl.c.credit).label("c"))
+        .where(jl.c.tenant_id == tenant.id)
+        .group_by(*cols)
+    )
+    return {
+        tuple(r[: len(cols)]) if group is not None else r[0]: Decimal(r.d) - Decimal(r.c)
+        for r in conn.execute(query)
+    }
+
+
+def _stock_vs_accounts(
+    conn: Connection, tenant: TenantContext, positions: dict[Any, Any]
+) -> list[Difference]:
+    item, cat = T["item"], T["item_category"]
+    account_of = {
+        r.id: r.stock_account
+        for r in conn.execute(
+            select(item.c.id, cat.c.stock_account)
+            .join(
+                cat, and_(cat.c.tenant_id == item.c.tenant_id, cat.c.code == item.c.category_code)
+            )
+            .where(item.c.tenant_id == tenant.id)
+        )
+    }
+    valuation: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for (item_id, _, _), (_, value) in positions.items():
+        valuation[account_of[item_id]] += value
+    stock_accounts = set(account_of.values())
+    balances = _account_balances(conn, tenant)
+    return [
+        Difference(
+            "stock_value_equals_account", code, valuation.get(code, ZERO), balances.get(code, ZERO)
+        )
+        for code in sorted(stock_accounts)
+        if valuation.get(code, ZERO) != balances.get(code, ZERO)
+    ]
+
+
+def _caches_vs_moves(
+    conn: Connection, tenant: TenantContext, positions: dict[Any, Any]
+) -> list[Difference]:
+    out = []
+    sb, vp = T["stock_balance"], T["valuation_pool"]
+    cached = {
+        (r.item_id, r.location_id, r.lot): r.quantity
+        for r in conn.execute(select(sb).where(sb.c.tenant_id == tenant.id))
+    }
+    for key in set(cached) | set(positions):
+        expected = positions.get(key, (ZERO, ZERO))[0]
+        actual = cached.get(key, ZERO)
+        if expected != actual:
+            out.append(Difference("on_hand_equals_moves", _key(key), expected, actual))
+        if actual < 0 and not tenant.allow_negative_stock:
+            out.append(Difference("no_negative_stock", _key(key), ZERO, actual))
+    pools: dict[tuple[Any, Any], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for (item_id, loc_id, _), (q, v) in positions.items():
+        pools[(item_id, loc_id)][0] += q
+        pools[(item_id, loc_id)][1] += v
+    cached_pools = {
+        (r.item_id, r.location_id): (r.quantity, r.value)
+        for r in conn.execute(select(vp).where(vp.c.tenant_id == tenant.id))
+    }
+    for key in set(pools) | set(cached_pools):
+        eq, ev = pools.get(key, [ZERO, ZERO])
+        aq, av = cached_pools.get(key, (ZERO, ZERO))
+        if eq != aq:
+            out.append(Difference("pool_quantity_equals_moves", _key(key), eq, aq))
+        if ev != av:
+            out.append(Difference("pool_value_equals_moves", _key(key), ev, av))
+    return out
+
+
+def _wip_vs_account(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    jl, wb = T["journal_line"], T["wip_balance"]
+    from_ledger = wip_by_work_order(conn, tenant)
+    by_order = {
+        key[1]: bal
+        for key, bal in _account_balances(conn, tenant, jl.c.work_order_id).items()
+        if key[0] == "5001"
+    }
+    cached = {
+        r.work_order_id: r.value
+        for r in conn.execute(select(wb).where(wb.c.tenant_id == tenant.id))
+    }
+    out = []
+    for order in set(from_ledger) | set(by_order) | set(cached):
+        expected = from_ledger.get(order, ZERO)
+        if by_order.get(order, ZERO) != expected:
+            out.append(
+                Difference(
+                    "wip_equals_account_5001", str(order), expected, by_order.get(order, ZERO)
+                )
+            )
+        if cached.get(order, ZERO) != expected:
+            out.append(
+                Difference("wip_cache_equals_ledger", str(order), expected, cached.get(order, ZERO))
+            )
+    return out
+
+
+def _key(key: tuple[Any, ...]) -> str:
+    return "/".join(str(k) for k in key)

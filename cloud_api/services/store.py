@@ -1,0 +1,509 @@
+"""The SQL side of posting: master-data lookups, the engine's `History` port, the
+buffer of rows an ingest batch writes, and the pool caches.
+
+Rows are buffered and written with one multi-row INSERT per table per batch
+(`flush`); a history read flushes first, so it always sees the batch's own rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cloud_api.db import models as m
+from cloud_api.domain.clock import utc
+from cloud_api.domain.engine import ChargeRecord, MoveRecord, PoolKey, Record, Slot
+from cloud_api.domain.money import ZERO
+from cloud_api.domain.pools import Layer, StockPool, WipPool
+from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
+from cloud_api.errors import Held
+
+T = m.SQLModel.metadata.tables
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    id: uuid.UUID
+    allow_negative_stock: bool
+    timezone: str
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        return
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(table)
+    changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+
+
+def insert_missing(conn: Connection, table: Table, row: dict[str, Any]) -> None:
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(dialect_insert(table).values(**row).on_conflict_do_nothing())
+
+
+class MasterDataStore:
+    """Looks master data up by code, memoised for one unit of work."""
+
+    def __init__(self, conn: Connection, tenant: TenantContext, buffer: RowBuffer) -> None:
+        self.conn, self.tenant, self.buffer = conn, tenant, buffer
+        self._items: dict[str, ItemRef] = {}
+        self._items_by_id: dict[uuid.UUID, ItemRef] = {}
+        self._locations: dict[str, LocationRef] = {}
+        self._locations_by_id: dict[uuid.UUID, LocationRef] = {}
+        self._virtual: dict[str, LocationRef] = {}
+        self._orders: dict[str, WorkOrderRef] = {}
+        self._centers: dict[str, WorkCenterRef] = {}
+        self._customers: dict[str, PartyRef] = {}
+        self._suppliers: dict[str, PartyRef] = {}
+        self._load_locations()
+
+    def _load_locations(self) -> None:
+        loc = T["location"]
+        rows = self.conn.execute(
+            select(loc.c.id, loc.c.code, loc.c.kind).where(loc.c.tenant_id == self.tenant.id)
+        )
+        for row in rows:
+            ref = LocationRef(row.id, row.code, row.kind)
+            self._locations[row.code] = ref
+            self._locations_by_id[row.id] = ref
+            if not ref.internal:
+                self._virtual.setdefault(row.kind, ref)
+
+    def prefetch_items(self, codes: set[str]) -> None:
+        missing = codes - self._items.keys()
+        if missing:
+            self._fetch_items(m.Item.code.in_(sorted(missing)))  # type: ignore[attr-defined]
+
+    def _fetch_items(self, condition: Any) -> None:
+        item, cat = T["item"], T["item_category"]
+        query = (
+            select(
+                item.c.id,
+                item.c.code,
+                item.c.valuation_method,
+                item.c.lot_tracked,
+                cat.c.stock_account,
+                cat.c.cogs_account,
+                cat.c.revenue_account,
+            )
+            .join(
+                cat, and_(cat.c.tenant_id == item.c.tenant_id, cat.c.code == item.c.category_code)
+            )
+            .where(item.c.tenant_id == self.tenant.id, condition)
+        )
+        for row in self.conn.execute(query):
+            ref = ItemRef(
+                row.id,
+                row.code,
+                row.valuation_method,
+                row.lot_tracked,
+                row.stock_account,
+                row.cogs_account,
+                row.revenue_account,
+            )
+            self._items[ref.code] = ref
+            self._items_by_id[ref.id] = ref
+
+    def item(self, code: str) -> ItemRef:
+        if code not in self._items:
+            self._fetch_items(T["item"].c.code == code)
+        if code not in self._items:
+            raise Held("unknown_item", f"item {code} does not exist; create it, then re-post")
+        return self._items[code]
+
+    def item_by_id(self, item_id: uuid.UUID) -> ItemRef:
+        if item_id not in self._items_by_id:
+            self._fetch_items(T["item"].c.id == item_id)
+        return self._items_by_id[item_id]
+
+    def location(self, code: str) -> LocationRef:
+        if code not in self._locations:
+            raise Held(
+                "unknown_location", f"location {code} does not exist; create it, then re-post"
+            )
+        return self._locations[code]
+
+    def location_by_id(self, location_id: uuid.UUID) -> LocationRef:
+        return self._locations_by_id[location_id]
+
+    def virtual_location(self, kind: str) -> LocationRef:
+        if kind not in self._virtual:
+            raise Held("missing_virtual_location", f"the tenant has no {kind} location")
+        return self._virtual[kind]
+
+    def production_location(self) -> LocationRef:
+        return self.virtual_location("production")
+
+    def work_order(self, code: str) -> WorkOrderRef:
+        if code not in self._orders:
+            self._fetch_order(T["work_order"].c.code == code, code)
+        return self._orders[code]
+
+    def work_order_by_id(self, work_order_id: uuid.UUID) -> WorkOrderRef:
+        for ref in self._orders.values():
+            if ref.id == work_order_id:
+                return ref
+        return self._fetch_order(T["work_order"].c.id == work_order_id, str(work_order_id))
+
+    def _fetch_order(self, condition: Any, label: str) -> WorkOrderRef:
+        wo = T["work_order"]
+        row = self.conn.execute(
+            select(wo).where(wo.c.tenant_id == self.tenant.id, condition)
+        ).first()
+        if row is None:
+            raise Held(
+                "unknown_work_order",
+                f"work order {label} does not exist; create or release it, then re-post",
+            )
+        ref = WorkOrderRef(row.id, row.code, row.item_id, row.planned_quantity, row.status)
+        self._orders[ref.code] = ref
+        return ref
+
+    def work_center(self, code: str) -> WorkCenterRef:
+        if code not in self._centers:
+            wc = T["work_center"]
+            row = self.conn.execute(
+                select(wc).where(wc.c.tenant_id == self.tenant.id, wc.c.code == code)
+            ).first()
+            if row is None:
+                raise Held("unknown_work_center", f"work centre {code} does not exist")
+            self._centers[code] = WorkCenterRef(
+                row.id, row.code, row.labour_rate, row.overhead_rate
+            )
+        return self._centers[code]
+
+    def customer(self, code: str) -> PartyRef:
+        return self._party("customer", code, self._customers)
+
+    def supplier(self, code: str) -> PartyRef:
+        return self._party("supplier", code, self._suppliers)
+
+    def _party(self, table: str, code: str, memo: dict[str, PartyRef]) -> PartyRef:
+        if code not in memo:
+            t = T[table]
+            row = self.conn.execute(
+                select(t.c.id, t.c.code).where(t.c.tenant_id == self.tenant.id, t.c.code == code)
+            ).first()
+            if row is None:
+                raise Held(f"unknown_{table}", f"{table} {code} does not exist; create it")
+            memo[code] = PartyRef(row.id, row.code)
+        return memo[code]
+
+    def on_hand(self, item: ItemRef, location: LocationRef, lot: str, at: datetime) -> Decimal:
+        """Quantity on hand just before `at` (moves strictly earlier)."""
+        self.buffer.flush(self.conn)
+        at = utc(at)
+        mv = T["stock_move"]
+        base = [
+            mv.c.tenant_id == self.tenant.id,
+            mv.c.item_id == item.id,
+            mv.c.lot == lot,
+            mv.c.occurred_at < at,
+        ]
+        inbound = self.conn.scalar(
+            select(func.coalesce(func.sum(mv.c.quantity), 0)).where(
+                *base, mv.c.to_location_id == location.id
+            )
+        )
+        outbound = self.conn.scalar(
+            select(func.coalesce(func.sum(mv.c.quantity), 0)).where(
+                *base, mv.c.from_location_id == location.id
+            )
+        )
+        return Decimal(inbound) - Decimal(outbound)
+
+
+class RowBuffer:
+    """Rows of a unit of work, written per table in foreign-key order."""
+
+    ORDER = (
+        "edge_event",
+        "journal_entry",
+        "stock_move",
+        "wip_charge",
+        "journal_line",
+        "stock_revaluation",
+    )
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.event_updates: list[dict[str, Any]] = []
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        self.rows[table].append(row)
+
+    def flush(self, conn: Connection) -> None:
+        for name in self.ORDER:
+            rows = self.rows.pop(name, None)
+            if rows:
+                conn.execute(insert(T[name]), rows)
+        if self.event_updates:
+            ev = T["edge_event"]
+            for params in self.event_updates:
+                key = {"tenant_id": params.pop("tenant_id"), "event_id": params.pop("event_id")}
+                conn.execute(
+                    update(ev)
+                    .where(ev.c.tenant_id == key["tenant_id"], ev.c.event_id == key["event_id"])
+                    .values(**params)
+                )
+            self.event_updates.clear()
+
+
+class SqlHistory:
+    """The engine's port to the database: pool caches and pool histories."""
+
+    def __init__(
+        self, conn: Connection, tenant: TenantContext, md: MasterDataStore, buffer: RowBuffer
+    ) -> None:
+        self.conn, self.tenant, self.md, self.buffer = conn, tenant, md, buffer
+        self.lock = conn.dialect.name == "postgresql"
+
+    # -- caches ----------------------------------------------------------------
+    def load_slot(self, key: PoolKey) -> Slot:
+        return self._load_stock(key) if key[0] == "stock" else self._load_wip(key)
+
+    def empty_pool(self, key: PoolKey) -> StockPool | WipPool:
+        if key[0] == "stock":
+            item = self.md.item_by_id(key[1])  # type: ignore[arg-type]
+            location = self.md.location_by_id(key[2])  # type: ignore[arg-type]
+            return StockPool(
+                item.valuation_method,
+                f"{item.code} in {location.code}",
+                self.tenant.allow_negative_stock,
+            )
+        wo = T["work_order"]
+        row = self.conn.execute(
+            select(wo.c.code, wo.c.planned_quantity).where(
+                wo.c.tenant_id == self.tenant.id, wo.c.id == key[1]
+            )
+        ).one()
+        return WipPool(f"work order {row.code}", row.planned_quantity)
+
+    def _load_stock(self, key: PoolKey) -> Slot:
+        tid, item_id, location_id = self.tenant.id, key[1], key[2]
+        vp = T["valuation_pool"]
+        insert_missing(
+            self.conn,
+            vp,
+            {
+                "tenant_id": tid,
+                "item_id": item_id,
+                "location_id": location_id,
+                "quantity": ZERO,
+                "value": ZERO,
+            },
+        )
+        query = select(vp).where(
+            vp.c.tenant_id == tid, vp.c.item_id == item_id, vp.c.location_id == location_id
+        )
+        row = self.conn.execute(query.with_for_update() if self.lock else query).one()
+        pool = self.empty_pool(key)
+        assert isinstance(pool, StockPool)
+        pool.quantity, pool.value, pool.last_unit_cost = row.quantity, row.value, row.last_unit_cost
+        sb, cl = T["stock_balance"], T["cost_layer"]
+        for lot_row in self.conn.execute(
+            select(sb.c.lot, sb.c.quantity).where(
+                sb.c.tenant_id == tid, sb.c.item_id == item_id, sb.c.location_id == location_id
+            )
+        ):
+            pool.lots[lot_row.lot] = lot_row.quantity
+        if pool.method == "fifo":
+            for layer in self.conn.execute(
+                select(cl)
+                .where(
+                    cl.c.tenant_id == tid, cl.c.item_id == item_id, cl.c.location_id == location_id
+                )
+                .order_by(cl.c.seq_no)
+            ):
+                pool.layers.append(
+                    Layer(
+                        layer.move_id,
+                        layer.quantity_in,
+                        layer.value_in,
+                        layer.quantity_left,
+                        layer.value_left,
+                    )
+                )
+        return Slot(pool, _position(row))
+
+    def _load_wip(self, key: PoolKey) -> Slot:
+        tid, order_id = self.tenant.id, key[1]
+        wb, wm = T["wip_balance"], T["wip_material"]
+        insert_missing(
+            self.conn,
+            wb,
+            {
+                "tenant_id": tid,
+                "work_order_id": order_id,
+                "value": ZERO,
+                "completed_quantity": ZERO,
+            },
+        )
+        query = select(wb).where(wb.c.tenant_id == tid, wb.c.work_order_id == order_id)
+        row = self.conn.execute(query.with_for_update() if self.lock else query).one()
+        pool = self.empty_pool(key)
+        assert isinstance(pool, WipPool)
+        pool.value, pool.completed_quantity = row.value, row.completed_quantity
+        for mat in self.conn.execute(
+            select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id == order_id)
+        ):
+            pool.materials[mat.item_id] = (mat.quantity, mat.value)
+        return Slot(pool, _position(row))
+
+    def save(self, slots: dict[PoolKey, Slot]) -> None:
+        stock_rows, lot_rows, wip_rows, material_rows = [], [], [], []
+        for key, slot in sorted(slots.items(), key=lambda kv: str(kv[0])):
+            if not slot.dirty:
+                continue
+            pos = _position_columns(slot.position)
+            if isinstance(slot.pool, StockPool):
+                base = {"tenant_id": self.tenant.id, "item_id": key[1], "location_id": key[2]}
+                stock_rows.append(
+                    {
+                        **base,
+                        "quantity": slot.pool.quantity,
+                        "value": slot.pool.value,
+                        "last_unit_cost": slot.pool.last_unit_cost,
+                        **pos,
+                    }
+                )
+                lot_rows += [
+                    {**base, "lot": lot, "quantity": q} for lot, q in slot.pool.lots.items()
+                ]
+                if slot.pool.method == "fifo":
+                    self._save_layers(base, slot.pool.layers)
+            else:
+                base = {"tenant_id": self.tenant.id, "work_order_id": key[1]}
+                wip_rows.append(
+                    {
+                        **base,
+                        "value": slot.pool.value,
+                        "completed_quantity": slot.pool.completed_quantity,
+                        "last_occurred_at": pos["last_occurred_at"],
+                        "last_event_id": pos["last_event_id"],
+                        "last_line_no": pos["last_line_no"],
+                    }
+                )
+                material_rows += [
+                    {**base, "item_id": item_id, "quantity": q, "value": v}
+                    for item_id, (q, v) in slot.pool.materials.items()
+                ]
+            slot.dirty = False
+        upsert(self.conn, T["valuation_pool"], stock_rows, ["tenant_id", "item_id", "location_id"])
+        upsert(
+            self.conn, T["stock_balance"], lot_rows, ["tenant_id", "item_id", "location_id", "lot"]
+        )
+        upsert(self.conn, T["wip_balance"], wip_rows, ["tenant_id", "work_order_id"])
+        upsert(
+            self.conn, T["wip_material"], material_rows, ["tenant_id", "work_order_id", "item_id"]
+        )
+
+    def _save_layers(self, base: dict[str, Any], layers: list[Layer]) -> None:
+        cl = T["cost_layer"]
+        self.conn.execute(delete(cl).where(*(cl.c[k] == v for k, v in base.items())))
+        rows = [
+            {
+                **base,
+                "move_id": layer.ref,
+                "seq_no": n,
+                "quantity_in": layer.quantity_in,
+                "value_in": layer.value_in,
+                "quantity_left": layer.quantity_left,
+                "value_left": layer.value_left,
+            }
+            for n, layer in enumerate(layers)
+        ]
+        if rows:
+            self.conn.execute(insert(cl), rows)
+
+    # -- histories -------------------------------------------------------------
+    def records(self, key: PoolKey) -> list[Record]:
+        self.buffer.flush(self.conn)
+        mv = T["stock_move"]
+        if key[0] == "stock":
+            where = [
+                mv.c.item_id == key[1],
+                or_(mv.c.from_location_id == key[2], mv.c.to_location_id == key[2]),
+            ]
+        else:
+            where = [mv.c.work_order_id == key[1]]
+        rows = self.conn.execute(select(mv).where(mv.c.tenant_id == self.tenant.id, *where)).all()
+        deltas = self._deltas([r.id for r in rows])
+        records: list[Record] = [self._move_record(r, deltas.get(r.id, ZERO)) for r in rows]
+        if key[0] == "wip":
+            ch = T["wip_charge"]
+            for c in self.conn.execute(
+                select(ch).where(ch.c.tenant_id == self.tenant.id, ch.c.work_order_id == key[1])
+            ):
+                records.append(
+                    ChargeRecord(
+                        c.id, (c.occurred_at, c.event_id, c.line_no), c.work_order_id, c.value
+                    )
+                )
+        records.sort(key=lambda r: r.position)
+        return records
+
+    def _deltas(self, move_ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
+        if not move_ids:
+            return {}
+        rv = T["stock_revaluation"]
+        out: dict[uuid.UUID, Decimal] = {}
+        for start in range(0, len(move_ids), 500):
+            chunk = move_ids[start : start + 500]
+            for row in self.conn.execute(
+                select(rv.c.move_id, func.sum(rv.c.delta_value).label("delta"))
+                .where(rv.c.tenant_id == self.tenant.id, rv.c.move_id.in_(chunk))
+                .group_by(rv.c.move_id)
+            ):
+                out[row.move_id] = row.delta
+        return out
+
+    def _move_record(self, r: Any, delta: Decimal) -> MoveRecord:
+        return MoveRecord(
+            id=r.id,
+            position=(r.occurred_at, r.event_id, r.line_no),
+            kind=r.kind,
+            item_id=r.item_id,
+            lot=r.lot,
+            source=self.md.location_by_id(r.from_location_id),
+            destination=self.md.location_by_id(r.to_location_id),
+            quantity=r.quantity,
+            basis=r.basis,
+            work_order_id=r.work_order_id,
+            mirrors_move_id=r.mirrors_move_id,
+            fixed_value=r.value if r.basis == "fixed" else None,
+            value=r.value + delta,
+        )
+
+    def effective_value(self, move_id: uuid.UUID) -> Decimal:
+        self.buffer.flush(self.conn)
+        mv = T["stock_move"]
+        value = self.conn.scalar(
+            select(mv.c.value).where(mv.c.tenant_id == self.tenant.id, mv.c.id == move_id)
+        )
+        return Decimal(value) + self._deltas([move_id]).get(move_id, ZERO)
+
+
+def _position(row: Any) -> tuple[datetime, uuid.UUID, int] | None:
+    if row.last_occurred_at is None:
+        return None
+    return (row.last_occurred_at, row.last_event_id, row.last_line_no)
+
+
+def _position_columns(position: tuple[datetime, uuid.UUID, int] | None) -> dict[str, Any]:
+    if position is None:
+        return {"last_occurred_at": None, "last_event_id": None, "last_line_no": None}
+    return {
+        "last_occurred_at": position[0],
+        "last_event_id": position[1],
+        "last_line_no": position[2],
+    }

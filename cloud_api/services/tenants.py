@@ -1,0 +1,121 @@
+"""Creating a tenant: its row, an API key, the default chart, categories and locations."""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from cloud_api.db import models as m
+from cloud_api.domain.clock import now_utc
+from cloud_api.errors import Conflict, Unauthorized
+from cloud_api.services.chart import DEFAULT_ACCOUNTS, DEFAULT_CATEGORIES, DEFAULT_LOCATIONS
+from cloud_api.services.store import TenantContext
+from tenant.api_keys import hash_api_key, new_api_key
+
+T = m.SQLModel.metadata.tables
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    id: uuid.UUID
+    slug: str
+    api_key: str
+
+
+def create_tenant(
+    db: Engine,
+    slug: str,
+    name: str,
+    pepper: str,
+    currency: str = "CNY",
+    timezone: str = "Asia/Shanghai",
+    allow_negative_stock: bool = False,
+) -> NewTenant:
+    key = new_api_key()
+    tenant_id = uuid.uuid4()
+    with db.begin() as conn:
+        if conn.scalar(select(T["tenant"].c.id).where(T["tenant"].c.slug == slug)):
+            raise Conflict("tenant_exists", f"a tenant with slug {slug!r} already exists")
+        conn.execute(
+            insert(T["tenant"]).values(
+                id=tenant_id,
+                slug=slug,
+                name=name,
+                currency=currency,
+                timezone=timezone,
+                allow_negative_stock=allow_negative_stock,
+                api_key_hash=hash_api_key(key, pepper),
+                created_at=now_utc(),
+            )
+        )
+        seed_tenant(conn, tenant_id)
+    return NewTenant(tenant_id, slug, key)
+
+
+def seed_tenant(conn: Connection, tenant_id: uuid.UUID) -> None:
+    conn.execute(
+        insert(T["account"]),
+        [
+            {
+                "tenant_id": tenant_id,
+                "code": c,
+                "name_zh": zh,
+                "name_en": en,
+                "kind": k,
+                "normal_side": side,
+            }
+            for c, zh, en, k, side in DEFAULT_ACCOUNTS
+        ],
+    )
+    conn.execute(
+        insert(T["item_category"]),
+        [
+            {
+                "tenant_id": tenant_id,
+                "code": c,
+                "name": n,
+                "stock_account": s,
+                "cogs_account": cg,
+                "revenue_account": r,
+            }
+            for c, n, s, cg, r in DEFAULT_CATEGORIES
+        ],
+    )
+    conn.execute(
+        insert(T["location"]),
+        [
+            {
+                "tenant_id": tenant_id,
+                "id": uuid.uuid4(),
+                "code": c,
+                "name": n,
+                "kind": k,
+                "parent_id": None,
+            }
+            for c, n, k in DEFAULT_LOCATIONS
+        ],
+    )
+
+
+def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:
+    t = T["tenant"]
+    with db.connect() as conn:
+        row = conn.execute(
+            select(t.c.id, t.c.allow_negative_stock, t.c.timezone).where(
+                t.c.api_key_hash == hash_api_key(api_key, pepper)
+            )
+        ).first()
+    if row is None:
+        raise Unauthorized("invalid_api_key", "the API key is not valid")
+    return TenantContext(row.id, row.allow_negative_stock, row.timezone)
+
+
+def tenant_by_slug(db: Engine, slug: str) -> TenantContext:
+    t = T["tenant"]
+    with db.connect() as conn:
+        row = conn.execute(
+            select(t.c.id, t.c.allow_negative_stock, t.c.timezone).where(t.c.slug == slug)
+        ).first()
+    if row is None:
+        raise Unauthorized("unknown_tenant", f"no tenant {slug!r}")
+    return TenantContext(row.id, row.allow_negative_stock, row.timezone)

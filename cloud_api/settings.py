@@ -1,0 +1,20 @@
+"""Configuration from the environment (and an optional .env file)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{Path('var') / 'erp.sqlite3'}"
+    api_key_pepper: str = "dev-pepper-change-me"
+    max_batch_events: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,143 @@
+"""Fixtures: the same integration tests run on SQLite and on PostgreSQL.
+
+PostgreSQL comes from TEST_DATABASE_URL (or a postgresql DATABASE_URL): the suite
+creates a throwaway database on that server, migrates it, and drops it at the end.
+Without a server the PostgreSQL runs skip with a loud summary line; with CI=true
+they fail instead, so CI can never pass by skipping.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from cloud_api.api.app import create_app
+from cloud_api.db.engine import make_engine, normalize_url
+from cloud_api.db.migrate import upgrade
+from cloud_api.services.tenants import create_tenant
+from cloud_api.settings import get_settings
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_PG_SKIPS: list[str] = []
+
+
+def postgres_server_url() -> str | None:
+    for name in ("TEST_DATABASE_URL", "DATABASE_URL"):
+        url = os.environ.get(name, "")
+        if url.startswith(("postgres://", "postgresql")):
+            return normalize_url(url)
+    return None
+
+
+def _pg_unavailable(reason: str) -> None:
+    if CI:
+        pytest.fail(f"CI=true and PostgreSQL is not usable: {reason}")
+    _PG_SKIPS.append(reason)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    server = postgres_server_url()
+    if server is None:
+        _pg_unavailable("set TEST_DATABASE_URL=postgresql://user@host:port/db")
+    assert server is not None
+    name = f"erp_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        _pg_unavailable(f"cannot create a database on {server}: {error}")
+    url = server.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("db") / "erp.sqlite3"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return url
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest) -> Engine:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url)
+    return _ENGINES[url]
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Engine:
+    if sqlite_url not in _ENGINES:
+        _ENGINES[sqlite_url] = make_engine(sqlite_url)
+    return _ENGINES[sqlite_url]
+
+
+class Api:
+    """A test client bound to one fresh tenant."""
+
+    def __init__(self, db: Engine, allow_negative_stock: bool = False) -> None:
+        settings = get_settings()
+        self.db = db
+        self.tenant = create_tenant(
+            db,
+            "t-" + uuid.uuid4().hex[:12],
+            "Test workshop",
+            settings.api_key_pepper,
+            allow_negative_stock=allow_negative_stock,
+        )
+        self.client = TestClient(create_app(settings, db), raise_server_exceptions=True)
+        self.client.headers["Authorization"] = f"Bearer {self.tenant.api_key}"
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.client.post("/api/v1" + path, **kw)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.client.get("/api/v1" + path, **kw)
+
+    def create(self, path: str, body: dict[str, Any]) -> None:
+        response = self.post(path, json=body)
+        assert response.status_code == 201, response.text
+
+    def events(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        response = self.post("/edge/events", json={"events": list(events)})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]  # type: ignore[no-any-return]
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        body = self.get("/reports/reconciliation").json()
+        return body["differences"]  # type: ignore[no-any-return]
+
+    def balances(self) -> dict[str, Any]:
+        from decimal import Decimal
+
+        tb = self.get("/reports/trial-balance").json()
+        return {a["code"]: Decimal(a["balance"]) for a in tb["accounts"]}
+
+
+@pytest.fixture
+def api(db: Engine) -> Api:
+    return Api(db)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _PG_SKIPS:
+        terminalreporter.write_sep(
+            "!", f"POSTGRESQL TESTS SKIPPED ({len(_PG_SKIPS)}): {_PG_SKIPS[0]}", red=True
+        )
