@@ -1,6 +1,5 @@
 """The HTTP API. Routers only translate: parse, call one service, answer."""
 
-
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
