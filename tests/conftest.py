@@ -89,6 +89,13 @@ def sqlite_db(sqlite_url: str) -> Engine:
     return _ENGINES[sqlite_url]
 
 
+@pytest.fixture
+def pg_db(pg_url: str) -> Engine:
+    if pg_url not in _ENGINES:
+        _ENGINES[pg_url] = make_engine(pg_url)
+    return _ENGINES[pg_url]
+
+
 class Api:
     """A test client bound to one fresh tenant."""
 
