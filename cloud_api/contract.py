@@ -192,7 +192,7 @@ class EventBatch(BaseModel):
     malformed event is `rejected` on its own instead of failing the batch."""
 
     model_config = ConfigDict(extra="forbid")
-    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
 class ResultStatus(StrEnum):
