@@ -74,26 +74,26 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 _ENGINES: dict[str, Engine] = {}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> Engine:
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+def _engine(url: str) -> Engine:
+    """One engine (one connection pool) per test database for the whole session."""
     if url not in _ENGINES:
         _ENGINES[url] = make_engine(url)
     return _ENGINES[url]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest) -> Engine:
+    return _engine(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
 @pytest.fixture
 def sqlite_db(sqlite_url: str) -> Engine:
-    if sqlite_url not in _ENGINES:
-        _ENGINES[sqlite_url] = make_engine(sqlite_url)
-    return _ENGINES[sqlite_url]
+    return _engine(sqlite_url)
 
 
 @pytest.fixture
 def pg_db(pg_url: str) -> Engine:
-    if pg_url not in _ENGINES:
-        _ENGINES[pg_url] = make_engine(pg_url)
-    return _ENGINES[pg_url]
+    return _engine(pg_url)
 
 
 class Api:

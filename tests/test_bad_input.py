@@ -160,22 +160,19 @@ def test_batch_counts_match_results(api: Api) -> None:
 # -- per event: held / rejected by the posting rules ----------------------------------
 
 
-def test_unknown_item_is_held(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (lambda: receipt(0, "NOPE", "1", "1"), "unknown_item"),
+        (lambda: receipt(0, "RAW", "1", "1", location="NOWHERE"), "unknown_location"),
+    ],
+    ids=["unknown_item", "unknown_location"],
+)
+def test_unknown_master_data_is_held(api: Api, bad: Any, code: str) -> None:
     setup_workshop(api)
-    bad = receipt(0, "NOPE", "1", "1")
+    bad = bad()
     results = api.events(bad, good())
-    assert (results[0]["status"], results[0]["code"]) == ("held", "unknown_item")
-    assert results[1]["status"] == "posted"
-    held = api.get("/exceptions").json()
-    assert [h["event_id"] for h in held] == [bad["event_id"]]
-    assert sorted(api.balances().values()) == [Decimal(-10), Decimal(10)]
-
-
-def test_unknown_location_is_held(api: Api) -> None:
-    setup_workshop(api)
-    bad = receipt(0, "RAW", "1", "1", location="NOWHERE")
-    results = api.events(bad, good())
-    assert (results[0]["status"], results[0]["code"]) == ("held", "unknown_location")
+    assert (results[0]["status"], results[0]["code"]) == ("held", code)
     assert results[1]["status"] == "posted"
     held = api.get("/exceptions").json()
     assert [h["event_id"] for h in held] == [bad["event_id"]]

@@ -14,7 +14,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -247,14 +258,21 @@ class RowBuffer:
             if rows:
                 conn.execute(insert(T[name]), rows)
         if self.event_updates:
+            # One executemany per shape of update (held again, now posted, reversed)
+            # instead of one statement per event.
             ev = T["edge_event"]
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
             for params in self.event_updates:
-                key = {"tenant_id": params.pop("tenant_id"), "event_id": params.pop("event_id")}
-                conn.execute(
-                    update(ev)
-                    .where(ev.c.tenant_id == key["tenant_id"], ev.c.event_id == key["event_id"])
-                    .values(**params)
-                )
+                row = {
+                    ("b_" + k if k in ("tenant_id", "event_id") else k): v
+                    for k, v in params.items()
+                }
+                shapes[tuple(sorted(row))].append(row)
+            stmt = update(ev).where(
+                ev.c.tenant_id == bindparam("b_tenant_id"), ev.c.event_id == bindparam("b_event_id")
+            )
+            for rows in shapes.values():
+                conn.execute(stmt, rows)
             self.event_updates.clear()
 
 
