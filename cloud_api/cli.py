@@ -129,11 +129,18 @@ def bench_ingest(
     database_url: Annotated[
         str | None, typer.Option(help="Database (default: a fresh SQLite file).")
     ] = None,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            help="Events posted (untimed) before the measured run, followed by ANALYZE as "
+            "autovacuum would do on a live database; 0 measures a cold, empty database."
+        ),
+    ] = 2000,
 ) -> None:
     """Post EVENTS through the HTTP API and print events/s and batch latency."""
     from bench.ingest import main as run_bench
 
-    run_bench(events=events, batch=batch, database_url=database_url)
+    run_bench(events=events, batch=batch, database_url=database_url, warmup=warmup)
 
 
 if __name__ == "__main__":  # pragma: no cover

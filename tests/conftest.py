@@ -1,16 +1,19 @@
 """Fixtures: the same integration tests run on SQLite and on PostgreSQL.
 
-PostgreSQL comes from TEST_DATABASE_URL (or a postgresql DATABASE_URL): the suite
-creates a throwaway database on that server, migrates it, and drops it at the end.
-Without a server the PostgreSQL runs skip with a loud summary line; with CI=true
-they fail instead, so CI can never pass by skipping.
+PostgreSQL comes from TEST_DATABASE_URL (or a postgresql DATABASE_URL); failing that,
+when the PostgreSQL binaries are installed, from a throwaway cluster started once per
+session (tests/pg_cluster.py) and stopped at its end. On that server the suite creates
+a throwaway database, migrates it, and drops it at the end. Without either the
+PostgreSQL runs skip with a loud summary line; with CI=true they fail instead, so CI
+can never pass by skipping.
 """
 
+import atexit
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -22,6 +25,7 @@ from cloud_api.db.engine import make_engine, normalize_url
 from cloud_api.db.migrate import upgrade
 from cloud_api.services.tenants import create_tenant
 from cloud_api.settings import get_settings
+from tests.pg_cluster import ClusterError, find_binaries, start_cluster
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _PG_SKIPS: list[str] = []
@@ -35,7 +39,7 @@ def postgres_server_url() -> str | None:
     return None
 
 
-def _pg_unavailable(reason: str) -> None:
+def _pg_unavailable(reason: str) -> NoReturn:
     if CI:
         pytest.fail(f"CI=true and PostgreSQL is not usable: {reason}")
     _PG_SKIPS.append(reason)
@@ -43,11 +47,31 @@ def _pg_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_server() -> Iterator[str]:
+    """The PostgreSQL server URL: from the environment, else a throwaway cluster."""
     server = postgres_server_url()
-    if server is None:
-        _pg_unavailable("set TEST_DATABASE_URL=postgresql://user@host:port/db")
-    assert server is not None
+    if server is not None:
+        yield server
+        return
+    if find_binaries() is None:
+        _pg_unavailable(
+            "set TEST_DATABASE_URL=postgresql://user@host:port/db"
+            " or install the PostgreSQL server binaries (initdb, pg_ctl)"
+        )
+    try:
+        cluster = start_cluster()
+    except ClusterError as error:
+        _pg_unavailable(str(error))
+    atexit.register(cluster.stop)  # in case the session dies before teardown
+    try:
+        yield normalize_url(cluster.url)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: str) -> Iterator[str]:
+    server = pg_server
     name = f"erp_test_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server, isolation_level="AUTOCOMMIT")
     try:
@@ -145,6 +169,12 @@ def api(db: Engine) -> Api:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _PG_SKIPS:
+        # The session fixture fails once and pytest replays that skip for every test.
+        skipped = [
+            report
+            for report in terminalreporter.stats.get("skipped", [])
+            if "PostgreSQL not available" in str(report.longrepr)
+        ]
         terminalreporter.write_sep(
-            "!", f"POSTGRESQL TESTS SKIPPED ({len(_PG_SKIPS)}): {_PG_SKIPS[0]}", red=True
+            "!", f"POSTGRESQL TESTS SKIPPED ({len(skipped)}): {_PG_SKIPS[0]}", red=True
         )

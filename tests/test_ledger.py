@@ -1,6 +1,7 @@
 """Posting through the ingest API, on SQLite and PostgreSQL: journal lines, idempotency,
 held events, late events, reversals, closed periods."""
 
+import uuid
 from decimal import Decimal as D
 from typing import Any
 
@@ -123,6 +124,13 @@ def test_held_event_is_listed_and_posts_after_the_fix_keeping_its_id(api: Api) -
     assert api.get("/exceptions").json() == []
     (again,) = api.events(ev)
     assert again["status"] == "duplicate"
+    assert api.balances()["5001"] == D("40.00")
+    # Once posted it is no longer an exception: neither re-posted nor voided again.
+    for action in ("repost", "void"):
+        answer = api.post(f"/exceptions/{ev['event_id']}/{action}", json={"reason": "typo"})
+        assert (answer.status_code, answer.json()["code"]) == (409, "not_held")
+        unknown = api.post(f"/exceptions/{uuid.uuid4()}/{action}", json={"reason": "typo"})
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_event")
     assert api.balances()["5001"] == D("40.00")
 
 
@@ -274,3 +282,55 @@ def _count(api: Api, model: Any) -> int:
                 select(func.count()).select_from(table).where(table.c.tenant_id == api.tenant.id)
             )
         )
+
+
+def stored_layers(api: Api) -> list[tuple[D, D, D]]:
+    """The cached FIFO layers of BOLT, in the order they will be consumed."""
+    cl, item = m.CostLayer.__table__, m.Item.__table__  # type: ignore[attr-defined]
+    with api.db.connect() as conn:
+        rows = conn.execute(
+            select(cl.c.quantity_in, cl.c.quantity_left, cl.c.value_left)
+            .join(item, (item.c.tenant_id == cl.c.tenant_id) & (item.c.id == cl.c.item_id))
+            .where(cl.c.tenant_id == api.tenant.id, item.c.code == "BOLT")
+            .order_by(cl.c.seq_no)
+        )
+        return [(r.quantity_in, r.quantity_left, r.value_left) for r in rows]
+
+
+def test_fifo_layers_stored_across_batches(api: Api) -> None:
+    """Each batch writes only the layers that changed; after a late receipt the pool's
+    layers are rebuilt. Either way the stored layers are the pool's, in FIFO order."""
+    setup_workshop(api)
+    r3 = receipt(2, "BOLT", "13", "3")
+    api.events(
+        receipt(0, "BOLT", "10", "1"),
+        receipt(1, "BOLT", "12", "2"),
+        r3,
+        receipt(3, "BOLT", "14", "4"),
+    )
+    assert stored_layers(api) == [
+        (D(10), D(10), D("10.00")),
+        (D(12), D(12), D("24.00")),
+        (D(13), D(13), D("39.00")),
+        (D(14), D(14), D("56.00")),
+    ]
+    api.events(issue(10, "BOLT", "5"))  # the first layer is updated
+    assert stored_layers(api)[0] == (D(10), D(5), D("5.00"))
+    api.events(issue(11, "BOLT", "8"))  # the first layer goes, the second is updated
+    assert stored_layers(api)[:2] == [(D(12), D(9), D("18.00")), (D(13), D(13), D("39.00"))]
+    assert statuses(api.events(reversal(12, r3["event_id"]))) == ["posted"]  # a middle layer
+    api.events(receipt(13, "BOLT", "15", "5"))  # appended after the survivors
+    assert stored_layers(api) == [
+        (D(12), D(9), D("18.00")),
+        (D(14), D(14), D("56.00")),
+        (D(15), D(15), D("75.00")),
+    ]
+    # A late receipt before everything: the issues now consume it first.
+    assert statuses(api.events(receipt(-1, "BOLT", "11", "0.5"))) == ["posted"]
+    assert stored_layers(api) == [
+        (D(10), D(8), D("8.00")),
+        (D(12), D(12), D("24.00")),
+        (D(14), D(14), D("56.00")),
+        (D(15), D(15), D("75.00")),
+    ]
+    assert api.reconcile() == []

@@ -12,7 +12,7 @@ from cloud_api.contract import BatchResult, EventBatch, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
-from cloud_api.errors import ErpError, NotFound, Unauthorized
+from cloud_api.errors import Unauthorized
 from cloud_api.services import masterdata, reports
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
@@ -123,19 +123,13 @@ def _api_router() -> APIRouter:
 
     @r.post("/exceptions/{event_id}/repost")
     def repost(event_id: uuid.UUID, tenant: TenantDep, request: Request) -> dict[str, Any]:
-        try:
-            return request.app.state.ingest.repost(tenant, event_id).model_dump()
-        except ErpError as error:
-            raise NotFound(error.code, error.message) from error
+        return request.app.state.ingest.repost(tenant, event_id).model_dump()  # type: ignore[no-any-return]
 
     @r.post("/exceptions/{event_id}/void")
     def void(
         event_id: uuid.UUID, body: schemas.VoidRequest, tenant: TenantDep, request: Request
     ) -> dict[str, str]:
-        try:
-            request.app.state.ingest.void(tenant, event_id, body.reason)
-        except ErpError as error:
-            raise NotFound(error.code, error.message) from error
+        request.app.state.ingest.void(tenant, event_id, body.reason)
         return {"event_id": str(event_id), "status": "voided"}
 
     _master_data_routes(r)

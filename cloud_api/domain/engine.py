@@ -70,7 +70,7 @@ class Slot:
 
 
 class History(Protocol):
-    def load_slot(self, key: PoolKey) -> Slot: ...
+    def load_slots(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]: ...
     def empty_pool(self, key: PoolKey) -> StockPool | WipPool: ...
     def records(self, key: PoolKey) -> list[Record]: ...
     def effective_value(self, move_id: uuid.UUID) -> Decimal: ...
@@ -111,9 +111,17 @@ class Engine:
         self.slots: dict[PoolKey, Slot] = {}
         self._saved: dict[PoolKey, tuple[StockPool | WipPool, Position | None]] | None = None
 
+    def preload(self, records: list[Record]) -> None:
+        """Load the pools these records will touch in one go (an optimisation: `slot`
+        loads whatever was not preloaded)."""
+        keys = {key for record in records for key in pool_keys(record)}
+        missing = [key for key in keys if key not in self.slots]
+        if missing:
+            self.slots.update(self.history.load_slots(missing))
+
     def slot(self, key: PoolKey) -> Slot:
         if key not in self.slots:
-            self.slots[key] = self.history.load_slot(key)
+            self.slots[key] = self.history.load_slots([key])[key]
         slot = self.slots[key]
         if self._saved is not None and key not in self._saved:
             self._saved[key] = (slot.pool.clone(), slot.position)

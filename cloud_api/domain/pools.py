@@ -10,9 +10,8 @@ Invariants (checked by the property tests and the books-check):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from cloud_api.domain.money import ZERO, money, share, unit_cost
@@ -29,24 +28,27 @@ def insufficient(what: str, needed: Decimal, available: Decimal) -> Held:
     )
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Layer:
+    """An open FIFO layer. Immutable: a take returns the layer that is left, so a
+    pool's snapshot (for rollback) is a copy of the list, never of the layers."""
+
     ref: Hashable  # the inbound move that opened the layer
     quantity_in: Decimal
     value_in: Decimal
     quantity_left: Decimal
     value_left: Decimal
 
-    def take(self, quantity: Decimal) -> Decimal:
+    def take(self, quantity: Decimal) -> tuple[Layer, Decimal]:
         """Take `quantity` out; value follows the cumulative share of the layer, so
-        rounding never accumulates and the last unit takes what is left."""
+        rounding never accumulates and the last unit takes what is left. Returns the
+        layer left behind and the value taken."""
         left_after = self.quantity_left - quantity
         value_after = self.value_in - share(
             self.value_in, self.quantity_in - left_after, self.quantity_in
         )
         taken = self.value_left - value_after
-        self.quantity_left, self.value_left = left_after, value_after
-        return taken
+        return replace(self, quantity_left=left_after, value_left=value_after), taken
 
 
 @dataclass
@@ -63,7 +65,9 @@ class StockPool:
     layers: list[Layer] = field(default_factory=list)
 
     def clone(self) -> StockPool:
-        return copy.deepcopy(self)
+        """A snapshot for rollback: layers are immutable, so copying the containers
+        is enough (the hot path: one clone per event per pool it touches)."""
+        return replace(self, lots=dict(self.lots), layers=list(self.layers))
 
     def current_unit_cost(self) -> Decimal | None:
         if self.quantity > 0:
@@ -123,12 +127,14 @@ class StockPool:
             raise insufficient(self.label, quantity, self.quantity)
         value, remaining = ZERO, quantity
         while remaining > 0:
-            layer = self.layers[0]
-            step = min(remaining, layer.quantity_left)
-            value += layer.take(step)
+            step = min(remaining, self.layers[0].quantity_left)
+            layer, taken = self.layers[0].take(step)
+            value += taken
             remaining -= step
             if layer.quantity_left == 0:
                 self.layers.pop(0)
+            else:
+                self.layers[0] = layer
         return value
 
     def _remove_layer(self, ref: Hashable | None, quantity: Decimal, value: Decimal) -> None:
@@ -155,7 +161,7 @@ class WipPool:
     materials: dict[Hashable, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def clone(self) -> WipPool:
-        return copy.deepcopy(self)
+        return replace(self, materials=dict(self.materials))
 
     def add_material(self, item: Hashable, quantity: Decimal, value: Decimal) -> None:
         had_qty, had_value = self.materials.get(item, (ZERO, ZERO))

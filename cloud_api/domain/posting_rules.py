@@ -367,3 +367,8 @@ RULES = {
     "sales_shipment": sales_shipment,
     "stock_count": stock_count,
 }
+
+# Rules whose plan reads the ledger (a count's difference is counted minus on hand at
+# that time), so they are planned only when the event posts, after the events before
+# it in the same batch. The others read master data alone.
+READS_LEDGER = frozenset({"stock_count"})

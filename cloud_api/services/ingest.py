@@ -34,7 +34,7 @@ from cloud_api.domain.clock import (
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
 from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
-from cloud_api.errors import ErpError, Held, Rejected
+from cloud_api.errors import Conflict, ErpError, Held, NotFound, Rejected
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
 
 T = m.SQLModel.metadata.tables
@@ -88,23 +88,28 @@ class IngestService:
     def repost(self, tenant: TenantContext, event_id: uuid.UUID) -> EventResult:
         with self.db.connect() as conn:
             row = _event_row(conn, tenant.id, event_id)
-        if row is None:
-            raise ErpError("unknown_event", f"no event {event_id}")
-        if row.status != "held":
-            raise ErpError("not_held", f"event {event_id} is {row.status}, not held")
+        _require_held(row, event_id)
         return self.ingest(tenant, [json.loads(row.payload)])[0]
 
     def void(self, tenant: TenantContext, event_id: uuid.UUID, reason: str) -> None:
         with self.db.begin() as conn:
-            row = _event_row(conn, tenant.id, event_id)
-            if row is None or row.status != "held":
-                raise ErpError("not_held", f"only a held event can be voided; {event_id} is not")
+            _require_held(_event_row(conn, tenant.id, event_id), event_id)
             ev = T["edge_event"]
             conn.execute(
                 ev.update()
                 .where(ev.c.tenant_id == tenant.id, ev.c.event_id == event_id)
                 .values(status="voided", code="voided", message=reason)
             )
+
+
+def _require_held(row: Any, event_id: uuid.UUID) -> None:
+    if row is None:
+        raise NotFound("unknown_event", f"no event {event_id}")
+    if row.status != "held":
+        raise Conflict(
+            "not_held",
+            f"event {event_id} is {row.status}; only a held event can be re-posted or voided",
+        )
 
 
 def _retryable(error: DBAPIError) -> bool:
@@ -130,6 +135,7 @@ class Batch:
         self.engine = ValuationEngine(self.history)
         self.closed = closed_periods(conn, tenant.id)
         self.now = now_utc()
+        self.prepared: dict[uuid.UUID, tuple[rules.Plan, list[MoveRecord], list[ChargeRecord]]] = {}
 
     def run(self, raw_events: list[Any]) -> list[EventResult]:
         results: list[EventResult | None] = [None] * len(raw_events)
@@ -149,7 +155,11 @@ class Batch:
         existing = self._existing_rows({e.event_id for _, e, _ in parsed})
         todo = self._triage(parsed, existing, results)
         self.md.prefetch_items({getattr(e.payload, "item", "") for _, e, _ in todo} - {""})
+        self.md.prefetch_work_orders(
+            {getattr(e.payload, "work_order", "") for _, e, _ in todo} - {""}
+        )
         todo.sort(key=lambda t: (utc(t[1].occurred_at), t[1].event_id))
+        self._prepare(event for _, event, _ in todo)
         for index, event, digest in todo:
             results[index] = self.post(event, digest, existing.get(event.event_id))
         self.buffer.flush(self.conn)
@@ -219,6 +229,24 @@ class Batch:
             result.move_ids = moves.get(row.event_id, [])
 
     # -- posting ---------------------------------------------------------------
+    def _prepare(self, events: Iterable[Event]) -> None:
+        """Plan the batch up front so that its pools load (and lock) in one go. A
+        reversal (its original may post in this batch) and a rule that reads the ledger
+        are planned when they post; so is an event whose plan fails, to report why."""
+        records: list[MoveRecord | ChargeRecord] = []
+        for event in events:
+            if isinstance(event, Reversal) or event.type in rules.READS_LEDGER:
+                continue
+            try:
+                plan = self.plan(event)
+            except ErpError:
+                continue
+            moves, charges = self.records(event, plan, utc(event.occurred_at))
+            self.prepared[event.event_id] = (plan, moves, charges)
+            records += moves
+            records += charges
+        self.engine.preload(records)
+
     def post(self, event: Event, digest: str, row: Any) -> EventResult:
         try:
             occurred = utc(event.occurred_at)
@@ -229,8 +257,12 @@ class Batch:
                     f"the period {period_of(entry_date)} is closed; "
                     "reopen it or correct the event date, then re-post",
                 )
-            plan = self.plan(event)
-            moves, charges = self.records(event, plan, occurred)
+            prepared = self.prepared.pop(event.event_id, None)
+            if prepared is None:
+                plan = self.plan(event)
+                moves, charges = self.records(event, plan, occurred)
+            else:
+                plan, moves, charges = prepared
             outcome = self.engine.post([*moves, *charges])
         except Held as held:
             self._keep_held(event, digest, row, held)

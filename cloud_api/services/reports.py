@@ -366,6 +366,42 @@ def _caches_vs_moves(
             out.append(Difference("pool_quantity_equals_moves", _key(key), eq, aq))
         if ev != av:
             out.append(Difference("pool_value_equals_moves", _key(key), ev, av))
+    return out + _layers_vs_moves(conn, tenant, pools)
+
+
+def _layers_vs_moves(
+    conn: Connection, tenant: TenantContext, pools: dict[tuple[Any, Any], list[Decimal]]
+) -> list[Difference]:
+    """A FIFO pool's open layers hold exactly its quantity and value."""
+    item, cl = T["item"], T["cost_layer"]
+    fifo = set(
+        conn.scalars(
+            select(item.c.id).where(
+                item.c.tenant_id == tenant.id, item.c.valuation_method == "fifo"
+            )
+        )
+    )
+    layers = {
+        (r.item_id, r.location_id): (Decimal(r.q), Decimal(r.v))
+        for r in conn.execute(
+            select(
+                cl.c.item_id,
+                cl.c.location_id,
+                func.sum(cl.c.quantity_left).label("q"),
+                func.sum(cl.c.value_left).label("v"),
+            )
+            .where(cl.c.tenant_id == tenant.id)
+            .group_by(cl.c.item_id, cl.c.location_id)
+        )
+    }
+    out = []
+    for key in {k for k in pools if k[0] in fifo} | set(layers):
+        eq, ev = pools.get(key, [ZERO, ZERO])
+        aq, av = layers.get(key, (ZERO, ZERO))
+        if eq != aq:
+            out.append(Difference("fifo_layers_quantity_equals_moves", _key(key), eq, aq))
+        if ev != av:
+            out.append(Difference("fifo_layers_value_equals_moves", _key(key), ev, av))
     return out
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -56,9 +57,37 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: lis
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
 
-def insert_missing(conn: Connection, table: Table, row: dict[str, Any]) -> None:
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(dialect_insert(table).values(**row).on_conflict_do_nothing())
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows. On PostgreSQL through COPY (one round trip for the lot, the
+    cheapest path the server has); elsewhere an executemany. Values go through each
+    column type's own bind processing, so the stored values are the same either way."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    columns = [c for c in table.columns if c.name in rows[0] or c.default is not None]
+    processors = [c.type._cached_bind_processor(conn.dialect) for c in columns]
+    defaults = [_python_default(c) for c in columns]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            values = []
+            for column, process, default in zip(columns, processors, defaults, strict=True):
+                value = row[column.name] if column.name in row else default()
+                values.append(process(value) if process is not None else value)
+            copy.write_row(values)
+
+
+def _python_default(column: Any) -> Any:
+    default = column.default
+    if default is None:
+        return lambda: None
+    if default.is_callable:
+        return lambda: default.arg(None)
+    return lambda: default.arg
 
 
 class MasterDataStore:
@@ -72,6 +101,7 @@ class MasterDataStore:
         self._locations_by_id: dict[uuid.UUID, LocationRef] = {}
         self._virtual: dict[str, LocationRef] = {}
         self._orders: dict[str, WorkOrderRef] = {}
+        self._orders_by_id: dict[uuid.UUID, WorkOrderRef] = {}
         self._centers: dict[str, WorkCenterRef] = {}
         self._customers: dict[str, PartyRef] = {}
         self._suppliers: dict[str, PartyRef] = {}
@@ -154,30 +184,38 @@ class MasterDataStore:
     def production_location(self) -> LocationRef:
         return self.virtual_location("production")
 
+    def prefetch_work_orders(self, codes: set[str]) -> None:
+        missing = codes - self._orders.keys()
+        if missing:
+            self._fetch_orders(T["work_order"].c.code.in_(sorted(missing)))
+
     def work_order(self, code: str) -> WorkOrderRef:
         if code not in self._orders:
             self._fetch_order(T["work_order"].c.code == code, code)
         return self._orders[code]
 
     def work_order_by_id(self, work_order_id: uuid.UUID) -> WorkOrderRef:
-        for ref in self._orders.values():
-            if ref.id == work_order_id:
-                return ref
+        if work_order_id in self._orders_by_id:
+            return self._orders_by_id[work_order_id]
         return self._fetch_order(T["work_order"].c.id == work_order_id, str(work_order_id))
 
     def _fetch_order(self, condition: Any, label: str) -> WorkOrderRef:
-        wo = T["work_order"]
-        row = self.conn.execute(
-            select(wo).where(wo.c.tenant_id == self.tenant.id, condition)
-        ).first()
-        if row is None:
+        found = self._fetch_orders(condition)
+        if not found:
             raise Held(
                 "unknown_work_order",
                 f"work order {label} does not exist; create or release it, then re-post",
             )
-        ref = WorkOrderRef(row.id, row.code, row.item_id, row.planned_quantity, row.status)
-        self._orders[ref.code] = ref
-        return ref
+        return found[0]
+
+    def _fetch_orders(self, condition: Any) -> list[WorkOrderRef]:
+        wo = T["work_order"]
+        found = []
+        for row in self.conn.execute(select(wo).where(wo.c.tenant_id == self.tenant.id, condition)):
+            ref = WorkOrderRef(row.id, row.code, row.item_id, row.planned_quantity, row.status)
+            self._orders[ref.code] = self._orders_by_id[ref.id] = ref
+            found.append(ref)
+        return found
 
     def work_center(self, code: str) -> WorkCenterRef:
         if code not in self._centers:
@@ -255,8 +293,7 @@ class RowBuffer:
     def flush(self, conn: Connection) -> None:
         for name in self.ORDER:
             rows = self.rows.pop(name, None)
-            if rows:
-                conn.execute(insert(T[name]), rows)
+            bulk_insert(conn, T[name], rows)
         if self.event_updates:
             # One executemany per shape of update (held again, now posted, reversed)
             # instead of one statement per event.
@@ -284,10 +321,21 @@ class SqlHistory:
     ) -> None:
         self.conn, self.tenant, self.md, self.buffer = conn, tenant, md, buffer
         self.lock = conn.dialect.name == "postgresql"
+        # The cost_layer rows as read, per pool: ref -> (seq_no, quantity_left,
+        # value_left). `save` writes only the difference.
+        self._stored_layers: dict[PoolKey, dict[Any, tuple[int, Decimal, Decimal]]] = {}
 
     # -- caches ----------------------------------------------------------------
-    def load_slot(self, key: PoolKey) -> Slot:
-        return self._load_stock(key) if key[0] == "stock" else self._load_wip(key)
+    def load_slots(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]:
+        """Load (and on PostgreSQL lock) the cached pools of `keys` with a handful of
+        statements for all of them; rows are locked in key order, so two batches
+        touching the same pools never deadlock on them."""
+        stock = sorted({k for k in keys if k[0] == "stock"}, key=str)
+        wip = sorted({k for k in keys if k[0] == "wip"}, key=str)
+        slots = self._load_stock(stock) if stock else {}
+        if wip:
+            slots.update(self._load_wip(wip))
+        return slots
 
     def empty_pool(self, key: PoolKey) -> StockPool | WipPool:
         if key[0] == "stock":
@@ -298,84 +346,115 @@ class SqlHistory:
                 f"{item.code} in {location.code}",
                 self.tenant.allow_negative_stock,
             )
-        wo = T["work_order"]
-        row = self.conn.execute(
-            select(wo.c.code, wo.c.planned_quantity).where(
-                wo.c.tenant_id == self.tenant.id, wo.c.id == key[1]
-            )
-        ).one()
-        return WipPool(f"work order {row.code}", row.planned_quantity)
+        order = self.md.work_order_by_id(key[1])  # type: ignore[arg-type]
+        return WipPool(f"work order {order.code}", order.planned_quantity)
 
-    def _load_stock(self, key: PoolKey) -> Slot:
-        tid, item_id, location_id = self.tenant.id, key[1], key[2]
-        vp = T["valuation_pool"]
-        insert_missing(
-            self.conn,
-            vp,
-            {
-                "tenant_id": tid,
-                "item_id": item_id,
-                "location_id": location_id,
-                "quantity": ZERO,
-                "value": ZERO,
-            },
+    def _locked(self, query: Any) -> Any:
+        return query.with_for_update() if self.lock else query
+
+    def _load_stock(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]:
+        tid = self.tenant.id
+        vp, sb, cl = T["valuation_pool"], T["stock_balance"], T["cost_layer"]
+        pairs = [(k[1], k[2]) for k in keys]
+        dialect_insert = pg_insert if self.lock else sqlite_insert
+        self.conn.execute(
+            dialect_insert(vp).on_conflict_do_nothing(),
+            [
+                {
+                    "tenant_id": tid,
+                    "item_id": i,
+                    "location_id": loc,
+                    "quantity": ZERO,
+                    "value": ZERO,
+                }
+                for i, loc in pairs
+            ],
         )
-        query = select(vp).where(
-            vp.c.tenant_id == tid, vp.c.item_id == item_id, vp.c.location_id == location_id
-        )
-        row = self.conn.execute(query.with_for_update() if self.lock else query).one()
-        pool = self.empty_pool(key)
-        assert isinstance(pool, StockPool)
-        pool.quantity, pool.value, pool.last_unit_cost = row.quantity, row.value, row.last_unit_cost
-        sb, cl = T["stock_balance"], T["cost_layer"]
-        for lot_row in self.conn.execute(
-            select(sb.c.lot, sb.c.quantity).where(
-                sb.c.tenant_id == tid, sb.c.item_id == item_id, sb.c.location_id == location_id
-            )
-        ):
-            pool.lots[lot_row.lot] = lot_row.quantity
-        if pool.method == "fifo":
-            for layer in self.conn.execute(
-                select(cl)
-                .where(
-                    cl.c.tenant_id == tid, cl.c.item_id == item_id, cl.c.location_id == location_id
+        slots: dict[PoolKey, Slot] = {}
+        for chunk in _chunks(pairs):
+            of_pools = tuple_(vp.c.item_id, vp.c.location_id).in_(chunk)
+            for row in self.conn.execute(
+                self._locked(
+                    select(vp)
+                    .where(vp.c.tenant_id == tid, of_pools)
+                    .order_by(vp.c.item_id, vp.c.location_id)
                 )
-                .order_by(cl.c.seq_no)
             ):
+                key = ("stock", row.item_id, row.location_id)
+                pool = self.empty_pool(key)
+                assert isinstance(pool, StockPool)
+                pool.quantity, pool.value = row.quantity, row.value
+                pool.last_unit_cost = row.last_unit_cost
+                slots[key] = Slot(pool, _position(row))
+            for row in self.conn.execute(
+                select(sb.c.item_id, sb.c.location_id, sb.c.lot, sb.c.quantity).where(
+                    sb.c.tenant_id == tid, tuple_(sb.c.item_id, sb.c.location_id).in_(chunk)
+                )
+            ):
+                pool = slots[("stock", row.item_id, row.location_id)].pool
+                assert isinstance(pool, StockPool)
+                pool.lots[row.lot] = row.quantity
+        fifo = [k for k, slot in slots.items() if getattr(slot.pool, "method", "") == "fifo"]
+        for key in fifo:
+            self._stored_layers[key] = {}
+        for chunk in _chunks([(k[1], k[2]) for k in fifo]):
+            for row in self.conn.execute(
+                select(cl)
+                .where(cl.c.tenant_id == tid, tuple_(cl.c.item_id, cl.c.location_id).in_(chunk))
+                .order_by(cl.c.item_id, cl.c.location_id, cl.c.seq_no)
+            ):
+                key = ("stock", row.item_id, row.location_id)
+                pool = slots[key].pool
+                assert isinstance(pool, StockPool)
                 pool.layers.append(
                     Layer(
-                        layer.move_id,
-                        layer.quantity_in,
-                        layer.value_in,
-                        layer.quantity_left,
-                        layer.value_left,
+                        row.move_id,
+                        row.quantity_in,
+                        row.value_in,
+                        row.quantity_left,
+                        row.value_left,
                     )
                 )
-        return Slot(pool, _position(row))
+                self._stored_layers[key][row.move_id] = (
+                    row.seq_no,
+                    row.quantity_left,
+                    row.value_left,
+                )
+        return slots
 
-    def _load_wip(self, key: PoolKey) -> Slot:
-        tid, order_id = self.tenant.id, key[1]
+    def _load_wip(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]:
+        tid = self.tenant.id
         wb, wm = T["wip_balance"], T["wip_material"]
-        insert_missing(
-            self.conn,
-            wb,
-            {
-                "tenant_id": tid,
-                "work_order_id": order_id,
-                "value": ZERO,
-                "completed_quantity": ZERO,
-            },
+        orders = [k[1] for k in keys]
+        dialect_insert = pg_insert if self.lock else sqlite_insert
+        self.conn.execute(
+            dialect_insert(wb).on_conflict_do_nothing(),
+            [
+                {"tenant_id": tid, "work_order_id": o, "value": ZERO, "completed_quantity": ZERO}
+                for o in orders
+            ],
         )
-        query = select(wb).where(wb.c.tenant_id == tid, wb.c.work_order_id == order_id)
-        row = self.conn.execute(query.with_for_update() if self.lock else query).one()
-        pool = self.empty_pool(key)
-        assert isinstance(pool, WipPool)
-        pool.value, pool.completed_quantity = row.value, row.completed_quantity
-        for mat in self.conn.execute(
-            select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id == order_id)
-        ):
-            pool.materials[mat.item_id] = (mat.quantity, mat.value)
-        return Slot(pool, _position(row))
+        slots: dict[PoolKey, Slot] = {}
+        for chunk in _chunks(orders):
+            for row in self.conn.execute(
+                self._locked(
+                    select(wb)
+                    .where(wb.c.tenant_id == tid, wb.c.work_order_id.in_(chunk))
+                    .order_by(wb.c.work_order_id)
+                )
+            ):
+                key = ("wip", row.work_order_id)
+                pool = self.empty_pool(key)
+                assert isinstance(pool, WipPool)
+                pool.value, pool.completed_quantity = row.value, row.completed_quantity
+                slots[key] = Slot(pool, _position(row))
+            for row in self.conn.execute(
+                select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id.in_(chunk))
+            ):
+                pool = slots[("wip", row.work_order_id)].pool
+                assert isinstance(pool, WipPool)
+                pool.materials[row.item_id] = (row.quantity, row.value)
+        return slots
 
     def save(self, slots: dict[PoolKey, Slot]) -> None:
         stock_rows, lot_rows, wip_rows, material_rows = [], [], [], []
@@ -398,7 +477,7 @@ class SqlHistory:
                     {**base, "lot": lot, "quantity": q} for lot, q in slot.pool.lots.items()
                 ]
                 if slot.pool.method == "fifo":
-                    self._save_layers(base, slot.pool.layers)
+                    self._save_layers(key, base, slot.pool.layers)
             else:
                 base = {"tenant_id": self.tenant.id, "work_order_id": key[1]}
                 wip_rows.append(
@@ -425,23 +504,74 @@ class SqlHistory:
             self.conn, T["wip_material"], material_rows, ["tenant_id", "work_order_id", "item_id"]
         )
 
-    def _save_layers(self, base: dict[str, Any], layers: list[Layer]) -> None:
+    def _save_layers(self, key: PoolKey, base: dict[str, Any], layers: list[Layer]) -> None:
+        """Write the pool's open layers. FIFO takes from the front, receipts append at
+        the back and a reversal removes a whole layer, so the layers as read usually
+        survive as a subsequence followed by new ones: then only the consumed layers
+        are deleted, the changed ones updated and the new ones inserted. Any other
+        shape (a rebuild after a late event) rewrites the pool's layers."""
         cl = T["cost_layer"]
-        self.conn.execute(delete(cl).where(*(cl.c[k] == v for k, v in base.items())))
+        stored = self._stored_layers.get(key, {})
+        last_seq, incremental, seen_new = -1, True, False
+        for layer in layers:
+            if layer.ref in stored:
+                seq = stored[layer.ref][0]
+                if seen_new or seq <= last_seq:
+                    incremental = False
+                    break
+                last_seq = seq
+            else:
+                seen_new = True
+        where = [cl.c[k] == v for k, v in base.items()]
+        if incremental:
+            current = {layer.ref for layer in layers}
+            gone = [ref for ref in stored if ref not in current]
+            for start in range(0, len(gone), 500):
+                self.conn.execute(
+                    delete(cl).where(*where, cl.c.move_id.in_(gone[start : start + 500]))
+                )
+            changed = [
+                {
+                    "b_move_id": layer.ref,
+                    "quantity_left": layer.quantity_left,
+                    "value_left": layer.value_left,
+                }
+                for layer in layers
+                if layer.ref in stored
+                and stored[layer.ref][1:] != (layer.quantity_left, layer.value_left)
+            ]
+            if changed:
+                self.conn.execute(
+                    update(cl).where(*where, cl.c.move_id == bindparam("b_move_id")), changed
+                )
+            next_seq = max((seq for seq, _, _ in stored.values()), default=-1) + 1
+            fresh = [layer for layer in layers if layer.ref not in stored]
+        else:
+            self.conn.execute(delete(cl).where(*where))
+            next_seq, fresh = 0, layers
         rows = [
             {
                 **base,
                 "move_id": layer.ref,
-                "seq_no": n,
+                "seq_no": next_seq + n,
                 "quantity_in": layer.quantity_in,
                 "value_in": layer.value_in,
                 "quantity_left": layer.quantity_left,
                 "value_left": layer.value_left,
             }
-            for n, layer in enumerate(layers)
+            for n, layer in enumerate(fresh)
         ]
         if rows:
             self.conn.execute(insert(cl), rows)
+        seqs = {row["move_id"]: row["seq_no"] for row in rows}
+        self._stored_layers[key] = {
+            layer.ref: (
+                seqs[layer.ref] if layer.ref in seqs else stored[layer.ref][0],
+                layer.quantity_left,
+                layer.value_left,
+            )
+            for layer in layers
+        }
 
     # -- histories -------------------------------------------------------------
     def records(self, key: PoolKey) -> list[Record]:
@@ -509,6 +639,10 @@ class SqlHistory:
             select(mv.c.value).where(mv.c.tenant_id == self.tenant.id, mv.c.id == move_id)
         )
         return Decimal(value) + self._deltas([move_id]).get(move_id, ZERO)
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _position(row: Any) -> tuple[datetime, uuid.UUID, int] | None:
