@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 MAX_BATCH_EVENTS = 1000
 
 
-def _exact_decimal(value: Any) -> Any:
+def exact_decimal(value: Any) -> Any:
     if isinstance(value, float):
         raise ValueError('send decimal numbers as strings, e.g. "12.5"; floats are not exact')
     if isinstance(value, bool):
@@ -26,22 +26,22 @@ def _exact_decimal(value: Any) -> Any:
 
 Quantity = Annotated[
     Decimal,
-    BeforeValidator(_exact_decimal),
+    BeforeValidator(exact_decimal),
     Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
 ]
 NonNegativeQuantity = Annotated[
     Decimal,
-    BeforeValidator(_exact_decimal),
+    BeforeValidator(exact_decimal),
     Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
 ]
 UnitPrice = Annotated[
     Decimal,
-    BeforeValidator(_exact_decimal),
+    BeforeValidator(exact_decimal),
     Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
 ]
 Rate = Annotated[
     Decimal,
-    BeforeValidator(_exact_decimal),
+    BeforeValidator(exact_decimal),
     Field(ge=0, le=1, max_digits=8, decimal_places=6, allow_inf_nan=False),
 ]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")]

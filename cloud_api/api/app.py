@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -13,7 +14,7 @@ from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.errors import Unauthorized
-from cloud_api.services import masterdata, reports
+from cloud_api.services import boms, masterdata, reports
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_for_key
@@ -133,6 +134,7 @@ def _api_router() -> APIRouter:
         return {"event_id": str(event_id), "status": "voided"}
 
     _master_data_routes(r)
+    _bom_routes(r)
     _report_routes(r)
     return r
 
@@ -191,6 +193,41 @@ def _master_data_routes(r: APIRouter) -> None:
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "open")
         return {"period": code, "status": "open"}
+
+
+def _bom_routes(r: APIRouter) -> None:
+    @r.post("/boms", status_code=201)
+    def create_bom(body: schemas.BomCreate, tenant: TenantDep, db: DbDep) -> schemas.BomPublic:
+        with db.begin() as conn:
+            return boms.create_bom(conn, tenant, body)
+
+    @r.get("/boms")
+    def list_boms(
+        tenant: TenantDep, db: DbDep, item: Annotated[str | None, Query(max_length=64)] = None
+    ) -> list[schemas.BomSummary]:
+        with db.connect() as conn:
+            return boms.list_boms(conn, tenant, item)
+
+    # Before /boms/{item}/{version}, which would otherwise take "explode" for a version.
+    @r.get("/boms/{item}/explode")
+    def explode_bom(
+        item: str,
+        tenant: TenantDep,
+        db: DbDep,
+        quantity: Annotated[Decimal, Query(gt=0, max_digits=18, decimal_places=6)] = Decimal(1),
+    ) -> schemas.BomExplosion:
+        with db.connect() as conn:
+            return boms.explode_bom(conn, tenant, item, quantity)
+
+    @r.get("/boms/{item}/{version}")
+    def read_bom(item: str, version: int, tenant: TenantDep, db: DbDep) -> schemas.BomPublic:
+        with db.connect() as conn:
+            return boms.read_bom(conn, tenant, item, version)
+
+    @r.post("/boms/{item}/{version}/activate")
+    def activate_bom(item: str, version: int, tenant: TenantDep, db: DbDep) -> schemas.BomPublic:
+        with db.begin() as conn:
+            return boms.activate_bom(conn, tenant, item, version)
 
 
 def _report_routes(r: APIRouter) -> None:

@@ -1,12 +1,13 @@
 """Request and response bodies of the master-data endpoints (Create / Public)."""
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from cloud_api.contract import Code, NonNegativeQuantity, Quantity
+from cloud_api.contract import Code, NonNegativeQuantity, Quantity, exact_decimal
 
 
 class _In(BaseModel):
@@ -60,3 +61,110 @@ class Created(BaseModel):
 
 class VoidRequest(_In):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+# -- bills of materials -------------------------------------------------------------
+
+MAX_BOM_LINES = 500
+MAX_BOM_OPERATIONS = 100
+
+# An exact 6-place decimal whose range the BOM domain checks (cloud_api.domain.bom),
+# so that each bad figure answers its own code rather than `invalid_request`.
+BomFigure = Annotated[
+    Decimal,
+    BeforeValidator(exact_decimal),
+    Field(max_digits=18, decimal_places=6, allow_inf_nan=False),
+]
+
+
+class BomLineCreate(_In):
+    item: Code
+    quantity: BomFigure
+    scrap_factor: BomFigure = Decimal(0)
+
+
+class BomOperationCreate(_In):
+    seq: Annotated[int, Field(ge=1, le=99_999)]
+    work_center: Code
+    name: Name
+    setup_minutes: NonNegativeQuantity = Decimal(0)
+    minutes_per_unit: NonNegativeQuantity
+
+
+class BomCreate(_In):
+    item: Code
+    output_quantity: BomFigure = Decimal(1)
+    note: Annotated[str, Field(max_length=200)] = ""
+    lines: Annotated[list[BomLineCreate], Field(max_length=MAX_BOM_LINES)]
+    operations: Annotated[
+        list[BomOperationCreate], Field(default_factory=list, max_length=MAX_BOM_OPERATIONS)
+    ]
+    activate: bool = False
+
+
+class BomLinePublic(BaseModel):
+    line_no: int
+    item: str
+    quantity: Decimal
+    scrap_factor: Decimal
+
+
+class BomOperationPublic(BaseModel):
+    seq: int
+    work_center: str
+    name: str
+    setup_minutes: Decimal
+    minutes_per_unit: Decimal
+
+
+class BomSummary(BaseModel):
+    id: uuid.UUID
+    item: str
+    version: int
+    status: Literal["draft", "active", "obsolete"]
+    output_quantity: Decimal
+    note: str
+    created_at: datetime
+
+
+class BomPublic(BomSummary):
+    lines: list[BomLinePublic]
+    operations: list[BomOperationPublic]
+
+
+class RequirementSource(BaseModel):
+    level: int  # 1 = a direct component of the exploded item
+    path: list[str]  # item codes from the exploded item down to the component
+    quantity: Decimal
+
+
+class ComponentRequirement(BaseModel):
+    item: str
+    low_level_code: int
+    exploded: bool  # it has an active BOM, so its own components are listed too
+    quantity: Decimal  # the sum of its sources
+    sources: list[RequirementSource]
+
+
+class WorkCenterLoadPublic(BaseModel):
+    work_center: str
+    minutes: Decimal
+    hours: Decimal
+    labour_rate: Decimal
+    overhead_rate: Decimal
+    labour_cost: Decimal
+    overhead_cost: Decimal
+
+
+class BomExplosion(BaseModel):
+    """Gross requirements of the active BOMs, all levels down, for `quantity` of
+    `item`; and the planned load and cost of the item's own routing (a component
+    made in house carries its routing on its own work order)."""
+
+    item: str
+    version: int
+    quantity: Decimal
+    components: list[ComponentRequirement]
+    routing: list[WorkCenterLoadPublic]
+    labour_cost: Decimal
+    overhead_cost: Decimal

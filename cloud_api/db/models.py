@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from cloud_api.db.types import Money, Qty
@@ -88,6 +88,9 @@ class Item(SQLModel, table=True):
     lot_tracked: bool = False
     safety_stock: Decimal = _qty()
     lead_time_days: int = 0
+    # The deepest level at which the item appears in any active BOM (0 = top level),
+    # kept by BOM activation for MRP. The server default fills existing rows.
+    low_level_code: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Location(SQLModel, table=True):
@@ -366,6 +369,70 @@ class WipMaterial(SQLModel, table=True):
     item_id: uuid.UUID = Field(primary_key=True)
     quantity: Decimal = _qty()
     value: Decimal = _money()
+
+
+class Bom(SQLModel, table=True):
+    """A version of an item's bill of materials. Immutable once created (a change is a
+    new version): only `status` moves, and at most one version of an item is active,
+    so the active BOM of an item is one indexed lookup (`uq_bom_active`)."""
+
+    __tablename__ = "bom"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "item_id", "version", name="uq_bom_item_version"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_bom_item"),
+        Index(
+            "uq_bom_active",
+            "tenant_id",
+            "item_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    item_id: uuid.UUID
+    version: int
+    status: str = Field(max_length=8)  # draft, active, obsolete
+    # the quantity of the item that the lines make
+    output_quantity: Decimal = Field(default=Decimal(1), sa_type=Qty(), nullable=False)
+    note: str = Field(default="", max_length=200)
+    created_at: datetime
+
+
+class BomLine(SQLModel, table=True):
+    """A component of a BOM: `quantity` per `bom.output_quantity` of the parent, plus
+    `scrap_factor` (a fraction, 0 ≤ f < 1) on top for expected loss."""
+
+    __tablename__ = "bom_line"
+    __table_args__ = (
+        _tenant_fk(["bom_id"], "bom", ["id"], "fk_bom_line_bom"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_bom_line_item"),
+        UniqueConstraint("tenant_id", "bom_id", "item_id", name="uq_bom_line_component"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    bom_id: uuid.UUID = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)
+    item_id: uuid.UUID
+    quantity: Decimal = _qty()
+    scrap_factor: Decimal = _qty()
+
+
+class BomOperation(SQLModel, table=True):
+    """A step of a BOM's routing: set-up once per batch, then minutes per unit made."""
+
+    __tablename__ = "bom_operation"
+    __table_args__ = (
+        _tenant_fk(["bom_id"], "bom", ["id"], "fk_bom_operation_bom"),
+        _tenant_fk(["work_center_id"], "work_center", ["id"], "fk_bom_operation_work_center"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    bom_id: uuid.UUID = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    work_center_id: uuid.UUID
+    name: str = Field(max_length=200)
+    setup_minutes: Decimal = _qty()
+    minutes_per_unit: Decimal = _qty()
 
 
 def tenant_tables() -> list:  # type: ignore[type-arg]
