@@ -152,7 +152,12 @@ def _seed(client: httpx.Client) -> None:
         _ok(
             client.post(
                 "/work-orders",
-                json={"code": f"WO{i}", "item": "TBL", "planned_quantity": "1000000"},
+                json={
+                    "code": f"WO{i}",
+                    "item": "TBL",
+                    "planned_quantity": "1000000",
+                    "release": True,
+                },
             )
         )
 

@@ -108,6 +108,11 @@ class StockCountPayload(_Strict):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
+class WorkOrderClosePayload(_Strict):
+    work_order: Code
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
 class ReversalPayload(_Strict):
     reverses_event_id: UUID
     reason: Annotated[str, Field(min_length=1, max_length=200)]
@@ -121,6 +126,7 @@ class EventType(StrEnum):
     labour = "labour"
     sales_shipment = "sales_shipment"
     stock_count = "stock_count"
+    work_order_close = "work_order_close"
     reversal = "reversal"
 
 
@@ -168,6 +174,14 @@ class StockCount(_Envelope):
     payload: StockCountPayload
 
 
+class WorkOrderClose(_Envelope):
+    """Close a work order: what is left in its WIP is settled (the portal's close
+    button posts this event; a terminal may send it too)."""
+
+    type: Literal[EventType.work_order_close]
+    payload: WorkOrderClosePayload
+
+
 class Reversal(_Envelope):
     type: Literal[EventType.reversal]
     payload: ReversalPayload
@@ -181,6 +195,7 @@ Event = Annotated[
     | Labour
     | SalesShipment
     | StockCount
+    | WorkOrderClose
     | Reversal,
     Field(discriminator="type"),
 ]

@@ -132,8 +132,19 @@ def _seed_master_data(client: httpx.Client) -> None:
             "/work-centers",
             {"code": "ASSY", "name": "组装 Assembly", "labour_rate": "50", "overhead_rate": "25"},
         ),
-        ("/work-orders", {"code": "WO-LEG-001", "item": "TABLE-LEG", "planned_quantity": "40"}),
-        ("/work-orders", {"code": "WO-TBL-001", "item": "DINING-TABLE", "planned_quantity": "10"}),
+        (
+            "/work-orders",
+            {"code": "WO-LEG-001", "item": "TABLE-LEG", "planned_quantity": "40", "release": True},
+        ),
+        (
+            "/work-orders",
+            {
+                "code": "WO-TBL-001",
+                "item": "DINING-TABLE",
+                "planned_quantity": "10",
+                "release": True,
+            },
+        ),
     ]:
         _ok(client.post(path, json=body))
 

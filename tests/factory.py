@@ -106,5 +106,9 @@ def setup_workshop(api: Any) -> None:
         "/work-centers",
         {"code": "WC", "name": "Assembly", "labour_rate": "40", "overhead_rate": "10"},
     )
-    api.create("/work-orders", {"code": "WO1", "item": "TBL", "planned_quantity": "10"})
-    api.create("/work-orders", {"code": "WO2", "item": "TBL", "planned_quantity": "5"})
+    api.create(
+        "/work-orders", {"code": "WO1", "item": "TBL", "planned_quantity": "10", "release": True}
+    )
+    api.create(
+        "/work-orders", {"code": "WO2", "item": "TBL", "planned_quantity": "5", "release": True}
+    )

@@ -138,7 +138,9 @@ def test_edge_retry_of_a_held_event_posts_it_once_the_cause_is_fixed(api: Api) -
     setup_workshop(api)
     ev = issue(5, "RAW", "1", wo="WO9")
     assert api.events(ev)[0]["status"] == "held"
-    api.create("/work-orders", {"code": "WO9", "item": "TBL", "planned_quantity": "1"})
+    api.create(
+        "/work-orders", {"code": "WO9", "item": "TBL", "planned_quantity": "1", "release": True}
+    )
     api.events(receipt(0, "RAW", "1", "7"))
     assert api.events(ev)[0]["status"] == "posted"
 

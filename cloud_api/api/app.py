@@ -13,8 +13,9 @@ from cloud_api.contract import BatchResult, EventBatch, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
-from cloud_api.errors import Unauthorized
-from cloud_api.services import boms, masterdata, reports
+from cloud_api.domain.posting_rules import POSTABLE_STATUSES
+from cloud_api.errors import Conflict, Unauthorized
+from cloud_api.services import boms, masterdata, reports, work_orders
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_for_key
@@ -175,7 +176,7 @@ def _master_data_routes(r: APIRouter) -> None:
         "supplier",
     )
     create("/work-centers", schemas.WorkCenterCreate, masterdata.create_work_center, "work_center")
-    create("/work-orders", schemas.WorkOrderCreate, masterdata.create_work_order, "work_order")
+    _work_order_routes(r)
 
     @r.get("/accounts")
     def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
@@ -193,6 +194,65 @@ def _master_data_routes(r: APIRouter) -> None:
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "open")
         return {"period": code, "status": "open"}
+
+
+def _work_order_routes(r: APIRouter) -> None:
+    @r.post("/work-orders", status_code=201)
+    def create_work_order(
+        body: schemas.WorkOrderCreate, tenant: TenantDep, db: DbDep
+    ) -> dict[str, Any]:
+        with db.begin() as conn:
+            return work_orders.create_work_order(conn, tenant, body)
+
+    @r.get("/work-orders")
+    def list_work_orders(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return masterdata.list_rows(conn, tenant, "work_order")
+
+    @r.get("/work-orders/{code}")
+    def read_work_order(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.connect() as conn:
+            return work_orders.read(conn, tenant, code)
+
+    @r.post("/work-orders/{code}/release")
+    def release_work_order(
+        code: str, body: schemas.WorkOrderRelease, tenant: TenantDep, db: DbDep
+    ) -> dict[str, Any]:
+        with db.begin() as conn:
+            return work_orders.release(conn, tenant, code, body.allow_shortages)
+
+    @r.post("/work-orders/{code}/cancel")
+    def cancel_work_order(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.begin() as conn:
+            return work_orders.cancel(conn, tenant, code)
+
+    @r.post("/work-orders/{code}/close")
+    def close_work_order(
+        code: str, body: schemas.WorkOrderClose, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
+        """Posts a `work_order_close` event (the residual WIP is settled); refused
+        without writing anything when the order is not open."""
+        with db.connect() as conn:
+            status = work_orders.read(conn, tenant, code)["status"]
+        if status not in POSTABLE_STATUSES:
+            raise Conflict(
+                "work_order_not_open", f"work order {code} is {status}; it cannot be closed"
+            )
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "device_id": "portal",
+            "seq": 0,
+            "type": "work_order_close",
+            "occurred_at": now_utc().isoformat(),
+            "payload": {"work_order": code, "reason": body.reason},
+        }
+        (result,) = request.app.state.ingest.ingest(tenant, [event])
+        if result.status != ResultStatus.posted:
+            raise Conflict(result.code or "close_not_posted", result.message or "not posted")
+        with db.connect() as conn:
+            return work_orders.read(conn, tenant, code) | {
+                "journal_entry_id": result.journal_entry_id
+            }
 
 
 def _bom_routes(r: APIRouter) -> None:

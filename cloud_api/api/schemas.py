@@ -52,6 +52,17 @@ class WorkOrderCreate(_In):
     code: Code
     item: Code
     planned_quantity: Quantity
+    warehouse: Code | None = None  # components come from and output goes to; default WH
+    release: bool = False  # release (snapshot the BOM, reserve) at once
+    allow_shortages: bool = False
+
+
+class WorkOrderRelease(_In):
+    allow_shortages: bool = False
+
+
+class WorkOrderClose(_In):
+    reason: Annotated[str, Field(max_length=200)] = ""
 
 
 class Created(BaseModel):

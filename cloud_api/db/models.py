@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint, text
+from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 from cloud_api.db.types import Money, Qty
@@ -42,6 +42,10 @@ class Tenant(SQLModel, table=True):
     currency: str = Field(default="CNY", max_length=3)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     allow_negative_stock: bool = False
+    # May an issue take stock another work order holds (reserved)?
+    allow_issue_from_reserved: bool = Field(
+        default=False, sa_column_kwargs={"server_default": false()}
+    )
     api_key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime
 
@@ -105,7 +109,7 @@ class Location(SQLModel, table=True):
     name: str = Field(max_length=200)
     kind: str = Field(
         max_length=16
-    )  # warehouse, bin, supplier, customer, production, scrap, adjustment
+    )  # warehouse, bin, supplier, customer, production, scrap, adjustment, variance
     parent_id: uuid.UUID | None = None
 
 
@@ -139,7 +143,12 @@ class WorkCenter(SQLModel, table=True):
 
 
 class WorkOrder(SQLModel, table=True):
-    """A cost collector here; its full lifecycle is the production issue's."""
+    """A production order and its cost collector (生产工单).
+
+    draft → released → in_progress → completed → closed, or cancelled. Release
+    snapshots the active BOM into `work_order_component` and reserves the components
+    in `warehouse_id`; the first posting makes it in progress, reaching the planned
+    quantity completes it, and close settles what is left in WIP."""
 
     __tablename__ = "work_order"
     __table_args__ = (
@@ -151,8 +160,61 @@ class WorkOrder(SQLModel, table=True):
     code: str = Field(max_length=64)
     item_id: uuid.UUID
     planned_quantity: Decimal = _qty()
-    status: str = Field(default="open", max_length=16)  # open, closed, cancelled
+    # draft, released, in_progress, completed, closed, cancelled
+    status: str = Field(default="draft", max_length=16)
+    # Where components come from and output goes to, and the BOM version snapshotted
+    # at release. Checked by the service, not by a foreign key: adding a composite
+    # foreign key to an existing SQLite table means rebuilding it, which SQLite refuses
+    # while other tables' rows reference it.
+    warehouse_id: uuid.UUID | None = None
+    bom_id: uuid.UUID | None = None
     created_at: datetime
+    released_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class WorkOrderComponent(SQLModel, table=True):
+    """A component planned for a work order, snapshotted from its BOM at release."""
+
+    __tablename__ = "work_order_component"
+    __table_args__ = (
+        _tenant_fk(["work_order_id"], "work_order", ["id"], "fk_component_work_order"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_component_item"),
+        _tenant_fk(["location_id"], "location", ["id"], "fk_component_location"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    work_order_id: uuid.UUID = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)
+    item_id: uuid.UUID
+    location_id: uuid.UUID
+    planned_quantity: Decimal = _qty()  # for the order's planned quantity, scrap included
+
+
+class Reservation(SQLModel, table=True):
+    """Stock held for a work order's component (try), consumed by its issues
+    (confirm) and released by close or cancel (cancel). It resolves exactly once:
+    `status` leaves `held` for `consumed` or `released` and never returns, and
+    consumed + released never exceeds quantity."""
+
+    __tablename__ = "reservation"
+    __table_args__ = (
+        _tenant_fk(["work_order_id"], "work_order", ["id"], "fk_reservation_work_order"),
+        _tenant_fk(["item_id"], "item", ["id"], "fk_reservation_item"),
+        _tenant_fk(["location_id"], "location", ["id"], "fk_reservation_location"),
+        Index("ix_reservation_pool", "tenant_id", "item_id", "location_id", "status"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    work_order_id: uuid.UUID
+    line_no: int
+    item_id: uuid.UUID
+    location_id: uuid.UUID
+    quantity: Decimal = _qty()  # held at release
+    consumed: Decimal = _qty()
+    released: Decimal = _qty()
+    status: str = Field(max_length=8)  # held, consumed, released
+    created_at: datetime
+    resolved_at: datetime | None = None
 
 
 class FiscalPeriod(SQLModel, table=True):

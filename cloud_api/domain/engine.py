@@ -280,6 +280,8 @@ def _value_from_source(slot: Slot, key: PoolKey, record: MoveRecord) -> tuple[De
         return pool.return_value(record.item_id, record.quantity), False
     if record.basis == "wip_completion":
         return pool.completion_value(record.quantity), False
+    if record.basis == "wip_residual":
+        return pool.value, False
     raise AssertionError(f"unknown basis {record.basis}")
 
 
@@ -312,6 +314,8 @@ def _apply_out(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> 
         pool.remove(record.quantity, value, record.lot, record.mirrors_move_id)
     elif record.kind == "completion":
         pool.complete(record.quantity, value)
+    elif record.kind == "settlement":
+        pool.settle(value)
     else:
         pool.take_material(record.item_id, record.quantity, value)
     _advance(slot, record)

@@ -193,6 +193,10 @@ class WipPool:
         still_to_make = self.planned_quantity - self.completed_quantity
         return share(self.value, quantity, max(still_to_make, quantity))
 
+    def settle(self, value: Decimal) -> None:
+        """The close of the order takes what is left (see posting_rules.work_order_close)."""
+        self.value -= value
+
     def complete(self, quantity: Decimal, value: Decimal) -> None:
         self.completed_quantity += quantity
         self.value -= value

@@ -13,6 +13,7 @@ Valuation bases of a move:
 - wip_return      the average cost at which the work order received the item
 - wip_completion  the work order's collected cost, in proportion (pools.WipPool)
 - mirror          the current value of the move it reverses
+- wip_residual    all that is left in the work order's WIP (the settlement at close)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cloud_api.contract import (
     PurchaseReceipt,
     SalesShipment,
     StockCount,
+    WorkOrderClose,
 )
 from cloud_api.domain.money import ZERO, money
 from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
@@ -59,6 +61,8 @@ ACCOUNT_OF_SIDE = {
     "production": lambda item: WIP,
     "adjustment": lambda item: PENDING_LOSSES,
     "scrap": lambda item: PENDING_LOSSES,
+    # A closed work order's residual WIP: a production variance, in cost of sales.
+    "variance": lambda item: item.cogs_account,
     "warehouse": lambda item: item.stock_account,
     "bin": lambda item: item.stock_account,
 }
@@ -341,12 +345,21 @@ def _internal(md: MasterData, code: str) -> LocationRef:
     return location
 
 
+# Statuses in which a work order takes issues, returns, labour and completions.
+POSTABLE_STATUSES = frozenset({"released", "in_progress", "completed"})
+
+
 def _open_work_order(md: MasterData, code: str) -> WorkOrderRef:
     order = md.work_order(code)
-    if order.status != "open":
+    if order.status == "draft":
+        raise Held(
+            "work_order_not_released",
+            f"work order {code} is a draft; release it, then re-post",
+        )
+    if order.status not in POSTABLE_STATUSES:
         raise Held(
             "work_order_closed",
-            f"work order {code} is {order.status}; reopen it or post to another order",
+            f"work order {code} is {order.status}; post to an open order instead",
         )
     return order
 
@@ -358,6 +371,30 @@ def _check_lot(item: ItemRef, lot: str) -> None:
         raise Rejected("lot_not_tracked", f"item {item.code} is not lot-tracked; send no lot")
 
 
+def work_order_close(event: WorkOrderClose, md: MasterData) -> Plan:
+    """关闭工单: what is left in the order's WIP after its completions (costs that
+    came after the last completion, or an order closed short) is settled as a
+    production variance: Dr 6401 cost of sales / Cr 5001 [work order] (a credit to
+    cost of sales when the residual is negative). The settlement is a move of no
+    quantity that takes all that is left, so a later revaluation of the order's
+    history re-settles it and WIP stays zero after close."""
+    p = event.payload
+    order = _open_work_order(md, p.work_order)
+    move = MoveSpec(
+        1,
+        "settlement",
+        md.item_by_id(order.item_id),
+        "",
+        md.production_location(),
+        md.virtual_location("variance"),
+        ZERO,
+        "wip_residual",
+        work_order=order,
+    )
+    reason = f": {p.reason}" if p.reason else ""
+    return Plan(f"close of work order {p.work_order}{reason}", moves=[move])
+
+
 RULES = {
     "purchase_receipt": purchase_receipt,
     "material_issue": material_issue,
@@ -366,6 +403,7 @@ RULES = {
     "labour": labour,
     "sales_shipment": sales_shipment,
     "stock_count": stock_count,
+    "work_order_close": work_order_close,
 }
 
 # Rules whose plan reads the ledger (a count's difference is counted minus on hand at

@@ -36,6 +36,7 @@ class WorkOrderRef:
     item_id: uuid.UUID
     planned_quantity: Decimal
     status: str
+    warehouse_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

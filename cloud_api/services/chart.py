@@ -51,6 +51,7 @@ DEFAULT_LOCATIONS = [
     ("PRODUCTION", "生产 Work in progress (virtual)", "production"),
     ("ADJUSTMENT", "盘点调整 Inventory adjustment (virtual)", "adjustment"),
     ("SCRAP", "报废 Scrap (virtual)", "scrap"),
+    ("VARIANCE", "生产差异 Production variances (virtual)", "variance"),
 ]
 
 STOCK_ACCOUNTS = sorted({c[2] for c in DEFAULT_CATEGORIES})

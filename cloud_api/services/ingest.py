@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from cloud_api.contract import EVENT_ADAPTER, Event, EventResult, ResultStatus, Reversal
@@ -34,7 +34,9 @@ from cloud_api.domain.clock import (
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
 from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
+from cloud_api.domain.pools import WipPool
 from cloud_api.errors import Conflict, ErpError, Held, NotFound, Rejected
+from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
 
 T = m.SQLModel.metadata.tables
@@ -112,6 +114,12 @@ def _require_held(row: Any, event_id: uuid.UUID) -> None:
         )
 
 
+def _takes_free_stock(mv: MoveRecord) -> bool:
+    """Moves that must leave other orders' reservations alone (a count or scrap is
+    what physically happened and is never refused for a reservation)."""
+    return mv.kind in ("issue", "shipment") and mv.source.internal
+
+
 def _retryable(error: DBAPIError) -> bool:
     if isinstance(error, IntegrityError):
         return True  # a concurrent batch posted the same event id first
@@ -135,6 +143,9 @@ class Batch:
         self.engine = ValuationEngine(self.history)
         self.closed = closed_periods(conn, tenant.id)
         self.now = now_utc()
+        self.reservations = ReservationBook(conn, tenant, self.now)
+        self.active_orders: set[uuid.UUID] = set()
+        self.closed_orders: set[uuid.UUID] = set()
         self.prepared: dict[uuid.UUID, tuple[rules.Plan, list[MoveRecord], list[ChargeRecord]]] = {}
 
     def run(self, raw_events: list[Any]) -> list[EventResult]:
@@ -164,6 +175,8 @@ class Batch:
             results[index] = self.post(event, digest, existing.get(event.event_id))
         self.buffer.flush(self.conn)
         self.history.save(self.engine.slots)
+        self.reservations.flush()
+        self._save_order_statuses()
         self._fill_duplicates(results)
         return [r for r in results if r is not None]
 
@@ -246,6 +259,13 @@ class Batch:
             records += moves
             records += charges
         self.engine.preload(records)
+        self.reservations.load(
+            {
+                (r.item_id, r.source.id)
+                for r in records
+                if isinstance(r, MoveRecord) and _takes_free_stock(r)
+            }
+        )
 
     def post(self, event: Event, digest: str, row: Any) -> EventResult:
         try:
@@ -263,6 +283,8 @@ class Batch:
                 moves, charges = self.records(event, plan, occurred)
             else:
                 plan, moves, charges = prepared
+            self._check_orders_still_open(moves, charges)
+            self._check_reserved(moves)
             outcome = self.engine.post([*moves, *charges])
         except Held as held:
             self._keep_held(event, digest, row, held)
@@ -281,12 +303,89 @@ class Batch:
             )
         entry_id = self._book(event, plan, moves, charges, outcome, entry_date)
         self._record_posted(event, digest, row, entry_id)
+        self._follow_orders(event, moves, charges)
         return EventResult(
             event_id=str(event.event_id),
             status=ResultStatus.posted,
             journal_entry_id=str(entry_id) if entry_id else None,
             move_ids=[str(mv.id) for mv in moves],
         )
+
+    # -- work orders and their reservations ---------------------------------------
+    def _check_orders_still_open(
+        self, moves: list[MoveRecord], charges: list[ChargeRecord]
+    ) -> None:
+        """An event planned before an earlier event of the batch closed its order."""
+        for order_id in {r.work_order_id for r in [*moves, *charges]} - {None}:
+            order = self.md.work_order_by_id(order_id)  # type: ignore[arg-type]
+            if order.status not in rules.POSTABLE_STATUSES:
+                raise Held(
+                    "work_order_closed",
+                    f"work order {order.code} is {order.status}; post to an open order instead",
+                )
+
+    def _check_reserved(self, moves: list[MoveRecord]) -> None:
+        """Stock that other work orders hold is not free for this issue or shipment."""
+        if self.tenant.allow_issue_from_reserved:
+            return
+        for mv in moves:
+            if not mv.is_new or not _takes_free_stock(mv):
+                continue
+            pool = (mv.item_id, mv.source.id)
+            others = self.reservations.held(pool, excluding_order=mv.work_order_id)
+            on_hand = self.engine.slot(("stock", *pool)).pool.quantity
+            if others > 0 and on_hand >= mv.quantity and on_hand - mv.quantity < others:
+                item = self.md.item_by_id(mv.item_id).code
+                free = max(on_hand - others, ZERO)
+                raise Held(
+                    "reserved_for_other_orders",
+                    f"only {free} of {item} in {mv.source.code} is free: {on_hand} on hand, "
+                    f"{others} reserved for other work orders; receive more, or release or "
+                    "close those orders",
+                    on_hand=str(on_hand),
+                    reserved=str(others),
+                )
+
+    def _follow_orders(
+        self, event: Event, moves: list[MoveRecord], charges: list[ChargeRecord]
+    ) -> None:
+        """What a posted event does to its work order: an issue confirms (consumes) the
+        order's reservation; any posting puts a released order in progress; a close
+        releases what the order still holds and closes it."""
+        for mv in moves:
+            if mv.kind == "issue" and mv.work_order_id and mv.source.internal:
+                self.reservations.consume(mv.work_order_id, (mv.item_id, mv.source.id), mv.quantity)
+        orders = {r.work_order_id for r in [*moves, *charges]} - {None}
+        if event.type == "work_order_close":
+            for order_id in orders:
+                assert order_id is not None
+                self.reservations.release_order(order_id)
+                self.md.set_order_status(order_id, "closed")
+                self.closed_orders.add(order_id)
+        else:
+            self.active_orders |= orders  # type: ignore[arg-type]
+
+    def _save_order_statuses(self) -> None:
+        wo = T["work_order"]
+        where = [wo.c.tenant_id == self.tenant.id]
+        done = {
+            key[1]
+            for key, slot in self.engine.slots.items()
+            if key[0] == "wip"
+            and isinstance(slot.pool, WipPool)
+            and slot.pool.completed_quantity >= slot.pool.planned_quantity
+        }
+        for ids, before, after, extra in (
+            (self.active_orders, ("released",), "in_progress", {}),
+            (done, ("released", "in_progress"), "completed", {}),
+            (self.closed_orders, tuple(rules.POSTABLE_STATUSES), "closed", {"closed_at": self.now}),
+        ):
+            if ids:
+                self.conn.execute(
+                    update(wo)
+                    .where(*where, wo.c.id.in_(sorted(ids)), wo.c.status.in_(before))  # type: ignore[arg-type]
+                    .values(status=after, **extra)
+                )
 
     def plan(self, event: Event) -> rules.Plan:
         if isinstance(event, Reversal):
@@ -345,6 +444,11 @@ class Batch:
                 "cannot_reverse_reversal",
                 "a reversal cannot be reversed; post the original event again with a new id",
             )
+        if original.type == "work_order_close":
+            raise Rejected(
+                "cannot_reverse_close",
+                "a closed work order cannot be reopened; post further costs to another order",
+            )
         if original.reversed_by is not None:
             raise Rejected(
                 "already_reversed", f"event {target} was already reversed by {original.reversed_by}"
@@ -398,6 +502,14 @@ class Batch:
                     credit,
                 )
             )
+        for order in {spec.work_order for spec in [*plan.moves, *plan.charges]} - {None}:
+            assert order is not None
+            if order.status not in rules.POSTABLE_STATUSES:
+                raise Held(
+                    "work_order_closed",
+                    f"work order {order.code} is {order.status}; its postings can no longer "
+                    "be reversed",
+                )
         plan.raw_lines = self._mirrored_event_lines(original.journal_entry_id)
         return plan
 

@@ -92,26 +92,6 @@ def create_work_center(
     )
 
 
-def create_work_order(
-    conn: Connection, tenant: TenantContext, body: schemas.WorkOrderCreate
-) -> uuid.UUID:
-    item_id = _id_of(conn, tenant, "item", body.item)
-    return _insert(
-        conn,
-        "work_order",
-        {
-            "tenant_id": tenant.id,
-            "id": uuid.uuid4(),
-            "code": body.code,
-            "item_id": item_id,
-            "planned_quantity": body.planned_quantity,
-            "status": "open",
-            "created_at": now_utc(),
-        },
-        "work order",
-    )
-
-
 def set_period_status(conn: Connection, tenant: TenantContext, code: str, status: str) -> None:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", code):
         raise Rejected("invalid_period", f"a period is a month written YYYY-MM, not {code!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +46,7 @@ class TenantContext:
     id: uuid.UUID
     allow_negative_stock: bool
     timezone: str
+    allow_issue_from_reserved: bool = False
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -184,6 +185,10 @@ class MasterDataStore:
     def production_location(self) -> LocationRef:
         return self.virtual_location("production")
 
+    def set_order_status(self, work_order_id: uuid.UUID, status: str) -> None:
+        ref = replace(self.work_order_by_id(work_order_id), status=status)
+        self._orders[ref.code] = self._orders_by_id[ref.id] = ref
+
     def prefetch_work_orders(self, codes: set[str]) -> None:
         missing = codes - self._orders.keys()
         if missing:
@@ -212,7 +217,9 @@ class MasterDataStore:
         wo = T["work_order"]
         found = []
         for row in self.conn.execute(select(wo).where(wo.c.tenant_id == self.tenant.id, condition)):
-            ref = WorkOrderRef(row.id, row.code, row.item_id, row.planned_quantity, row.status)
+            ref = WorkOrderRef(
+                row.id, row.code, row.item_id, row.planned_quantity, row.status, row.warehouse_id
+            )
             self._orders[ref.code] = self._orders_by_id[ref.id] = ref
             found.append(ref)
         return found

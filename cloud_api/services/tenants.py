@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
@@ -97,25 +98,35 @@ def seed_tenant(conn: Connection, tenant_id: uuid.UUID) -> None:
     )
 
 
+_CONTEXT_COLUMNS = [
+    T["tenant"].c.id,
+    T["tenant"].c.allow_negative_stock,
+    T["tenant"].c.timezone,
+    T["tenant"].c.allow_issue_from_reserved,
+]
+
+
+def _context(row: Any) -> TenantContext:
+    return TenantContext(
+        row.id, row.allow_negative_stock, row.timezone, row.allow_issue_from_reserved
+    )
+
+
 def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:
     t = T["tenant"]
     with db.connect() as conn:
         row = conn.execute(
-            select(t.c.id, t.c.allow_negative_stock, t.c.timezone).where(
-                t.c.api_key_hash == hash_api_key(api_key, pepper)
-            )
+            select(*_CONTEXT_COLUMNS).where(t.c.api_key_hash == hash_api_key(api_key, pepper))
         ).first()
     if row is None:
         raise Unauthorized("invalid_api_key", "the API key is not valid")
-    return TenantContext(row.id, row.allow_negative_stock, row.timezone)
+    return _context(row)
 
 
 def tenant_by_slug(db: Engine, slug: str) -> TenantContext:
     t = T["tenant"]
     with db.connect() as conn:
-        row = conn.execute(
-            select(t.c.id, t.c.allow_negative_stock, t.c.timezone).where(t.c.slug == slug)
-        ).first()
+        row = conn.execute(select(*_CONTEXT_COLUMNS).where(t.c.slug == slug)).first()
     if row is None:
         raise Unauthorized("unknown_tenant", f"no tenant {slug!r}")
-    return TenantContext(row.id, row.allow_negative_stock, row.timezone)
+    return _context(row)

@@ -1,0 +1,215 @@
+"""Work-order lifecycle on SQLite and PostgreSQL: release with the BOM snapshot and
+reservations (try / confirm / cancel), postings moving the status, close settling the
+residual WIP, cancel, and the refusals."""
+
+from decimal import Decimal as D
+from typing import Any
+
+from sqlalchemy import func, select
+
+from cloud_api.db import models as m
+from tests.conftest import Api
+from tests.factory import completion, issue, labour, receipt, reversal, setup_workshop, shipment
+from tests.test_ledger import lines_of, statuses
+
+TBL_BOM = {
+    "item": "TBL",
+    "lines": [
+        {"item": "RAW", "quantity": "2", "scrap_factor": "0.1"},
+        {"item": "BOLT", "quantity": "4"},
+    ],
+    "activate": True,
+}
+
+
+def order(api: Api, code: str) -> dict[str, Any]:
+    response = api.get(f"/work-orders/{code}")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def create_order(api: Api, code: str, planned: str, **kw: Any) -> dict[str, Any]:
+    response = api.post(
+        "/work-orders", json={"code": code, "item": "TBL", "planned_quantity": planned, **kw}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def held_by(api: Api, code: str) -> dict[str, tuple[D, str]]:
+    return {r["item"]: (D(r["held"]), r["status"]) for r in order(api, code)["reservations"]}
+
+
+def count_rows(api: Api, table: Any) -> int:
+    with api.db.connect() as conn:
+        return int(
+            conn.scalar(
+                select(func.count()).select_from(table).where(table.c.tenant_id == api.tenant.id)
+            )
+            or 0
+        )
+
+
+def test_full_work_order_from_release_to_close(api: Api) -> None:
+    setup_workshop(api)
+    api.create("/boms", TBL_BOM)
+    api.events(receipt(0, "RAW", "30", "10"), receipt(0, "BOLT", "50", "1"))
+    assert create_order(api, "WO10", "5")["status"] == "draft"
+    (early,) = api.events(issue(5, "RAW", "1", wo="WO10"))
+    assert (early["status"], early["code"]) == ("held", "work_order_not_released")
+
+    released = api.post("/work-orders/WO10/release", json={}).json()
+    assert released["status"] == "released"
+    # RAW: 2 per table × 5 × 1.1 scrap = 11; BOLT: 4 × 5 = 20.
+    assert [(c["item"], D(c["planned_quantity"])) for c in released["components"]] == [
+        ("RAW", D(11)),
+        ("BOLT", D(20)),
+    ]
+    assert held_by(api, "WO10") == {"RAW": (D(11), "held"), "BOLT": (D(20), "held")}
+
+    assert statuses(api.events(issue(10, "RAW", "6", wo="WO10"))) == ["posted"]
+    assert order(api, "WO10")["status"] == "in_progress"
+    assert held_by(api, "WO10")["RAW"] == (D(5), "held")  # a partial issue confirms part
+    api.events(issue(11, "RAW", "5", wo="WO10"), issue(12, "BOLT", "20", wo="WO10"))
+    assert held_by(api, "WO10") == {"RAW": (D(0), "consumed"), "BOLT": (D(0), "consumed")}
+    api.events(labour(20, "1", wo="WO10"))  # 40 labour + 10 overhead
+    # WIP: RAW 11 × 10 + BOLT 20 × 1 + 50 = 180.
+    (c1,) = api.events(completion(30, "2", wo="WO10"))  # 180 × 2 / 5
+    assert ("1405", D("72.00"), D(0)) in lines_of(api, c1["journal_entry_id"])
+    (c2,) = api.events(completion(31, "2", wo="WO10"))  # 108 × 2 / 3
+    assert ("1405", D("72.00"), D(0)) in lines_of(api, c2["journal_entry_id"])
+    assert order(api, "WO10")["status"] == "in_progress"  # 4 of 5 made
+
+    closed = api.post("/work-orders/WO10/close", json={"reason": "one short"})
+    assert closed.status_code == 200, closed.text
+    body = closed.json()
+    assert body["status"] == "closed" and body["closed_at"]
+    assert lines_of(api, body["journal_entry_id"]) == [
+        ("5001", D(0), D("36.00")),
+        ("6401", D("36.00"), D(0)),
+    ]
+    wip = {row["work_order"]: D(row["wip_value"]) for row in api.get("/reports/wip").json()}
+    assert wip["WO10"] == 0
+    (late,) = api.events(issue(40, "RAW", "1", wo="WO10"))
+    assert (late["status"], late["code"]) == ("held", "work_order_closed")
+    assert api.post("/work-orders/WO10/close", json={}).status_code == 409
+    assert api.reconcile() == []
+
+
+def test_reservations_keep_stock_for_their_order(api: Api) -> None:
+    setup_workshop(api)
+    api.create("/boms", TBL_BOM)
+    api.events(receipt(0, "RAW", "15", "10"), receipt(0, "BOLT", "100", "1"))
+    create_order(api, "WO10", "5", release=True)  # holds RAW 11 of 15
+    (taken,) = api.events(issue(10, "RAW", "5", wo="WO1"))
+    assert (taken["status"], taken["code"]) == ("held", "reserved_for_other_orders")
+    assert "only 4" in taken["message"]
+    assert statuses(api.events(issue(11, "RAW", "4", wo="WO1"))) == ["posted"]
+    (sold,) = api.events(shipment(12, "RAW", "1", "20"))
+    assert (sold["status"], sold["code"]) == ("held", "reserved_for_other_orders")
+    # The order's own issues may take what it holds.
+    assert statuses(api.events(issue(13, "RAW", "3", wo="WO10"))) == ["posted"]
+
+    create_order(api, "WO11", "1")
+    reservations_before = count_rows(api, m.Reservation.__table__)  # type: ignore[attr-defined]
+    short = api.post("/work-orders/WO11/release", json={})
+    assert (short.status_code, short.json()["code"]) == (409, "components_short")
+    assert short.json()["shortages"][0] == {
+        "item": "RAW",
+        "required": "2.200000",
+        "available": "0.000000",
+        "short": "2.200000",
+    }
+    assert order(api, "WO11")["status"] == "draft"
+    assert count_rows(api, m.Reservation.__table__) == reservations_before  # type: ignore[attr-defined]
+    anyway = api.post("/work-orders/WO11/release", json={"allow_shortages": True}).json()
+    assert anyway["status"] == "released"
+    raw = next(c for c in anyway["components"] if c["item"] == "RAW")
+    assert (D(raw["reserved_quantity"]), D(raw["short_quantity"])) == (D(0), D("2.2"))
+    assert held_by(api, "WO11") == {"BOLT": (D(4), "held")}
+
+    # Closing WO10 gives back what it still holds (8 of RAW): WO1 may take it.
+    assert api.post("/work-orders/WO10/close", json={}).status_code == 200
+    assert held_by(api, "WO10")["RAW"] == (D(0), "released")
+    raw_line = next(r for r in order(api, "WO10")["reservations"] if r["item"] == "RAW")
+    assert (D(raw_line["consumed"]), D(raw_line["released"])) == (D(3), D(8))
+    assert statuses(api.events(issue(20, "RAW", "8", wo="WO1"))) == ["posted"]
+    assert api.reconcile() == []
+
+
+def test_cancel_and_the_refusals(api: Api) -> None:
+    setup_workshop(api)
+    api.create("/boms", TBL_BOM)
+    api.events(receipt(0, "RAW", "30", "10"), receipt(0, "BOLT", "50", "1"))
+    create_order(api, "WO10", "1")
+    events_before = count_rows(api, m.EdgeEvent.__table__)  # type: ignore[attr-defined]
+    not_open = api.post("/work-orders/WO10/close", json={})
+    assert (not_open.status_code, not_open.json()["code"]) == (409, "work_order_not_open")
+    assert count_rows(api, m.EdgeEvent.__table__) == events_before  # type: ignore[attr-defined]
+    assert api.post("/work-orders/WO10/cancel").json()["status"] == "cancelled"
+
+    create_order(api, "WO11", "1", release=True)
+    assert held_by(api, "WO11")["RAW"] == (D("2.2"), "held")
+    assert api.post("/work-orders/WO11/cancel").json()["status"] == "cancelled"
+    assert held_by(api, "WO11") == {"RAW": (D(0), "released"), "BOLT": (D(0), "released")}
+    again = api.post("/work-orders/WO11/release", json={})
+    assert (again.status_code, again.json()["code"]) == (409, "work_order_not_draft")
+
+    create_order(api, "WO12", "1", release=True)
+    api.events(issue(5, "RAW", "1", wo="WO12"))
+    busy = api.post("/work-orders/WO12/cancel")
+    assert (busy.status_code, busy.json()["code"]) == (409, "work_order_not_cancellable")
+    for path, code in [
+        ("/work-orders/NOPE", "unknown_work_order"),
+        ("/work-orders/NOPE/release", "unknown_work_order"),
+    ]:
+        response = api.post(path, json={}) if path.endswith("release") else api.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, code)
+    bad = api.post(
+        "/work-orders",
+        json={"code": "WO13", "item": "TBL", "planned_quantity": "1", "warehouse": "CUSTOMER"},
+    )
+    assert (bad.status_code, bad.json()["code"]) == (422, "location_not_internal")
+    dup = api.post("/work-orders", json={"code": "WO10", "item": "TBL", "planned_quantity": "1"})
+    assert (dup.status_code, dup.json()["code"]) == (409, "work_order_exists")
+    assert api.reconcile() == []
+
+
+def test_close_settlement_follows_a_late_revaluation(api: Api) -> None:
+    """WIP stays zero after close: a back-dated receipt that changes what the order
+    consumed re-settles the close instead of leaving WIP behind."""
+    setup_workshop(api)
+    api.events(receipt(0, "RAW", "10", "10"))
+    (iss,) = api.events(issue(10, "RAW", "4"))  # 40 into WO1 (planned 10)
+    api.events(completion(20, "1"))  # 40 × 1 / 10 = 4
+    body = api.post("/work-orders/WO1/close", json={}).json()
+    assert lines_of(api, body["journal_entry_id"]) == [
+        ("5001", D(0), D("36.00")),
+        ("6401", D("36.00"), D(0)),
+    ]
+    # The issue is now at (100 + 200) / 20 = 15 a unit: 60; completion 6; settlement 54.
+    assert statuses(api.events(receipt(5, "RAW", "10", "20"))) == ["posted"]
+    wip = {row["work_order"]: D(row["wip_value"]) for row in api.get("/reports/wip").json()}
+    assert wip["WO1"] == 0
+    balances = api.balances()
+    assert balances["5001"] == 0
+    assert balances["6401"] == D("54.00")
+    assert api.reconcile() == []
+
+    (undo,) = api.events(reversal(30, iss["event_id"]))
+    assert (undo["status"], undo["code"]) == ("held", "work_order_closed")
+    close_id = _close_event_id(api)
+    (undo_close,) = api.events(reversal(31, close_id))
+    assert (undo_close["status"], undo_close["code"]) == ("rejected", "cannot_reverse_close")
+
+
+def _close_event_id(api: Api) -> str:
+    ev = m.EdgeEvent.__table__  # type: ignore[attr-defined]
+    with api.db.connect() as conn:
+        return str(
+            conn.scalar(
+                select(ev.c.event_id).where(
+                    ev.c.tenant_id == api.tenant.id, ev.c.type == "work_order_close"
+                )
+            )
+        )
