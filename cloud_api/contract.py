@@ -83,9 +83,14 @@ class ProductionCompletionPayload(_Strict):
 
 
 class LabourPayload(_Strict):
+    """Hours worked, given as `hours` or as a `started_at` / `stopped_at` pair (a
+    terminal's start and stop scans)."""
+
     work_order: Code
     work_center: Code
-    hours: Quantity
+    hours: Quantity | None = None
+    started_at: AwareDatetime | None = None
+    stopped_at: AwareDatetime | None = None
 
 
 class SalesShipmentPayload(_Strict):

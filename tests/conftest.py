@@ -139,6 +139,9 @@ class Api:
     def post(self, path: str, **kw: Any) -> httpx.Response:
         return self.client.post("/api/v1" + path, **kw)
 
+    def patch(self, path: str, **kw: Any) -> httpx.Response:
+        return self.client.patch("/api/v1" + path, **kw)
+
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.client.get("/api/v1" + path, **kw)
 

@@ -213,3 +213,58 @@ def _close_event_id(api: Api) -> str:
                 )
             )
         )
+
+
+def test_labour_from_start_and_stop_times(api: Api) -> None:
+    setup_workshop(api)
+    start = "2026-03-02T08:00:00+00:00"
+
+    def report(**times: str) -> dict[str, Any]:
+        ev = labour(30, "1")
+        ev["payload"] = {"work_order": "WO1", "work_center": "WC", **times}
+        (result,) = api.events(ev)
+        return result
+
+    done = report(started_at=start, stopped_at="2026-03-02T09:45:00+00:00")  # 1.75 h
+    assert done["status"] == "posted", done
+    assert lines_of(api, done["journal_entry_id"]) == [
+        ("2211", D(0), D("70.00")),  # 1.75 × 40
+        ("5001", D("17.50"), D(0)),  # 1.75 × 10
+        ("5001", D("70.00"), D(0)),
+        ("5101", D(0), D("17.50")),
+    ]
+    for times, code in [
+        (
+            {"started_at": start, "stopped_at": "2026-03-02T07:59:00+00:00"},
+            "labour_stop_before_start",
+        ),
+        ({"started_at": start, "stopped_at": start}, "labour_stop_before_start"),
+        ({"started_at": start}, "labour_without_hours"),
+        ({}, "labour_without_hours"),
+        ({"hours": "1", "started_at": start, "stopped_at": start}, "labour_hours_and_times"),
+    ]:
+        result = report(**times)
+        assert (result["status"], result["code"]) == ("rejected", code), times
+    assert api.balances()["5001"] == D("87.50")
+    assert api.reconcile() == []
+
+
+def test_completion_beyond_the_order_is_held_unless_within_tolerance(api: Api) -> None:
+    setup_workshop(api)  # WO2 plans 5
+    api.events(receipt(0, "RAW", "10", "10"), issue(1, "RAW", "10", wo="WO2"))
+    assert statuses(api.events(completion(2, "5", wo="WO2"))) == ["posted"]
+    assert order(api, "WO2")["status"] == "completed"
+    (over,) = api.events(completion(3, "1", wo="WO2"))
+    assert (over["status"], over["code"]) == ("held", "completion_exceeds_order")
+
+    assert api.get("/settings").json()["completion_tolerance"] == "0.000000"
+    bad = api.patch("/settings", json={"completion_tolerance": "1.5"})
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+    changed = api.patch("/settings", json={"completion_tolerance": "0.2"})
+    assert changed.status_code == 200, changed.text
+    assert D(changed.json()["completion_tolerance"]) == D("0.2")
+    # 6 of 5 is within 20 %: the held completion posts when re-posted; a 7th is not.
+    assert api.post(f"/exceptions/{over['event_id']}/repost").json()["status"] == "posted"
+    (seventh,) = api.events(completion(4, "1", wo="WO2"))
+    assert (seventh["status"], seventh["code"]) == ("held", "completion_exceeds_order")
+    assert api.reconcile() == []

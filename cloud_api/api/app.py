@@ -1,6 +1,7 @@
 """The HTTP API. Routers only translate: parse, call one service, answer."""
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Unauthorized
-from cloud_api.services import boms, masterdata, reports, work_orders
+from cloud_api.services import boms, masterdata, reports, work_order_cost, work_orders
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_for_key
@@ -178,6 +179,26 @@ def _master_data_routes(r: APIRouter) -> None:
     create("/work-centers", schemas.WorkCenterCreate, masterdata.create_work_center, "work_center")
     _work_order_routes(r)
 
+    @r.get("/settings")
+    def read_settings(tenant: TenantDep) -> dict[str, Any]:
+        return {
+            "allow_negative_stock": tenant.allow_negative_stock,
+            "allow_issue_from_reserved": tenant.allow_issue_from_reserved,
+            "completion_tolerance": tenant.completion_tolerance,
+            "timezone": tenant.timezone,
+        }
+
+    @r.patch("/settings")
+    def change_settings(
+        body: schemas.TenantSettings, tenant: TenantDep, db: DbDep
+    ) -> dict[str, Any]:
+        values = body.model_dump(exclude_none=True)
+        if values:
+            t = m.Tenant.__table__  # type: ignore[attr-defined]
+            with db.begin() as conn:
+                conn.execute(t.update().where(t.c.id == tenant.id).values(**values))
+        return read_settings(replace(tenant, **values))
+
     @r.get("/accounts")
     def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
         with db.connect() as conn:
@@ -208,6 +229,15 @@ def _work_order_routes(r: APIRouter) -> None:
     def list_work_orders(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
         with db.connect() as conn:
             return masterdata.list_rows(conn, tenant, "work_order")
+
+    @r.get("/work-orders/{code}/cost")
+    def read_work_order_cost(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        """Planned against actual material, labour and overhead, where the cost went
+        (finished goods, the variance settled at close, WIP) and the unit cost."""
+        with db.connect() as conn:
+            if conn.dialect.name == "postgresql":  # one snapshot, so the figures add up
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            return work_order_cost.cost_report(conn, tenant, code)
 
     @r.get("/work-orders/{code}")
     def read_work_order(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from cloud_api.contract import Code, NonNegativeQuantity, Quantity, exact_decimal
+from cloud_api.contract import Code, NonNegativeQuantity, Quantity, Rate, exact_decimal
 
 
 class _In(BaseModel):
@@ -55,6 +55,13 @@ class WorkOrderCreate(_In):
     warehouse: Code | None = None  # components come from and output goes to; default WH
     release: bool = False  # release (snapshot the BOM, reserve) at once
     allow_shortages: bool = False
+
+
+class TenantSettings(_In):
+    """Production settings of the tenant; a field left out keeps its value."""
+
+    allow_issue_from_reserved: bool | None = None
+    completion_tolerance: Rate | None = None  # 0.05 = completions may reach 105 %
 
 
 class WorkOrderRelease(_In):

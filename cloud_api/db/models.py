@@ -46,6 +46,11 @@ class Tenant(SQLModel, table=True):
     allow_issue_from_reserved: bool = Field(
         default=False, sa_column_kwargs={"server_default": false()}
     )
+    # How far completions may go beyond a work order's planned quantity (0.05 = 5 %);
+    # a completion beyond it is held.
+    completion_tolerance: Decimal = Field(
+        default=ZERO, sa_type=Qty(), nullable=False, sa_column_kwargs={"server_default": "0"}
+    )
     api_key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime
 

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from cloud_api.contract import (
     Labour,
+    LabourPayload,
     MaterialIssue,
     MaterialReturn,
     ProductionCompletion,
@@ -34,7 +35,7 @@ from cloud_api.contract import (
     StockCount,
     WorkOrderClose,
 )
-from cloud_api.domain.money import ZERO, money
+from cloud_api.domain.money import ZERO, money, qty
 from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
 from cloud_api.errors import Held, Rejected
 
@@ -224,6 +225,7 @@ def labour(event: Labour, md: MasterData) -> Plan:
     """报工工时: Dr 5001 [labour] / Cr 2211 payroll (hours × labour rate), and
     overhead applied: Dr 5001 [overhead] / Cr 5101 (hours × overhead rate)."""
     p = event.payload
+    hours = labour_hours(p)
     order = _open_work_order(md, p.work_order)
     center = md.work_center(p.work_center)
     charges = [
@@ -232,9 +234,9 @@ def labour(event: Labour, md: MasterData) -> Plan:
             order,
             center.id,
             "labour",
-            p.hours,
+            hours,
             center.labour_rate,
-            money(p.hours * center.labour_rate),
+            money(hours * center.labour_rate),
             PAYROLL,
         ),
         ChargeSpec(
@@ -242,13 +244,37 @@ def labour(event: Labour, md: MasterData) -> Plan:
             order,
             center.id,
             "overhead",
-            p.hours,
+            hours,
             center.overhead_rate,
-            money(p.hours * center.overhead_rate),
+            money(hours * center.overhead_rate),
             OVERHEAD,
         ),
     ]
-    return Plan(f"labour {p.hours} h on {p.work_order}", charges=charges)
+    return Plan(f"labour {hours} h on {p.work_order}", charges=charges)
+
+
+def labour_hours(p: LabourPayload) -> Decimal:
+    """The hours of a labour report: as given, or stop − start rounded half-up to
+    6 places of an hour."""
+    times = (p.started_at, p.stopped_at)
+    if p.hours is not None:
+        if times != (None, None):
+            raise Rejected(
+                "labour_hours_and_times", "give either hours or a start and stop time, not both"
+            )
+        return p.hours
+    if p.started_at is None or p.stopped_at is None:
+        raise Rejected(
+            "labour_without_hours", "give the hours, or both the start and the stop time"
+        )
+    if p.stopped_at <= p.started_at:
+        raise Rejected(
+            "labour_stop_before_start",
+            f"the stop time {p.stopped_at.isoformat()} is not after the start time "
+            f"{p.started_at.isoformat()}",
+        )
+    seconds = Decimal((p.stopped_at - p.started_at).total_seconds())
+    return qty(seconds / SECONDS_PER_HOUR)
 
 
 def sales_shipment(event: SalesShipment, md: MasterData) -> Plan:
@@ -344,6 +370,8 @@ def _internal(md: MasterData, code: str) -> LocationRef:
         )
     return location
 
+
+SECONDS_PER_HOUR = Decimal(3600)
 
 # Statuses in which a work order takes issues, returns, labour and completions.
 POSTABLE_STATUSES = frozenset({"released", "in_progress", "completed"})

@@ -285,6 +285,7 @@ class Batch:
                 plan, moves, charges = prepared
             self._check_orders_still_open(moves, charges)
             self._check_reserved(moves)
+            self._check_completion_quantity(moves)
             outcome = self.engine.post([*moves, *charges])
         except Held as held:
             self._keep_held(event, digest, row, held)
@@ -344,6 +345,27 @@ class Batch:
                     "close those orders",
                     on_hand=str(on_hand),
                     reserved=str(others),
+                )
+
+    def _check_completion_quantity(self, moves: list[MoveRecord]) -> None:
+        """A completion may go beyond the planned quantity only within the tenant's
+        tolerance; beyond it the event is held (raise the planned quantity, or use
+        another order)."""
+        for mv in moves:
+            if not (mv.is_new and mv.kind == "completion" and mv.source.kind == "production"):
+                continue
+            pool = self.engine.slot(("wip", mv.work_order_id)).pool
+            assert isinstance(pool, WipPool)
+            limit = pool.planned_quantity * (1 + self.tenant.completion_tolerance)
+            if pool.completed_quantity + mv.quantity > limit:
+                order = self.md.work_order_by_id(mv.work_order_id)
+                raise Held(
+                    "completion_exceeds_order",
+                    f"completing {mv.quantity} more of work order {order.code} would make "
+                    f"{pool.completed_quantity + mv.quantity}, beyond its planned "
+                    f"{pool.planned_quantity} and the tolerance of {limit}",
+                    completed=str(pool.completed_quantity),
+                    limit=str(limit),
                 )
 
     def _follow_orders(

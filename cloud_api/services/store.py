@@ -47,6 +47,7 @@ class TenantContext:
     allow_negative_stock: bool
     timezone: str
     allow_issue_from_reserved: bool = False
+    completion_tolerance: Decimal = Decimal(0)
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:

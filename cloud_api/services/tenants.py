@@ -103,12 +103,17 @@ _CONTEXT_COLUMNS = [
     T["tenant"].c.allow_negative_stock,
     T["tenant"].c.timezone,
     T["tenant"].c.allow_issue_from_reserved,
+    T["tenant"].c.completion_tolerance,
 ]
 
 
 def _context(row: Any) -> TenantContext:
     return TenantContext(
-        row.id, row.allow_negative_stock, row.timezone, row.allow_issue_from_reserved
+        row.id,
+        row.allow_negative_stock,
+        row.timezone,
+        row.allow_issue_from_reserved,
+        row.completion_tolerance,
     )
 
 
