@@ -4,6 +4,7 @@ demo runs end to end and its books reconcile."""
 import uuid
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -31,7 +32,15 @@ def test_every_tenant_table_keys_on_tenant_id() -> None:
                 assert "tenant_id" in [c.name for c in constraint.columns], table.name
 
 
-def test_demo_posts_the_day_and_reconciles(tmp_path: Any) -> None:
+def test_demo_posts_the_day_and_reconciles(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     port = 20000 + uuid.uuid4().int % 20000
     assert run_demo(url, port, serve_after=False) == 0
+    printed = capsys.readouterr().out
+    # The summary shows the cost per work order (demo._cost_table), a row for each order.
+    assert "cost per work order" in printed, printed
+    cost_table = printed[printed.index("cost per work order") :]
+    rows = [line.split() for line in cost_table.splitlines() if "WO-" in line]
+    assert [row[1] for row in rows] == ["WO-LEG-001", "WO-TBL-001"], cost_table

@@ -5,6 +5,9 @@ open order with an unplanned item and reversals."""
 from decimal import Decimal as D
 from typing import Any
 
+from sqlalchemy import select
+
+from cloud_api.services.reports import T, _effective_moves
 from tests.conftest import Api
 from tests.factory import event, issue, labour, receipt, ret, reversal, setup_workshop
 from tests.test_ledger import statuses
@@ -72,9 +75,10 @@ def run_hand_worked_order(api: Api) -> None:
         issue(11, "BOLT", "22", wo="WO10"),  # 10 × 1 + 12 × 1.5 = 28.00
         ret(12, "BOLT", "1", wo="WO10"),  # at the issued average: 28 × 1 / 22 = 1.27
         labour(20, "3", wo="WO10"),  # 3 h: labour 120.00, overhead 30.00
-        # WIP 120 + 26.73 + 120 + 30 = 296.73; 2 of the 5 still to make: 118.69
+        # WIP 120 + 26.73 + 120 + 30 = 296.73; 2 good + 1 scrap of the 5 to make:
+        # 296.73 × 3 / 5 = 178.04 into the 2 good tables, the scrapped one's share too
         completion(30, "2", wo="WO10", scrap="1"),
-        completion(31, "2", wo="WO10"),  # 178.04 × 2 / 3 = 118.69; 59.35 left
+        completion(31, "2", wo="WO10"),  # the last 2 of the 5: all that is left, 118.69
     )
     assert api.post("/work-orders/WO10/close", json={}).status_code == 200
 
@@ -153,14 +157,14 @@ def test_every_figure_of_a_hand_worked_order(api: Api) -> None:
         "labour_cost": "120.00",
         "overhead_cost": "30.00",
         "incurred_cost": "296.73",
-        "completed_value": "237.38",  # 118.69 × 2
-        "settled_variance": "59.35",  # 296.73 − 237.38: the scrapped table's share
+        "completed_value": "296.73",  # 178.04 + 118.69: the scrap stayed in the good units
+        "settled_variance": "0.00",  # nothing came after the last completion
         "wip_value": "0.00",
-        "unit_cost": "59.345000",  # 237.38 / 4 good
-        "unit_cost_with_variance": "74.182500",  # 296.73 / 4
+        "unit_cost": "74.182500",  # 296.73 / 4 good
+        "unit_cost_with_variance": "74.182500",
     }
     assert wip_report(api)["WO10"] == D(0)
-    assert api.balances()["6401"] == D("59.35")  # the settlement is all of cost of sales
+    assert api.balances().get("6401", D(0)) == 0  # nothing settled to cost of sales
     assert api.reconcile() == []
 
 
@@ -178,22 +182,22 @@ def test_a_late_receipt_revalues_the_material_and_the_settlement(api: Api) -> No
     assert (raw["actual_value"], raw["usage_variance_value"]) == ("132.00", "11.00")
     assert raw["price_variance_value"] == "0.00"  # 132.00 − 121.00 − 11.00
     totals = report["totals"]
-    # WIP 296.73 + 12 = 308.73; completions 308.73 × 2/5 = 123.49, then
-    # 185.24 × 2/3 = 123.49; the settlement takes the 61.75 left.
+    # WIP 296.73 + 12 = 308.73; completions 308.73 × 3/5 = 185.24, then the
+    # 123.49 left; the settlement stays at nothing.
     assert {k: totals[k] for k in totals if k != "planned"} == {
         "material_cost": "158.73",
         "labour_cost": "120.00",
         "overhead_cost": "30.00",
         "incurred_cost": "308.73",
-        "completed_value": "246.98",
-        "settled_variance": "61.75",
+        "completed_value": "308.73",
+        "settled_variance": "0.00",
         "wip_value": "0.00",
-        "unit_cost": "61.745000",
+        "unit_cost": "77.182500",
         "unit_cost_with_variance": "77.182500",
     }
     assert totals["planned"]["material_cost"] == "150.84"  # 121.00 + 29.84
     assert wip_report(api)["WO10"] == D(0)
-    assert api.balances()["6401"] == D("61.75")
+    assert api.balances().get("6401", D(0)) == 0
     assert api.reconcile() == []
 
 
@@ -215,14 +219,15 @@ def test_an_open_order_with_an_unplanned_item_and_reversals(api: Api) -> None:
         issue(13, "BOLT", "8", wo="WO20"),  # 8.00
         labour(14, "2", wo="WO20"),
         labour(15, "1", wo="WO20"),
-        completion(20, "1", wo="WO20", scrap="1"),  # (30 + 20 + 8 + 150) × 1 / 2 = 104
+        # 1 good + 1 scrap: all of the 2 to make, so all of 30 + 20 + 8 + 150 = 208
+        completion(20, "1", wo="WO20", scrap="1"),
     )
     post(
         api,
         reversal(21, raw_issue["event_id"]),  # RAW back to 0
         reversal(22, one_hour["event_id"]),  # 2 h left: labour 80.00, overhead 20.00
-        reversal(23, done["event_id"]),  # 104 back into WIP; its scrap no longer counts
-        # WIP 20 + 8 + 80 + 20 = 128.00, 1 of 2 to make: 64.00
+        reversal(23, done["event_id"]),  # 208 back into WIP; its scrap no longer counts
+        # WIP 20 + 8 + 80 + 20 = 128.00; 1 good + 0.5 scrap of 2: 128 × 1.5 / 2 = 96.00
         completion(24, "1", wo="WO20", scrap="0.5"),
     )
     report = cost(api, "WO20")
@@ -258,10 +263,10 @@ def test_an_open_order_with_an_unplanned_item_and_reversals(api: Api) -> None:
     assert report["overhead"][0]["variance_cost"] == "7.00"  # 20.00 − 13.00
     totals = report["totals"]
     assert totals["incurred_cost"] == "128.00"  # 28 + 80 + 20
-    assert (totals["completed_value"], totals["settled_variance"]) == ("64.00", None)
-    assert totals["wip_value"] == "64.00"  # 128 − 64
+    assert (totals["completed_value"], totals["settled_variance"]) == ("96.00", None)
+    assert totals["wip_value"] == "32.00"  # 128 − 96
     assert D(totals["wip_value"]) == wip_report(api)["WO20"]
-    assert (totals["unit_cost"], totals["unit_cost_with_variance"]) == ("64.000000", None)
+    assert (totals["unit_cost"], totals["unit_cost_with_variance"]) == ("96.000000", None)
     assert api.reconcile() == []
 
 
@@ -275,3 +280,46 @@ def test_an_order_with_nothing_posted_and_an_unknown_one(api: Api) -> None:
     assert report["completed_quantity"] == "0.000000"
     missing = api.get("/work-orders/NOPE/cost")
     assert (missing.status_code, missing.json()["code"]) == (404, "unknown_work_order")
+
+
+def test_the_effective_moves_of_one_order_sum_only_its_revaluations(api: Api) -> None:
+    """The cost report reads one order's moves, revaluations included, without summing
+    every revaluation of the tenant: the same effective values as the whole tenant's
+    query gives for that order."""
+    setup_workshop(api)
+    post(api, receipt(0, "RAW", "20", "10"), issue(10, "RAW", "4"), issue(11, "RAW", "3", wo="WO2"))
+    post(api, receipt(5, "RAW", "20", "20"))  # back-dated: revalues both orders' issues
+    mv, wo = T["stock_move"], T["work_order"]
+    everyone = _effective_moves(api.tenant.id)
+    with api.db.connect() as conn:
+        for code in ("WO1", "WO2"):
+            order_id = conn.scalar(
+                select(wo.c.id).where(wo.c.tenant_id == api.tenant.id, wo.c.code == code)
+            )
+            own = _effective_moves(api.tenant.id, work_order_id=order_id)
+            mine = conn.execute(select(own.c.id, own.c.value, own.c.effective)).all()
+            assert sorted(mine) == sorted(
+                conn.execute(
+                    select(everyone.c.id, everyone.c.value, everyone.c.effective).where(
+                        everyone.c.work_order_id == order_id
+                    )
+                ).all()
+            )
+            assert {r.id for r in mine} == set(
+                conn.scalars(
+                    select(mv.c.id).where(
+                        mv.c.tenant_id == api.tenant.id, mv.c.work_order_id == order_id
+                    )
+                )
+            )
+            assert any(D(str(r.effective)) != r.value for r in mine), code  # revalued
+            sql = str(select(own).compile(conn))
+            revaluation_sums = sql[sql.index("FROM stock_revaluation") : sql.index("GROUP BY")]
+            assert "work_order_id" in revaluation_sums  # not the tenant's whole history
+    # RAW was (200 + 400) / 40 = 15 a unit before the issues
+    assert [cost(api, code)["totals"]["material_cost"] for code in ("WO1", "WO2")] == [
+        "60.00",
+        "45.00",
+    ]
+    assert (wip_report(api)["WO1"], wip_report(api)["WO2"]) == (D("60.00"), D("45.00"))
+    assert api.reconcile() == []

@@ -268,3 +268,67 @@ def test_completion_beyond_the_order_is_held_unless_within_tolerance(api: Api) -
     (seventh,) = api.events(completion(4, "1", wo="WO2"))
     assert (seventh["status"], seventh["code"]) == ("held", "completion_exceeds_order")
     assert api.reconcile() == []
+
+
+def test_scrapped_units_leave_their_cost_in_the_good_ones(api: Api) -> None:
+    setup_workshop(api)  # WO2 plans 5
+    api.events(receipt(0, "RAW", "10", "10"), issue(1, "RAW", "10", wo="WO2"))  # WIP 100
+    first = completion(2, "2", wo="WO2")
+    first["payload"]["scrap_quantity"] = "1"
+    (c1,) = api.events(first)  # 2 good + 1 scrap of the 5: 100 × 3 / 5 = 60 into 2 units
+    assert ("1405", D("60.00"), D(0)) in lines_of(api, c1["journal_entry_id"])
+    assert order(api, "WO2")["status"] == "in_progress"  # 3 of 5 accounted for
+    (c2,) = api.events(completion(3, "2", wo="WO2"))  # the last 2: all that is left
+    assert ("1405", D("40.00"), D(0)) in lines_of(api, c2["journal_entry_id"])
+    assert order(api, "WO2")["status"] == "completed"
+    stock = {(r["item"], r["location"]): r for r in api.get("/reports/stock").json()}
+    assert (D(stock[("TBL", "WH")]["quantity"]), D(stock[("TBL", "WH")]["value"])) == (
+        D(4),
+        D("100.00"),
+    )
+    # Reversing the scrapped completion puts its units and value back into WIP.
+    assert statuses(api.events(reversal(4, c1["event_id"]))) == ["posted"]
+    wip = {row["work_order"]: D(row["wip_value"]) for row in api.get("/reports/wip").json()}
+    assert wip["WO2"] == D("60.00")
+    assert api.reconcile() == []
+
+
+def test_issued_quantity_nets_out_returns_and_reversals(api: Api) -> None:
+    """Issued is the net of the order's material moves into its WIP, by direction: a
+    reversal keeps its original's kind with the locations swapped, so it nets its
+    original out (the rule of the cost report). Every quantity reads 6 places, zeros
+    included."""
+    import re
+
+    from tests.factory import ret
+
+    setup_workshop(api)
+    api.create("/boms", TBL_BOM)
+    api.events(receipt(0, "RAW", "30", "10"), receipt(0, "BOLT", "50", "1"))
+    create_order(api, "WO10", "5", release=True)  # RAW 11, BOLT 20 planned and held
+    given, back = api.events(issue(10, "RAW", "3", wo="WO10"), ret(11, "RAW", "1", wo="WO10"))
+    assert statuses([given, back]) == ["posted", "posted"]
+    assert order(api, "WO10")["components"][0]["issued_quantity"] == "2.000000"
+
+    undone = api.events(reversal(20, given["event_id"]), reversal(21, back["event_id"]))
+    assert statuses(undone) == ["posted", "posted"]
+    body = order(api, "WO10")
+    raw, bolt = body["components"]
+    assert (raw["item"], raw["issued_quantity"]) == ("RAW", "0.000000")  # not 4
+    assert D(raw["short_quantity"]) == D(raw["planned_quantity"]) - D(raw["reserved_quantity"])
+    assert (bolt["item"], bolt["issued_quantity"]) == ("BOLT", "0.000000")  # not "0"
+    cost = api.get("/work-orders/WO10/cost").json()
+    assert [(m["item"], m["actual_quantity"]) for m in cost["materials"]] == [
+        ("RAW", raw["issued_quantity"]),
+        ("BOLT", bolt["issued_quantity"]),
+    ]
+
+    quantities = [body["planned_quantity"]]
+    for c in body["components"]:
+        quantities += [c[k] for k in ("planned_quantity", "issued_quantity")]
+        quantities += [c[k] for k in ("reserved_quantity", "short_quantity")]
+    for r in body["reservations"]:
+        quantities += [r[k] for k in ("quantity", "consumed", "released", "held")]
+    assert len(quantities) == 1 + 4 * 2 + 4 * 2
+    assert [q for q in quantities if not re.fullmatch(r"-?\d+\.\d{6}", q)] == []
+    assert api.reconcile() == []

@@ -288,10 +288,17 @@ class StockMove(SQLModel, table=True):
     quantity: Decimal = _qty()
     unit_cost: Decimal = _qty()
     value: Decimal = _money()
-    kind: str = Field(max_length=16)  # receipt, issue, return, completion, shipment, count
-    basis: str = Field(max_length=16)  # fixed, pool, pool_in, wip_return, wip_completion, mirror
+    # receipt, issue, return, completion, shipment, count, settlement
+    kind: str = Field(max_length=16)
+    # fixed, pool, pool_in, wip_return, wip_completion, wip_residual, mirror
+    basis: str = Field(max_length=16)
     work_order_id: uuid.UUID | None = None
     mirrors_move_id: uuid.UUID | None = None
+    # A completion's scrapped units: not moved, but their share of WIP goes with the
+    # good ones (pools.WipPool.completion_value).
+    scrap_quantity: Decimal = Field(
+        default=ZERO, sa_type=Qty(), nullable=False, sa_column_kwargs={"server_default": "0"}
+    )
 
 
 class StockRevaluation(SQLModel, table=True):

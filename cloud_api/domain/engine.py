@@ -45,6 +45,7 @@ class MoveRecord:
     work_order_id: uuid.UUID | None = None
     mirrors_move_id: uuid.UUID | None = None
     fixed_value: Decimal | None = None
+    scrap_quantity: Decimal = Decimal(0)  # a completion's scrapped units
     value: Decimal | None = None  # effective value as booked; None for a new move
     is_new: bool = False
 
@@ -279,7 +280,7 @@ def _value_from_source(slot: Slot, key: PoolKey, record: MoveRecord) -> tuple[De
     if record.basis == "wip_return":
         return pool.return_value(record.item_id, record.quantity), False
     if record.basis == "wip_completion":
-        return pool.completion_value(record.quantity), False
+        return pool.completion_value(record.quantity, record.scrap_quantity), False
     if record.basis == "wip_residual":
         return pool.value, False
     raise AssertionError(f"unknown basis {record.basis}")
@@ -313,7 +314,7 @@ def _apply_out(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> 
     if isinstance(pool, StockPool):
         pool.remove(record.quantity, value, record.lot, record.mirrors_move_id)
     elif record.kind == "completion":
-        pool.complete(record.quantity, value)
+        pool.complete(record.quantity + record.scrap_quantity, value)
     elif record.kind == "settlement":
         pool.settle(value)
     else:
@@ -326,7 +327,7 @@ def _apply_in(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> N
     if isinstance(pool, StockPool):
         pool.receive(record.quantity, value, record.lot, record.id)
     elif record.kind == "completion":  # a completion reversed back into work in progress
-        pool.complete(-record.quantity, -value)
+        pool.complete(-(record.quantity + record.scrap_quantity), -value)
     else:
         pool.add_material(record.item_id, record.quantity, value)
     _advance(slot, record)

@@ -157,7 +157,7 @@ class WipPool:
     label: str
     planned_quantity: Decimal
     value: Decimal = ZERO
-    completed_quantity: Decimal = ZERO
+    completed_quantity: Decimal = ZERO  # good and scrapped units accounted for
     materials: dict[Hashable, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def clone(self) -> WipPool:
@@ -186,12 +186,16 @@ class WipPool:
         self.materials[item] = (issued_qty - quantity, issued_value - value)
         self.value -= value
 
-    def completion_value(self, quantity: Decimal) -> Decimal:
-        """A completion takes the WIP collected so far in proportion to the quantity
-        still to be made; the completion that reaches the planned quantity takes it all
-        (documented rule; the production issue refines it with close and variances)."""
+    def completion_value(self, quantity: Decimal, scrap: Decimal = ZERO) -> Decimal:
+        """A completion of `quantity` good and `scrap` scrapped units takes the WIP
+        collected so far in proportion to the units it accounts for (good + scrap) out
+        of those still to be made; the completion that reaches the planned quantity
+        takes it all. Scrapped units leave nothing behind: their share goes with the
+        good ones. What comes in after the last completion, or stays because the order
+        closed short, is settled at close (posting_rules.work_order_close)."""
+        units = quantity + scrap
         still_to_make = self.planned_quantity - self.completed_quantity
-        return share(self.value, quantity, max(still_to_make, quantity))
+        return share(self.value, units, max(still_to_make, units))
 
     def settle(self, value: Decimal) -> None:
         """The close of the order takes what is left (see posting_rules.work_order_close)."""

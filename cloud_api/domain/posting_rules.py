@@ -82,6 +82,7 @@ class MoveSpec:
     fixed_value: Decimal | None = None
     work_order: WorkOrderRef | None = None
     mirrors_move_id: uuid.UUID | None = None
+    scrap_quantity: Decimal = ZERO  # a completion's scrapped units
     customer: PartyRef | None = None
     supplier: PartyRef | None = None
 
@@ -201,8 +202,8 @@ def material_return(event: MaterialReturn, md: MasterData) -> Plan:
 
 def production_completion(event: ProductionCompletion, md: MasterData) -> Plan:
     """完工入库: work in progress → warehouse at the order's collected cost.
-    Dr 1405 finished goods / Cr 5001 [work order]. Scrap quantity is recorded on the
-    event; its cost stays in the good units."""
+    Dr 1405 finished goods / Cr 5001 [work order]. Scrapped units are recorded on the
+    move and count as made: their share of the WIP goes into the good units."""
     p = event.payload
     order = _open_work_order(md, p.work_order)
     item, location = md.item_by_id(order.item_id), _internal(md, p.location)
@@ -217,6 +218,7 @@ def production_completion(event: ProductionCompletion, md: MasterData) -> Plan:
         p.quantity,
         "wip_completion",
         work_order=order,
+        scrap_quantity=p.scrap_quantity,
     )
     return Plan(f"completion {item.code} × {p.quantity} of {p.work_order}", moves=[move])
 

@@ -357,12 +357,13 @@ class Batch:
             pool = self.engine.slot(("wip", mv.work_order_id)).pool
             assert isinstance(pool, WipPool)
             limit = pool.planned_quantity * (1 + self.tenant.completion_tolerance)
-            if pool.completed_quantity + mv.quantity > limit:
+            made = pool.completed_quantity + mv.quantity + mv.scrap_quantity
+            if made > limit:
                 order = self.md.work_order_by_id(mv.work_order_id)
                 raise Held(
                     "completion_exceeds_order",
-                    f"completing {mv.quantity} more of work order {order.code} would make "
-                    f"{pool.completed_quantity + mv.quantity}, beyond its planned "
+                    f"completing {mv.quantity + mv.scrap_quantity} more (scrap included) of work "
+                    f"order {order.code} would make {made}, beyond its planned "
                     f"{pool.planned_quantity} and the tolerance of {limit}",
                     completed=str(pool.completed_quantity),
                     limit=str(limit),
@@ -390,16 +391,17 @@ class Batch:
     def _save_order_statuses(self) -> None:
         wo = T["work_order"]
         where = [wo.c.tenant_id == self.tenant.id]
-        done = {
-            key[1]
+        wip = {
+            key[1]: slot.pool
             for key, slot in self.engine.slots.items()
-            if key[0] == "wip"
-            and isinstance(slot.pool, WipPool)
-            and slot.pool.completed_quantity >= slot.pool.planned_quantity
+            if key[0] == "wip" and isinstance(slot.pool, WipPool)
         }
+        done = {o for o, pool in wip.items() if pool.completed_quantity >= pool.planned_quantity}
+        undone = set(wip) - done  # a completion reversed or revalued away
         for ids, before, after, extra in (
             (self.active_orders, ("released",), "in_progress", {}),
             (done, ("released", "in_progress"), "completed", {}),
+            (undone, ("completed",), "in_progress", {}),
             (self.closed_orders, tuple(rules.POSTABLE_STATUSES), "closed", {"closed_at": self.now}),
         ):
             if ids:
@@ -431,6 +433,7 @@ class Batch:
                 work_order_id=spec.work_order.id if spec.work_order else None,
                 mirrors_move_id=spec.mirrors_move_id,
                 fixed_value=spec.fixed_value,
+                scrap_quantity=spec.scrap_quantity,
                 is_new=True,
             )
             for spec in plan.moves
@@ -500,6 +503,7 @@ class Batch:
                     quantity=row.quantity,
                     basis="mirror",
                     mirrors_move_id=row.id,
+                    scrap_quantity=row.scrap_quantity,
                     work_order=self.md.work_order_by_id(row.work_order_id)
                     if row.work_order_id
                     else None,
@@ -725,6 +729,7 @@ class Batch:
             "basis": record.basis,
             "work_order_id": record.work_order_id,
             "mirrors_move_id": record.mirrors_move_id,
+            "scrap_quantity": record.scrap_quantity,
         }
 
     def _line(

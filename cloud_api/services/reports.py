@@ -19,22 +19,34 @@ from cloud_api.services.store import TenantContext
 T = m.SQLModel.metadata.tables
 
 
-def _effective_moves(tenant_id: uuid.UUID, at: datetime | None = None) -> Any:
-    """Stock moves with their effective value (booked value + revaluations)."""
+def _effective_moves(
+    tenant_id: uuid.UUID, at: datetime | None = None, work_order_id: uuid.UUID | None = None
+) -> Any:
+    """Stock moves with their effective value (booked value + revaluations).
+
+    With `work_order_id`, only that order's moves, and only their revaluations are
+    summed (not the whole tenant's), so a per-order report does not scale with the
+    tenant's history."""
     mv, rv = T["stock_move"], T["stock_revaluation"]
-    deltas = (
-        select(rv.c.move_id, func.sum(rv.c.delta_value).label("delta"))
-        .where(rv.c.tenant_id == tenant_id)
-        .group_by(rv.c.move_id)
-        .subquery()
+    deltas = select(rv.c.move_id, func.sum(rv.c.delta_value).label("delta")).where(
+        rv.c.tenant_id == tenant_id
     )
+    if work_order_id is not None:
+        order_moves = mv.alias("order_move")
+        deltas = deltas.join(
+            order_moves,
+            and_(order_moves.c.tenant_id == rv.c.tenant_id, order_moves.c.id == rv.c.move_id),
+        ).where(order_moves.c.work_order_id == work_order_id)
+    summed = deltas.group_by(rv.c.move_id).subquery()
     query = (
-        select(mv, (mv.c.value + func.coalesce(deltas.c.delta, 0)).label("effective"))
-        .outerjoin(deltas, deltas.c.move_id == mv.c.id)
+        select(mv, (mv.c.value + func.coalesce(summed.c.delta, 0)).label("effective"))
+        .outerjoin(summed, summed.c.move_id == mv.c.id)
         .where(mv.c.tenant_id == tenant_id)
     )
     if at is not None:
         query = query.where(mv.c.occurred_at <= at)
+    if work_order_id is not None:
+        query = query.where(mv.c.work_order_id == work_order_id)
     return query.subquery()
 
 

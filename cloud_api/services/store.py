@@ -637,6 +637,7 @@ class SqlHistory:
             work_order_id=r.work_order_id,
             mirrors_move_id=r.mirrors_move_id,
             fixed_value=r.value if r.basis == "fixed" else None,
+            scrap_quantity=r.scrap_quantity,
             value=r.value + delta,
         )
 

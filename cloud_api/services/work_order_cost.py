@@ -3,7 +3,8 @@
 Actual figures are read from the ledgers alone: stock moves at their effective value
 (booked value + revaluations, as reports._effective_moves gives it) and WIP charges.
 A move counts into the order's WIP when it goes to the production location and out
-of it when it comes from there, so a reversal nets out its original whatever its kind.
+of it when it comes from there (work_orders.wip_sign, the rule the order's issued
+quantities follow too), so a reversal nets out its original whatever its kind.
 Hence, to the cent,
 
     incurred  = material + labour + overhead
@@ -37,10 +38,9 @@ from cloud_api.domain import bom as bom_domain
 from cloud_api.domain.money import ZERO, money, qty, unit_cost
 from cloud_api.services.reports import _effective_moves, _kinds
 from cloud_api.services.store import TenantContext
-from cloud_api.services.work_orders import _order
+from cloud_api.services.work_orders import OUTPUT_KINDS, _order, wip_sign
 
 T = m.SQLModel.metadata.tables
-OUTPUT_KINDS = frozenset({"completion", "settlement"})  # what leaves WIP; the rest is material
 
 
 @dataclass
@@ -102,16 +102,14 @@ def cost_report(conn: Connection, tenant: TenantContext, code: str) -> dict[str,
 
 def _flows(conn: Connection, tenant: TenantContext, order_id: uuid.UUID) -> list[Flow]:
     kinds = _kinds(conn, tenant.id)
-    moves = _effective_moves(tenant.id)
+    moves = _effective_moves(tenant.id, work_order_id=order_id)
     out: dict[tuple[uuid.UUID, str], Flow] = {}
     for r in conn.execute(
         select(moves.c.item_id, moves.c.kind, moves.c.from_location_id, moves.c.to_location_id)
         .add_columns(moves.c.quantity, moves.c.effective)
         .where(moves.c.work_order_id == order_id)
     ):
-        sign = (kinds[r.to_location_id][1] == "production") - (
-            kinds[r.from_location_id][1] == "production"
-        )
+        sign = wip_sign(kinds, r.from_location_id, r.to_location_id)
         flow = out.setdefault((r.item_id, r.kind), Flow(r.item_id, r.kind, ZERO, ZERO))
         flow.quantity += sign * r.quantity
         flow.value += sign * Decimal(r.effective)

@@ -21,14 +21,28 @@ from cloud_api.api import schemas
 from cloud_api.db import models as m
 from cloud_api.domain import bom as bom_domain
 from cloud_api.domain.clock import now_utc
-from cloud_api.domain.money import ZERO
+from cloud_api.domain.money import ZERO, qty
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.errors import Conflict, NotFound, Rejected
+from cloud_api.services.reports import _kinds
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import TenantContext
 
 T = m.SQLModel.metadata.tables
 DEFAULT_WAREHOUSE = "WH"
+OUTPUT_KINDS = frozenset({"completion", "settlement"})  # what leaves WIP; the rest is material
+
+
+def wip_sign(
+    kinds: dict[uuid.UUID, tuple[str, str]], from_location_id: uuid.UUID, to_location_id: uuid.UUID
+) -> int:
+    """+1 for a move into the production location (the order's WIP), −1 for one out
+    of it, 0 otherwise. By direction, not by kind: a reversal keeps its original's
+    kind with the locations swapped, so it nets its original out. `kinds` is
+    reports._kinds (location id → (code, kind))."""
+    into = kinds[to_location_id][1] == "production"
+    out_of = kinds[from_location_id][1] == "production"
+    return int(into) - int(out_of)
 
 
 def create_work_order(
@@ -148,35 +162,44 @@ def cancel(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]
 
 
 def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
-    """The order with its components (planned, issued, reserved) and reservations."""
+    """The order with its components (planned, issued, reserved) and reservations;
+    every quantity to 6 places. Issued = the net of the order's material moves into
+    its WIP (wip_sign; completions and settlements excluded), reversals netted out."""
     order = _order(conn, tenant, code)
-    item, loc = T["item"], T["location"]
+    item = T["item"]
     names = {
         r.id: r.code
         for r in conn.execute(select(item.c.id, item.c.code).where(item.c.tenant_id == tenant.id))
     }
-    locations = {
-        r.id: r.code
-        for r in conn.execute(select(loc.c.id, loc.c.code).where(loc.c.tenant_id == tenant.id))
-    }
+    kinds = _kinds(conn, tenant.id)
+    locations = {loc_id: loc_code for loc_id, (loc_code, _) in kinds.items()}
     woc, rv, mv = T["work_order_component"], T["reservation"], T["stock_move"]
     issued: dict[uuid.UUID, Decimal] = {}
     for row in conn.execute(
-        select(mv.c.item_id, mv.c.kind, func.sum(mv.c.quantity).label("q"))
-        .where(mv.c.tenant_id == tenant.id, mv.c.work_order_id == order.id)
-        .group_by(mv.c.item_id, mv.c.kind)
+        select(
+            mv.c.item_id,
+            mv.c.from_location_id,
+            mv.c.to_location_id,
+            func.sum(mv.c.quantity).label("q"),
+        )
+        .where(
+            mv.c.tenant_id == tenant.id,
+            mv.c.work_order_id == order.id,
+            mv.c.kind.not_in(sorted(OUTPUT_KINDS)),
+        )
+        .group_by(mv.c.item_id, mv.c.from_location_id, mv.c.to_location_id)
     ):
-        sign = {"issue": 1, "return": -1}.get(row.kind, 0)
+        sign = wip_sign(kinds, row.from_location_id, row.to_location_id)
         issued[row.item_id] = issued.get(row.item_id, ZERO) + sign * Decimal(row.q)
     reservations = [
         {
             "line_no": r.line_no,
             "item": names[r.item_id],
             "location": locations[r.location_id],
-            "quantity": r.quantity,
-            "consumed": r.consumed,
-            "released": r.released,
-            "held": r.quantity - r.consumed - r.released,
+            "quantity": qty(r.quantity),
+            "consumed": qty(r.consumed),
+            "released": qty(r.released),
+            "held": qty(r.quantity - r.consumed - r.released),
             "status": r.status,
         }
         for r in conn.execute(
@@ -191,11 +214,14 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
             "line_no": c.line_no,
             "item": names[c.item_id],
             "location": locations[c.location_id],
-            "planned_quantity": c.planned_quantity,
-            "issued_quantity": issued.get(c.item_id, ZERO),
-            "reserved_quantity": held.get(c.line_no, ZERO),
-            "short_quantity": max(
-                c.planned_quantity - issued.get(c.item_id, ZERO) - held.get(c.line_no, ZERO), ZERO
+            "planned_quantity": qty(c.planned_quantity),
+            "issued_quantity": qty(issued.get(c.item_id, ZERO)),
+            "reserved_quantity": qty(held.get(c.line_no, ZERO)),
+            "short_quantity": qty(
+                max(
+                    c.planned_quantity - issued.get(c.item_id, ZERO) - held.get(c.line_no, ZERO),
+                    ZERO,
+                )
             ),
         }
         for c in conn.execute(
@@ -208,7 +234,7 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
         "id": order.id,
         "code": order.code,
         "item": names[order.item_id],
-        "planned_quantity": order.planned_quantity,
+        "planned_quantity": qty(order.planned_quantity),
         "status": order.status,
         "warehouse": locations.get(order.warehouse_id) if order.warehouse_id else None,
         "bom_id": order.bom_id,
