@@ -67,26 +67,53 @@ def test_full_work_order_from_release_to_close(api: Api) -> None:
     ]
     assert held_by(api, "WO10") == {"RAW": (D(11), "held"), "BOLT": (D(20), "held")}
 
-    assert statuses(api.events(issue(10, "RAW", "6", wo="WO10"))) == ["posted"]
+    (i1,) = api.events(issue(10, "RAW", "6", wo="WO10"))
+    assert lines_of(api, i1["journal_entry_id"]) == [
+        ("1403", D(0), D("60.00")),
+        ("5001", D("60.00"), D(0)),
+    ]
     assert order(api, "WO10")["status"] == "in_progress"
     assert held_by(api, "WO10")["RAW"] == (D(5), "held")  # a partial issue confirms part
-    api.events(issue(11, "RAW", "5", wo="WO10"), issue(12, "BOLT", "20", wo="WO10"))
+    i2, i3 = api.events(issue(11, "RAW", "5", wo="WO10"), issue(12, "BOLT", "20", wo="WO10"))
+    assert lines_of(api, i2["journal_entry_id"]) == [
+        ("1403", D(0), D("50.00")),
+        ("5001", D("50.00"), D(0)),
+    ]
+    assert lines_of(api, i3["journal_entry_id"]) == [
+        ("1403", D(0), D("20.00")),
+        ("5001", D("20.00"), D(0)),
+    ]
     assert held_by(api, "WO10") == {"RAW": (D(0), "consumed"), "BOLT": (D(0), "consumed")}
-    api.events(labour(20, "1", wo="WO10"))  # 40 labour + 10 overhead
-    # WIP: RAW 11 × 10 + BOLT 20 × 1 + 50 = 180.
+    (lab,) = api.events(labour(20, "1", wo="WO10"))
+    assert lines_of(api, lab["journal_entry_id"]) == [
+        ("2211", D(0), D("40.00")),  # labour 1 h × 40
+        ("5001", D("10.00"), D(0)),  # overhead 1 h × 10
+        ("5001", D("40.00"), D(0)),
+        ("5101", D(0), D("10.00")),
+    ]
+    # WIP: 60 + 50 + 20 + 50 = 180.
     (c1,) = api.events(completion(30, "2", wo="WO10"))  # 180 × 2 / 5
-    assert ("1405", D("72.00"), D(0)) in lines_of(api, c1["journal_entry_id"])
-    (c2,) = api.events(completion(31, "2", wo="WO10"))  # 108 × 2 / 3
-    assert ("1405", D("72.00"), D(0)) in lines_of(api, c2["journal_entry_id"])
-    assert order(api, "WO10")["status"] == "in_progress"  # 4 of 5 made
+    assert lines_of(api, c1["journal_entry_id"]) == [
+        ("1405", D("72.00"), D(0)),
+        ("5001", D(0), D("72.00")),
+    ]
+    second = completion(31, "2", wo="WO10")
+    second["payload"]["scrap_quantity"] = "1"
+    (c2,) = api.events(second)  # 2 good + 1 scrap: the last 3 of the 5 take all 108
+    assert lines_of(api, c2["journal_entry_id"]) == [
+        ("1405", D("108.00"), D(0)),
+        ("5001", D(0), D("108.00")),
+    ]
+    assert order(api, "WO10")["status"] == "completed"
+    api.events(labour(40, "0.5", wo="WO10"))  # cleaning up after the last completion: 25
 
-    closed = api.post("/work-orders/WO10/close", json={"reason": "one short"})
+    closed = api.post("/work-orders/WO10/close", json={"reason": "done"})
     assert closed.status_code == 200, closed.text
     body = closed.json()
     assert body["status"] == "closed" and body["closed_at"]
     assert lines_of(api, body["journal_entry_id"]) == [
-        ("5001", D(0), D("36.00")),
-        ("6401", D("36.00"), D(0)),
+        ("5001", D(0), D("25.00")),
+        ("6401", D("25.00"), D(0)),
     ]
     wip = {row["work_order"]: D(row["wip_value"]) for row in api.get("/reports/wip").json()}
     assert wip["WO10"] == 0
