@@ -5,7 +5,7 @@ can share it without pulling in the cloud's database code. Quantities and money 
 as decimal strings (integers are accepted; JSON floats are refused, they are not exact).
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -60,6 +60,7 @@ class PurchaseReceiptPayload(_Strict):
     unit_price: UnitPrice
     lot: Lot = ""
     purchase_order: Code | None = None
+    expiry: date | None = None  # of the lot (GS1 AI 17); kept from its first receipt
 
 
 class MaterialIssuePayload(_Strict):

@@ -27,6 +27,8 @@ class ItemCreate(_In):
     lot_tracked: bool = False
     safety_stock: NonNegativeQuantity = Decimal(0)
     lead_time_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    # backflush: issued in the BOM quantities when a completion of the order posts
+    issue_method: Literal["manual", "backflush"] = "manual"
 
 
 class LocationCreate(_In):

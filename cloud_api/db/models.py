@@ -100,6 +100,11 @@ class Item(SQLModel, table=True):
     # The deepest level at which the item appears in any active BOM (0 = top level),
     # kept by BOM activation for MRP. The server default fills existing rows.
     low_level_code: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # How components reach work orders: "manual" (issued by scan) or "backflush" (issued
+    # in the BOM quantities when a completion posts; posting_rules.production_completion).
+    issue_method: str = Field(
+        default="manual", max_length=16, sa_column_kwargs={"server_default": "manual"}
+    )
 
 
 class Location(SQLModel, table=True):
@@ -116,6 +121,19 @@ class Location(SQLModel, table=True):
         max_length=16
     )  # warehouse, bin, supplier, customer, production, scrap, adjustment, variance
     parent_id: uuid.UUID | None = None
+
+
+class Lot(SQLModel, table=True):
+    """A lot of a lot-tracked item, kept from its first posted receipt: when it first
+    came in (event time) and when it expires, for FEFO / FIFO picking by backflush."""
+
+    __tablename__ = "lot"
+    __table_args__ = (_tenant_fk(["item_id"], "item", ["id"], "fk_lot_item"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    item_id: uuid.UUID = Field(primary_key=True)
+    lot: str = Field(primary_key=True, max_length=64)
+    first_received_at: datetime
+    expiry: date | None = None
 
 
 class Customer(SQLModel, table=True):

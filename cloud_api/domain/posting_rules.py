@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -36,7 +36,15 @@ from cloud_api.contract import (
     WorkOrderClose,
 )
 from cloud_api.domain.money import ZERO, money, qty
-from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
+from cloud_api.domain.refs import (
+    ComponentRef,
+    ItemRef,
+    LocationRef,
+    LotStock,
+    PartyRef,
+    WorkCenterRef,
+    WorkOrderRef,
+)
 from cloud_api.errors import Held, Rejected
 
 # Default chart (Chinese Accounting Standards for Business Enterprises).
@@ -135,6 +143,13 @@ class MasterData(Protocol):
     def customer(self, code: str) -> PartyRef: ...
     def supplier(self, code: str) -> PartyRef: ...
     def on_hand(self, item: ItemRef, location: LocationRef, lot: str, at: datetime) -> Decimal: ...
+    def backflush_components(self, order: WorkOrderRef) -> list[ComponentRef]:
+        """The order's components whose item is issued by backflush, in line order."""
+        ...
+
+    def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
+        """The lots of `item` on hand in `location` now (quantity > 0)."""
+        ...
 
 
 def purchase_receipt(event: PurchaseReceipt, md: MasterData) -> Plan:
@@ -143,6 +158,12 @@ def purchase_receipt(event: PurchaseReceipt, md: MasterData) -> Plan:
     p = event.payload
     item, location = md.item(p.item), _internal(md, p.location)
     _check_lot(item, p.lot)
+    if p.expiry is not None and not p.lot:
+        raise Rejected(
+            "expiry_without_lot",
+            f"an expiry date belongs to a lot; item {p.item} is received without one, "
+            "so send no expiry",
+        )
     move = MoveSpec(
         1,
         "receipt",
@@ -203,24 +224,104 @@ def material_return(event: MaterialReturn, md: MasterData) -> Plan:
 def production_completion(event: ProductionCompletion, md: MasterData) -> Plan:
     """完工入库: work in progress → warehouse at the order's collected cost.
     Dr 1405 finished goods / Cr 5001 [work order]. Scrapped units are recorded on the
-    move and count as made: their share of the WIP goes into the good units."""
+    move and count as made: their share of the WIP goes into the good units.
+
+    Backflush (倒冲领料): the components whose item is issued by backflush are issued
+    first, lines 1..k before the completion's own line, so they are valued first and
+    the completion takes its share of them: each a material issue (Dr 5001 [work
+    order] / Cr stock) of the component's planned quantity × the units this completion
+    accounts for (good + scrap) / the order's planned quantity."""
     p = event.payload
     order = _open_work_order(md, p.work_order)
     item, location = md.item_by_id(order.item_id), _internal(md, p.location)
     _check_lot(item, p.lot)
-    move = MoveSpec(
-        1,
-        "completion",
-        item,
-        p.lot,
-        md.production_location(),
-        location,
-        p.quantity,
-        "wip_completion",
-        work_order=order,
-        scrap_quantity=p.scrap_quantity,
+    moves = backflush_issues(md, order, p.quantity + p.scrap_quantity)
+    moves.append(
+        MoveSpec(
+            len(moves) + 1,
+            "completion",
+            item,
+            p.lot,
+            md.production_location(),
+            location,
+            p.quantity,
+            "wip_completion",
+            work_order=order,
+            scrap_quantity=p.scrap_quantity,
+        )
     )
-    return Plan(f"completion {item.code} × {p.quantity} of {p.work_order}", moves=[move])
+    return Plan(f"completion {item.code} × {p.quantity} of {p.work_order}", moves=moves)
+
+
+def backflush_issues(md: MasterData, order: WorkOrderRef, units: Decimal) -> list[MoveSpec]:
+    """The issues of the order's backflushed components for `units` made, numbered
+    from 1: one per component, or one per lot picked for a lot-tracked component."""
+    moves: list[MoveSpec] = []
+    production = md.production_location()
+    for component in md.backflush_components(order):
+        quantity = qty(component.planned_quantity * units / order.planned_quantity)
+        if quantity == 0:
+            continue
+        item, location = component.item, component.location
+        if item.lot_tracked:
+            picks = pick_lots(item, location, quantity, md.lots_on_hand(item, location))
+        else:
+            picks = [("", quantity)]
+        for lot, taken in picks:
+            moves.append(
+                MoveSpec(
+                    len(moves) + 1,
+                    "issue",
+                    item,
+                    lot,
+                    location,
+                    production,
+                    taken,
+                    "pool",
+                    work_order=order,
+                )
+            )
+    return moves
+
+
+def pick_lots(
+    item: ItemRef, location: LocationRef, needed: Decimal, lots: list[LotStock]
+) -> list[tuple[str, Decimal]]:
+    """Which lots a backflush takes `needed` from: FEFO (earliest expiry first, lots
+    without an expiry after), then FIFO (first received first), then by lot code; a
+    lot is emptied before the next is touched. Lots that cannot cover `needed` hold
+    the event rather than drive a lot negative."""
+    on_hand = sorted((lot for lot in lots if lot.quantity > 0 and lot.lot), key=_picking_order)
+    available = sum((lot.quantity for lot in on_hand), ZERO)
+    if available < needed:
+        listed = ", ".join(f"{lot.lot} {lot.quantity}" for lot in on_hand) or "none"
+        raise Held(
+            "backflush_lot_unavailable",
+            f"backflush of {item.code} needs {needed} from {location.code}, but its lots on "
+            f"hand there have only {available} (lots: {listed}); receive the lot, then "
+            "re-post this completion",
+            item=item.code,
+            needed=str(needed),
+            available=str(available),
+        )
+    picks, remaining = [], needed
+    for lot in on_hand:
+        if remaining == 0:
+            break
+        taken = min(remaining, lot.quantity)
+        picks.append((lot.lot, taken))
+        remaining -= taken
+    return picks
+
+
+def _picking_order(lot: LotStock) -> tuple[bool, date, bool, datetime, str]:
+    return (
+        lot.expiry is None,
+        lot.expiry or date.min,
+        lot.first_received_at is None,
+        lot.first_received_at or datetime.min.replace(tzinfo=UTC),
+        lot.lot,
+    )
 
 
 def labour(event: Labour, md: MasterData) -> Plan:
@@ -437,6 +538,7 @@ RULES = {
 }
 
 # Rules whose plan reads the ledger (a count's difference is counted minus on hand at
-# that time), so they are planned only when the event posts, after the events before
-# it in the same batch. The others read master data alone.
-READS_LEDGER = frozenset({"stock_count"})
+# that time; a completion's backflush picks from the lots on hand), so they are planned
+# only when the event posts, after the events before it in the same batch. The others
+# read master data alone.
+READS_LEDGER = frozenset({"stock_count", "production_completion"})

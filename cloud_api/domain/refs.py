@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 INTERNAL_KINDS = frozenset({"warehouse", "bin"})
@@ -51,3 +52,25 @@ class WorkCenterRef:
 class PartyRef:
     id: uuid.UUID
     code: str
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A component of a work order as snapshotted at release: where it is issued from
+    and how much the order's planned quantity needs (scrap included)."""
+
+    line_no: int
+    item: ItemRef
+    location: LocationRef
+    planned_quantity: Decimal
+
+
+@dataclass(frozen=True)
+class LotStock:
+    """A lot of an item on hand in one location, with what picking orders it by: its
+    expiry and when it was first received (None when the lot has no master data)."""
+
+    lot: str
+    quantity: Decimal
+    expiry: date | None = None
+    first_received_at: datetime | None = None

@@ -21,7 +21,14 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from cloud_api.contract import EVENT_ADAPTER, Event, EventResult, ResultStatus, Reversal
+from cloud_api.contract import (
+    EVENT_ADAPTER,
+    Event,
+    EventResult,
+    PurchaseReceipt,
+    ResultStatus,
+    Reversal,
+)
 from cloud_api.db import models as m
 from cloud_api.domain import posting_rules as rules
 from cloud_api.domain.clock import (
@@ -34,7 +41,7 @@ from cloud_api.domain.clock import (
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
 from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
-from cloud_api.domain.pools import WipPool
+from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.errors import Conflict, ErpError, Held, NotFound, Rejected
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
@@ -43,9 +50,18 @@ T = m.SQLModel.metadata.tables
 RETRIES = 5
 
 
+# Optional payload fields added after events were first stored: left out of the hash
+# while unset, so an edge retry of an event stored before the field existed still
+# matches its stored hash (a duplicate, not an idempotency conflict).
+LATER_OPTIONAL_FIELDS = ("expiry",)
+
+
 def payload_hash(event: Event) -> str:
     """Hash of what the event says; `replayed` is transport, not content."""
     body = event.model_dump(mode="json", exclude={"replayed"})
+    for name in LATER_OPTIONAL_FIELDS:
+        if body["payload"].get(name, "") is None:
+            del body["payload"][name]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -138,7 +154,7 @@ class Batch:
     def __init__(self, conn: Connection, tenant: TenantContext) -> None:
         self.conn, self.tenant = conn, tenant
         self.buffer = RowBuffer()
-        self.md = MasterDataStore(conn, tenant, self.buffer)
+        self.md = MasterDataStore(conn, tenant, self.buffer, self._lots_in_stock)
         self.history = SqlHistory(conn, tenant, self.md, self.buffer)
         self.engine = ValuationEngine(self.history)
         self.closed = closed_periods(conn, tenant.id)
@@ -244,18 +260,21 @@ class Batch:
     # -- posting ---------------------------------------------------------------
     def _prepare(self, events: Iterable[Event]) -> None:
         """Plan the batch up front so that its pools load (and lock) in one go. A
-        reversal (its original may post in this batch) and a rule that reads the ledger
-        are planned when they post; so is an event whose plan fails, to report why."""
+        reversal (its original may post in this batch) is planned when it posts. A
+        completion (it picks backflushed lots from what is on hand) is planned here
+        only to know its pools, and again when it posts, after the events before it;
+        so is an event whose plan fails, to report why."""
         records: list[MoveRecord | ChargeRecord] = []
         for event in events:
-            if isinstance(event, Reversal) or event.type in rules.READS_LEDGER:
+            if isinstance(event, Reversal) or event.type == "stock_count":
                 continue
             try:
                 plan = self.plan(event)
             except ErpError:
                 continue
             moves, charges = self.records(event, plan, utc(event.occurred_at))
-            self.prepared[event.event_id] = (plan, moves, charges)
+            if event.type not in rules.READS_LEDGER:
+                self.prepared[event.event_id] = (plan, moves, charges)
             records += moves
             records += charges
         self.engine.preload(records)
@@ -305,12 +324,30 @@ class Batch:
         entry_id = self._book(event, plan, moves, charges, outcome, entry_date)
         self._record_posted(event, digest, row, entry_id)
         self._follow_orders(event, moves, charges)
+        self._keep_lot(event)
         return EventResult(
             event_id=str(event.event_id),
             status=ResultStatus.posted,
             journal_entry_id=str(entry_id) if entry_id else None,
             move_ids=[str(mv.id) for mv in moves],
         )
+
+    def _lots_in_stock(self, item_id: uuid.UUID, location_id: uuid.UUID) -> dict[str, Decimal]:
+        """On hand now per lot, with this batch's postings so far (the engine's pool)."""
+        pool = self.engine.slot(("stock", item_id, location_id)).pool
+        assert isinstance(pool, StockPool)
+        return dict(pool.lots)
+
+    def _keep_lot(self, event: Event) -> None:
+        """A posted receipt of a lot keeps the lot's master data (the `lot` table)."""
+        if isinstance(event, PurchaseReceipt) and event.payload.lot:
+            self.buffer.add_lot(
+                self.tenant.id,
+                self.md.item(event.payload.item).id,
+                event.payload.lot,
+                utc(event.occurred_at),
+                event.payload.expiry,
+            )
 
     # -- work orders and their reservations ---------------------------------------
     def _check_orders_still_open(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -35,7 +37,15 @@ from cloud_api.domain.clock import utc
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, PoolKey, Record, Slot
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.pools import Layer, StockPool, WipPool
-from cloud_api.domain.refs import ItemRef, LocationRef, PartyRef, WorkCenterRef, WorkOrderRef
+from cloud_api.domain.refs import (
+    ComponentRef,
+    ItemRef,
+    LocationRef,
+    LotStock,
+    PartyRef,
+    WorkCenterRef,
+    WorkOrderRef,
+)
 from cloud_api.errors import Held
 
 T = m.SQLModel.metadata.tables
@@ -92,11 +102,20 @@ def _python_default(column: Any) -> Any:
     return lambda: default.arg
 
 
-class MasterDataStore:
-    """Looks master data up by code, memoised for one unit of work."""
+# The quantity on hand now per lot of an (item, location), as the unit of work sees it.
+StockLots = Callable[[uuid.UUID, uuid.UUID], dict[str, Decimal]]
 
-    def __init__(self, conn: Connection, tenant: TenantContext, buffer: RowBuffer) -> None:
+
+class MasterDataStore:
+    """Looks master data up by code, memoised for one unit of work. `stock_lots` gives
+    the lots on hand now, including what the unit of work has posted so far."""
+
+    def __init__(
+        self, conn: Connection, tenant: TenantContext, buffer: RowBuffer, stock_lots: StockLots
+    ) -> None:
         self.conn, self.tenant, self.buffer = conn, tenant, buffer
+        self.stock_lots = stock_lots
+        self._backflush: dict[uuid.UUID, list[ComponentRef]] = {}
         self._items: dict[str, ItemRef] = {}
         self._items_by_id: dict[uuid.UUID, ItemRef] = {}
         self._locations: dict[str, LocationRef] = {}
@@ -278,6 +297,58 @@ class MasterDataStore:
         )
         return Decimal(inbound) - Decimal(outbound)
 
+    def backflush_components(self, order: WorkOrderRef) -> list[ComponentRef]:
+        if order.id not in self._backflush:
+            woc, item = T["work_order_component"], T["item"]
+            rows = self.conn.execute(
+                select(woc.c.line_no, woc.c.item_id, woc.c.location_id, woc.c.planned_quantity)
+                .join(item, and_(item.c.tenant_id == woc.c.tenant_id, item.c.id == woc.c.item_id))
+                .where(
+                    woc.c.tenant_id == self.tenant.id,
+                    woc.c.work_order_id == order.id,
+                    item.c.issue_method == "backflush",
+                )
+                .order_by(woc.c.line_no)
+            ).all()
+            self._backflush[order.id] = [
+                ComponentRef(
+                    r.line_no,
+                    self.item_by_id(r.item_id),
+                    self.location_by_id(r.location_id),
+                    r.planned_quantity,
+                )
+                for r in rows
+            ]
+        return self._backflush[order.id]
+
+    def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
+        quantities = {
+            lot: q for lot, q in self.stock_lots(item.id, location.id).items() if q > 0 and lot
+        }
+        if not quantities:
+            return []
+        self.buffer.flush(self.conn)  # the lots this unit of work has received
+        lt = T["lot"]
+        known = {
+            row.lot: row
+            for row in self.conn.execute(
+                select(lt.c.lot, lt.c.expiry, lt.c.first_received_at).where(
+                    lt.c.tenant_id == self.tenant.id,
+                    lt.c.item_id == item.id,
+                    lt.c.lot.in_(sorted(quantities)),
+                )
+            )
+        }
+        return [
+            LotStock(
+                lot,
+                q,
+                known[lot].expiry if lot in known else None,
+                known[lot].first_received_at if lot in known else None,
+            )
+            for lot, q in sorted(quantities.items())
+        ]
+
 
 class RowBuffer:
     """Rows of a unit of work, written per table in foreign-key order."""
@@ -294,14 +365,40 @@ class RowBuffer:
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.event_updates: list[dict[str, Any]] = []
+        self.lots: dict[tuple[uuid.UUID, uuid.UUID, str], dict[str, Any]] = {}
 
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.rows[table].append(row)
+
+    def add_lot(
+        self,
+        tenant_id: uuid.UUID,
+        item_id: uuid.UUID,
+        lot: str,
+        received_at: datetime,
+        expiry: date | None,
+    ) -> None:
+        """Keep a lot as received: the earliest receipt time and the first expiry
+        given win, here and against the stored row (`_flush_lots`)."""
+        key = (tenant_id, item_id, lot)
+        row = self.lots.setdefault(
+            key,
+            {
+                "tenant_id": tenant_id,
+                "item_id": item_id,
+                "lot": lot,
+                "first_received_at": received_at,
+                "expiry": expiry,
+            },
+        )
+        row["first_received_at"] = min(row["first_received_at"], received_at)
+        row["expiry"] = row["expiry"] or expiry
 
     def flush(self, conn: Connection) -> None:
         for name in self.ORDER:
             rows = self.rows.pop(name, None)
             bulk_insert(conn, T[name], rows)
+        self._flush_lots(conn)
         if self.event_updates:
             # One executemany per shape of update (held again, now posted, reversed)
             # instead of one statement per event.
@@ -319,6 +416,28 @@ class RowBuffer:
             for rows in shapes.values():
                 conn.execute(stmt, rows)
             self.event_updates.clear()
+
+    def _flush_lots(self, conn: Connection) -> None:
+        """Insert the lots not yet known; for a known one keep the earlier receipt time
+        (a back-dated receipt) and the expiry already stored, else the new one."""
+        if not self.lots:
+            return
+        lt = T["lot"]
+        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(lt)
+        earlier = stmt.excluded.first_received_at < lt.c.first_received_at
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "item_id", "lot"],
+                set_={
+                    "first_received_at": case(
+                        (earlier, stmt.excluded.first_received_at), else_=lt.c.first_received_at
+                    ),
+                    "expiry": func.coalesce(lt.c.expiry, stmt.excluded.expiry),
+                },
+            ),
+            sorted(self.lots.values(), key=lambda row: (str(row["item_id"]), row["lot"])),
+        )
+        self.lots.clear()
 
 
 class SqlHistory:
