@@ -359,3 +359,22 @@ def test_issued_quantity_nets_out_returns_and_reversals(api: Api) -> None:
     assert len(quantities) == 1 + 4 * 2 + 4 * 2
     assert [q for q in quantities if not re.fullmatch(r"-?\d+\.\d{6}", q)] == []
     assert api.reconcile() == []
+
+
+def test_a_labour_report_in_hours_hashes_as_before_start_and_stop_existed() -> None:
+    """An edge retry of a labour event stored before `started_at`/`stopped_at` existed
+    stays a duplicate, not an idempotency conflict."""
+    from cloud_api.contract import EVENT_ADAPTER
+    from cloud_api.services.ingest import payload_hash
+
+    body = {
+        "event_id": "00000000-0000-4000-8000-000000000002",
+        "device_id": "dev-1",
+        "seq": 8,
+        "type": "labour",
+        "occurred_at": "2026-03-02T00:00:00+00:00",
+        "payload": {"work_order": "WO1", "work_center": "WC", "hours": "1.5"},
+    }
+    # Computed with the code of commit 5469074, before the start/stop fields.
+    before = "8ac4f87241c9c54c97e627c1f79a63a31d07304d0acd4cc0a95c745af4f1ecb1"
+    assert payload_hash(EVENT_ADAPTER.validate_python(body)) == before
