@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from cloud_api.contract import (
+    Event,
     Labour,
     LabourPayload,
     MaterialIssue,
@@ -537,8 +538,17 @@ RULES = {
     "work_order_close": work_order_close,
 }
 
-# Rules whose plan reads the ledger (a count's difference is counted minus on hand at
-# that time; a completion's backflush picks from the lots on hand), so they are planned
-# only when the event posts, after the events before it in the same batch. The others
-# read master data alone.
+# Rules whose plan may read the ledger (a count's difference is counted minus on hand
+# at that time; a completion's backflush picks from the lots on hand), so they are
+# planned when the event posts, after the events before it in the same batch. The
+# others read master data alone.
 READS_LEDGER = frozenset({"stock_count", "production_completion"})
+
+
+def plan_reads_ledger(event: Event, md: MasterData) -> bool:
+    """Whether this event's plan depends on the ledger: a count always does; a
+    completion only when its order backflushes components."""
+    if event.type == "production_completion":
+        order = md.work_order(event.payload.work_order)  # type: ignore[union-attr]
+        return bool(md.backflush_components(order))
+    return event.type in READS_LEDGER

@@ -273,7 +273,7 @@ class Batch:
             except ErpError:
                 continue
             moves, charges = self.records(event, plan, utc(event.occurred_at))
-            if event.type not in rules.READS_LEDGER:
+            if not rules.plan_reads_ledger(event, self.md):
                 self.prepared[event.event_id] = (plan, moves, charges)
             records += moves
             records += charges

@@ -210,9 +210,11 @@ class MasterDataStore:
         self._orders[ref.code] = self._orders_by_id[ref.id] = ref
 
     def prefetch_work_orders(self, codes: set[str]) -> None:
+        """The orders of a batch and their backflushed components, in two queries."""
         missing = codes - self._orders.keys()
         if missing:
-            self._fetch_orders(T["work_order"].c.code.in_(sorted(missing)))
+            found = self._fetch_orders(T["work_order"].c.code.in_(sorted(missing)))
+            self._fetch_backflush(sorted(ref.id for ref in found))
 
     def work_order(self, code: str) -> WorkOrderRef:
         if code not in self._orders:
@@ -299,27 +301,38 @@ class MasterDataStore:
 
     def backflush_components(self, order: WorkOrderRef) -> list[ComponentRef]:
         if order.id not in self._backflush:
-            woc, item = T["work_order_component"], T["item"]
-            rows = self.conn.execute(
-                select(woc.c.line_no, woc.c.item_id, woc.c.location_id, woc.c.planned_quantity)
-                .join(item, and_(item.c.tenant_id == woc.c.tenant_id, item.c.id == woc.c.item_id))
-                .where(
-                    woc.c.tenant_id == self.tenant.id,
-                    woc.c.work_order_id == order.id,
-                    item.c.issue_method == "backflush",
-                )
-                .order_by(woc.c.line_no)
-            ).all()
-            self._backflush[order.id] = [
+            self._fetch_backflush([order.id])
+        return self._backflush[order.id]
+
+    def _fetch_backflush(self, order_ids: list[uuid.UUID]) -> None:
+        """The backflushed components of these orders, in one query."""
+        woc, item = T["work_order_component"], T["item"]
+        found: dict[uuid.UUID, list[ComponentRef]] = {o: [] for o in order_ids}
+        for r in self.conn.execute(
+            select(
+                woc.c.work_order_id,
+                woc.c.line_no,
+                woc.c.item_id,
+                woc.c.location_id,
+                woc.c.planned_quantity,
+            )
+            .join(item, and_(item.c.tenant_id == woc.c.tenant_id, item.c.id == woc.c.item_id))
+            .where(
+                woc.c.tenant_id == self.tenant.id,
+                woc.c.work_order_id.in_(order_ids),
+                item.c.issue_method == "backflush",
+            )
+            .order_by(woc.c.work_order_id, woc.c.line_no)
+        ):
+            found[r.work_order_id].append(
                 ComponentRef(
                     r.line_no,
                     self.item_by_id(r.item_id),
                     self.location_by_id(r.location_id),
                     r.planned_quantity,
                 )
-                for r in rows
-            ]
-        return self._backflush[order.id]
+            )
+        self._backflush.update(found)
 
     def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
         quantities = {
