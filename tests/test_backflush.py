@@ -484,3 +484,17 @@ def test_backflush_quantity_is_the_share_rounded_half_up_to_6_places() -> None:
     assert {(mv.kind, mv.basis, mv.source, mv.destination, mv.work_order) for mv in moves} == {
         ("issue", "pool", WH, PRODUCTION, order)
     }
+
+
+def test_a_backflushed_component_is_not_scanned_to_its_order(api: Api) -> None:
+    """Its completions issue it: a scan too would consume it twice."""
+    backflush_workshop(api)
+    api.events(receipt(0, "SCREW", "100", "0.5"), receipt(0, "RAW", "30", "10"))
+    create_order(api, "WO10", "10", release=True, allow_shortages=True)  # no RESIN yet
+    (scan,) = api.events(issue(10, "SCREW", "4", wo="WO10"))
+    assert (scan["status"], scan["code"]) == ("rejected", "component_is_backflushed")
+    # A manual component of the same order, and the same item for an order without
+    # that BOM, are issued as usual.
+    assert statuses(api.events(issue(11, "RAW", "2", wo="WO10"))) == ["posted"]
+    assert statuses(api.events(issue(12, "SCREW", "4", wo="WO1"))) == ["posted"]
+    assert api.reconcile() == []

@@ -187,6 +187,13 @@ def material_issue(event: MaterialIssue, md: MasterData) -> Plan:
     order = _open_work_order(md, p.work_order)
     item, location = md.item(p.item), _internal(md, p.location)
     _check_lot(item, p.lot)
+    if any(c.item.id == item.id for c in md.backflush_components(order)):
+        # It is issued by the order's completions; a scan too would consume it twice.
+        raise Rejected(
+            "component_is_backflushed",
+            f"{item.code} is backflushed on work order {p.work_order}: its completions "
+            "issue it, so it is not scanned to the order",
+        )
     move = MoveSpec(
         1,
         "issue",

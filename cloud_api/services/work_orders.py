@@ -88,7 +88,7 @@ def release(
     shortages = []
     for c in components:
         pool = (c["item_id"], c["location_id"])
-        reserve = max(min(c["planned_quantity"], free[pool]), ZERO)
+        reserve = qty(max(min(c["planned_quantity"], free[pool]), ZERO))
         free[pool] -= reserve
         c["reserved"] = reserve
         if reserve < c["planned_quantity"]:
