@@ -263,7 +263,7 @@ def _work_order_routes(r: APIRouter) -> None:
         """Posts a `work_order_close` event (the residual WIP is settled); refused
         without writing anything when the order is not open."""
         with db.connect() as conn:
-            status = work_orders.read(conn, tenant, code)["status"]
+            status = work_orders.status_of(conn, tenant, code)
         if status not in POSTABLE_STATUSES:
             raise Conflict(
                 "work_order_not_open", f"work order {code} is {status}; it cannot be closed"

@@ -260,13 +260,13 @@ class Batch:
     # -- posting ---------------------------------------------------------------
     def _prepare(self, events: Iterable[Event]) -> None:
         """Plan the batch up front so that its pools load (and lock) in one go. A
-        reversal (its original may post in this batch) is planned when it posts. A
-        completion (it picks backflushed lots from what is on hand) is planned here
-        only to know its pools, and again when it posts, after the events before it;
-        so is an event whose plan fails, to report why."""
+        reversal (its original may post in this batch) is planned when it posts. An
+        event whose plan reads the ledger (a count; a completion that backflushes) is
+        planned here only to know its pools, and again when it posts, after the events
+        before it; so is an event whose plan fails, to report why."""
         records: list[MoveRecord | ChargeRecord] = []
         for event in events:
-            if isinstance(event, Reversal) or event.type == "stock_count":
+            if isinstance(event, Reversal):
                 continue
             try:
                 plan = self.plan(event)

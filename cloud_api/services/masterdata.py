@@ -30,7 +30,7 @@ def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uui
     return row.get("id") or uuid.uuid4()
 
 
-def _id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
+def id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
     t = T[table]
     found = conn.scalar(select(t.c.id).where(t.c.tenant_id == tenant.id, t.c.code == code))
     if found is None:
@@ -57,7 +57,7 @@ def create_item(conn: Connection, tenant: TenantContext, body: schemas.ItemCreat
 def create_location(
     conn: Connection, tenant: TenantContext, body: schemas.LocationCreate
 ) -> uuid.UUID:
-    parent = _id_of(conn, tenant, "location", body.parent_code) if body.parent_code else None
+    parent = id_of(conn, tenant, "location", body.parent_code) if body.parent_code else None
     return _insert(
         conn,
         "location",

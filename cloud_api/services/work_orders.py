@@ -24,6 +24,7 @@ from cloud_api.domain.clock import now_utc
 from cloud_api.domain.money import ZERO, qty
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.errors import Conflict, NotFound, Rejected
+from cloud_api.services.masterdata import id_of
 from cloud_api.services.reports import _kinds
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import TenantContext
@@ -48,7 +49,7 @@ def wip_sign(
 def create_work_order(
     conn: Connection, tenant: TenantContext, body: schemas.WorkOrderCreate
 ) -> dict[str, Any]:
-    item_id = _id_of(conn, tenant, "item", body.item)
+    item_id = id_of(conn, tenant, "item", body.item)
     warehouse_id = _warehouse(conn, tenant, body.warehouse)
     wo = T["work_order"]
     if conn.scalar(select(wo.c.id).where(wo.c.tenant_id == tenant.id, wo.c.code == body.code)):
@@ -166,11 +167,6 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
     every quantity to 6 places. Issued = the net of the order's material moves into
     its WIP (wip_sign; completions and settlements excluded), reversals netted out."""
     order = _order(conn, tenant, code)
-    item = T["item"]
-    names = {
-        r.id: r.code
-        for r in conn.execute(select(item.c.id, item.c.code).where(item.c.tenant_id == tenant.id))
-    }
     kinds = _kinds(conn, tenant.id)
     locations = {loc_id: loc_code for loc_id, (loc_code, _) in kinds.items()}
     woc, rv, mv = T["work_order_component"], T["reservation"], T["stock_move"]
@@ -191,6 +187,20 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
     ):
         sign = wip_sign(kinds, row.from_location_id, row.to_location_id)
         issued[row.item_id] = issued.get(row.item_id, ZERO) + sign * Decimal(row.q)
+    holds = conn.execute(
+        select(rv)
+        .where(rv.c.tenant_id == tenant.id, rv.c.work_order_id == order.id)
+        .order_by(rv.c.line_no)
+    ).all()
+    lines = conn.execute(
+        select(woc)
+        .where(woc.c.tenant_id == tenant.id, woc.c.work_order_id == order.id)
+        .order_by(woc.c.line_no)
+    ).all()
+    # The codes of the items shown, not of the tenant's whole catalogue.
+    names = _item_codes(
+        conn, tenant, sorted({order.item_id, *(r.item_id for r in [*holds, *lines])})
+    )
     reservations = [
         {
             "line_no": r.line_no,
@@ -202,11 +212,7 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
             "held": qty(r.quantity - r.consumed - r.released),
             "status": r.status,
         }
-        for r in conn.execute(
-            select(rv)
-            .where(rv.c.tenant_id == tenant.id, rv.c.work_order_id == order.id)
-            .order_by(rv.c.line_no)
-        )
+        for r in holds
     ]
     held = {r["line_no"]: r["held"] for r in reservations}
     components = [
@@ -224,11 +230,7 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
                 )
             ),
         }
-        for c in conn.execute(
-            select(woc)
-            .where(woc.c.tenant_id == tenant.id, woc.c.work_order_id == order.id)
-            .order_by(woc.c.line_no)
-        )
+        for c in lines
     ]
     return {
         "id": order.id,
@@ -244,6 +246,10 @@ def read(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]:
         "components": components,
         "reservations": reservations,
     }
+
+
+def status_of(conn: Connection, tenant: TenantContext, code: str) -> str:
+    return str(_order(conn, tenant, code).status)
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -267,14 +273,6 @@ def _set_status(
         .where(wo.c.tenant_id == tenant.id, wo.c.id == order_id)
         .values(status=status, **values)
     )
-
-
-def _id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
-    t = T[table]
-    found = conn.scalar(select(t.c.id).where(t.c.tenant_id == tenant.id, t.c.code == code))
-    if found is None:
-        raise NotFound(f"unknown_{table}", f"{table.replace('_', ' ')} {code} does not exist")
-    return found  # type: ignore[no-any-return]
 
 
 def _warehouse(conn: Connection, tenant: TenantContext, code: str | None) -> uuid.UUID:
