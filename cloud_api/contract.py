@@ -136,13 +136,45 @@ class EventType(StrEnum):
     reversal = "reversal"
 
 
+ShortText = Annotated[str, Field(max_length=64)]
+
+
 class _Envelope(_Strict):
+    """What every event carries. The fields after `replayed` are the edge's transport
+    and audit data (EDGE.md, "Event envelope"): all optional, stored with the event, and
+    left out of its payload hash (TRANSPORT_FIELDS), like `replayed`."""
+
     event_id: UUID
     device_id: Annotated[str, Field(min_length=1, max_length=64)]
     seq: Annotated[int, Field(ge=0, lt=2**63)]
     occurred_at: AwareDatetime
-    operator: Annotated[str, Field(max_length=64)] | None = None
+    operator: ShortText | None = None
     replayed: bool = False
+    edge_id: ShortText | None = None
+    device_seq: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    device_msg_id: ShortText | None = None
+    captured_at: AwareDatetime | None = None
+    clock_offset_s: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    clock_synced: bool | None = None
+    raw_scan: Annotated[str, Field(max_length=4096)] | None = None
+    agent_version: ShortText | None = None
+    reverses_event_id: UUID | None = None  # the edge's note; a reversal's payload rules
+
+
+TRANSPORT_FIELDS = frozenset(
+    {
+        "replayed",
+        "edge_id",
+        "device_seq",
+        "device_msg_id",
+        "captured_at",
+        "clock_offset_s",
+        "clock_synced",
+        "raw_scan",
+        "agent_version",
+        "reverses_event_id",
+    }
+)
 
 
 class PurchaseReceipt(_Envelope):

@@ -16,7 +16,7 @@ from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Unauthorized
-from cloud_api.services import boms, masterdata, reports, work_order_cost, work_orders
+from cloud_api.services import boms, edge, masterdata, reports, work_order_cost, work_orders
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_for_key
@@ -91,6 +91,26 @@ def _api_router() -> APIRouter:
         for res in results:
             counts[res.status.value] += 1
         return BatchResult(results=results, received_at=received, **counts)
+
+    @r.get("/edge/masterdata")
+    def edge_master_data(
+        tenant: TenantDep, db: DbDep, since: datetime | None = None
+    ) -> dict[str, Any]:
+        """What an edge validates scans against offline: items, locations, work
+        centres, operators, suppliers and open work orders with their components.
+        Without `since`, everything; with the `cursor` of the last pull, what changed."""
+        with db.connect() as conn:
+            return edge.master_data(conn, tenant, since)
+
+    @r.post("/edge/heartbeat")
+    def edge_heartbeat(body: schemas.EdgeHeartbeat, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.begin() as conn:
+            return edge.record_heartbeat(conn, tenant, body)
+
+    @r.get("/edge/agents")
+    def edge_agents(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return edge.list_agents(conn, tenant)
 
     @r.get("/exceptions")
     def list_exceptions(
@@ -177,6 +197,7 @@ def _master_data_routes(r: APIRouter) -> None:
         "supplier",
     )
     create("/work-centers", schemas.WorkCenterCreate, masterdata.create_work_center, "work_center")
+    create("/operators", schemas.OperatorCreate, masterdata.create_operator, "operator")
     _work_order_routes(r)
 
     @r.get("/settings")

@@ -5,6 +5,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
+from biip import ParseError
+from biip.gtin import Gtin
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from cloud_api.contract import Code, NonNegativeQuantity, Quantity, Rate, exact_decimal
@@ -15,6 +17,18 @@ class _In(BaseModel):
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _gtin14(value: object) -> object:
+    """A GTIN-8/12/13/14 with a valid check digit, stored as its 14-digit form."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError("a GTIN is 8, 12, 13 or 14 digits")
+    try:
+        return Gtin.parse(value).as_gtin_14()
+    except ParseError as error:
+        raise ValueError(str(error)) from error
 
 
 class ItemCreate(_In):
@@ -29,6 +43,8 @@ class ItemCreate(_In):
     lead_time_days: Annotated[int, Field(ge=0, le=3650)] = 0
     # backflush: issued in the BOM quantities when a completion of the order posts
     issue_method: Literal["manual", "backflush"] = "manual"
+    gtin: Annotated[str | None, BeforeValidator(_gtin14)] = None
+    purchase_price: NonNegativeQuantity | None = None
 
 
 class LocationCreate(_In):
@@ -41,6 +57,26 @@ class LocationCreate(_In):
 class PartyCreate(_In):
     code: Code
     name: Name
+
+
+class OperatorCreate(_In):
+    code: Code  # what the badge says
+    name: Name
+    active: bool = True
+
+
+class EdgeHeartbeat(_In):
+    """What an edge agent reports of itself every minute or so."""
+
+    edge_id: Annotated[str, Field(min_length=1, max_length=64)]
+    agent_version: Annotated[str, Field(max_length=64)] | None = None
+    sent_at: datetime  # the edge's clock, to measure its offset
+    backlog: Annotated[int, Field(ge=0)] = 0
+    oldest_pending_at: datetime | None = None
+    parked: Annotated[int, Field(ge=0)] = 0
+    held: Annotated[int, Field(ge=0)] = 0
+    last_sync_error: Annotated[str, Field(max_length=2000)] | None = None
+    devices: Annotated[list[dict[str, str | int | float | bool | None]], Field(max_length=200)] = []
 
 
 class WorkCenterCreate(_In):

@@ -14,8 +14,10 @@ from decimal import Decimal
 
 from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from cloud_api.db.types import Money, Qty
+from cloud_api.domain.clock import now_utc
 
 ZERO = Decimal(0)
 
@@ -26,6 +28,17 @@ def _qty(**kw):  # type: ignore[no-untyped-def]
 
 def _money(**kw):  # type: ignore[no-untyped-def]
     return Field(default=ZERO, sa_type=Money(), nullable=False, **kw)
+
+
+def _changed_at():  # type: ignore[no-untyped-def]
+    """When the row last changed: set on insert and on every Core update (SQLAlchemy's
+    column default / onupdate), read by the edge's incremental master-data pull."""
+    return Field(
+        default_factory=now_utc,
+        sa_type=UTCDateTime(),
+        nullable=False,
+        sa_column_kwargs={"default": now_utc, "onupdate": now_utc},
+    )
 
 
 def _tenant_fk(cols: list[str], table: str, ref_cols: list[str], name: str) -> ForeignKeyConstraint:
@@ -84,6 +97,7 @@ class Item(SQLModel, table=True):
     __tablename__ = "item"
     __table_args__ = (
         UniqueConstraint("tenant_id", "code", name="uq_item_code"),
+        Index("uq_item_gtin", "tenant_id", "gtin", unique=True),
         _tenant_fk(["category_code"], "item_category", ["code"], "fk_item_category"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
@@ -105,6 +119,13 @@ class Item(SQLModel, table=True):
     issue_method: str = Field(
         default="manual", max_length=16, sa_column_kwargs={"server_default": "manual"}
     )
+    # The trade item number on suppliers' GS1 labels (14 digits), so a handheld
+    # receipt of a scanned label finds the item.
+    gtin: str | None = Field(default=None, max_length=14)
+    # What a receipt from the floor (which knows no price) is valued at until the
+    # supplier's invoice is matched.
+    purchase_price: Decimal | None = Field(default=None, sa_type=Qty())
+    changed_at: datetime = _changed_at()
 
 
 class Location(SQLModel, table=True):
@@ -121,6 +142,7 @@ class Location(SQLModel, table=True):
         max_length=16
     )  # warehouse, bin, supplier, customer, production, scrap, adjustment, variance
     parent_id: uuid.UUID | None = None
+    changed_at: datetime = _changed_at()
 
 
 class Lot(SQLModel, table=True):
@@ -163,6 +185,20 @@ class WorkCenter(SQLModel, table=True):
     name: str = Field(max_length=200)
     labour_rate: Decimal = _qty()  # per hour, 6 places
     overhead_rate: Decimal = _qty()
+    changed_at: datetime = _changed_at()
+
+
+class Operator(SQLModel, table=True):
+    """A person on the floor, known by the code on their badge."""
+
+    __tablename__ = "operator"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_operator_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)  # the badge
+    name: str = Field(max_length=200)
+    active: bool = True
+    changed_at: datetime = _changed_at()
 
 
 class WorkOrder(SQLModel, table=True):
@@ -194,6 +230,7 @@ class WorkOrder(SQLModel, table=True):
     created_at: datetime
     released_at: datetime | None = None
     closed_at: datetime | None = None
+    changed_at: datetime = _changed_at()
 
 
 class WorkOrderComponent(SQLModel, table=True):
@@ -276,6 +313,24 @@ class EdgeEvent(SQLModel, table=True):
     attempts: int = 1
     received_at: datetime
     posted_at: datetime | None = None
+
+
+class EdgeAgent(SQLModel, table=True):
+    """What the cloud knows of each edge agent, from its heartbeats: when it was last
+    seen, its backlog and how old it is, parked events, and its clock's offset."""
+
+    __tablename__ = "edge_agent"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    edge_id: str = Field(primary_key=True, max_length=64)
+    agent_version: str | None = Field(default=None, max_length=64)
+    last_seen_at: datetime
+    backlog: int = 0
+    oldest_pending_at: datetime | None = None
+    parked: int = 0
+    held: int = 0
+    clock_offset_s: float | None = None
+    last_sync_error: str | None = Field(default=None, sa_column=Column(Text))
+    devices: str = Field(default="[]", sa_column=Column(Text, nullable=False))
 
 
 class StockMove(SQLModel, table=True):

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from cloud_api.contract import (
     EVENT_ADAPTER,
+    TRANSPORT_FIELDS,
     Event,
     EventResult,
     PurchaseReceipt,
@@ -57,8 +58,9 @@ LATER_OPTIONAL_FIELDS = ("expiry", "started_at", "stopped_at")
 
 
 def payload_hash(event: Event) -> str:
-    """Hash of what the event says; `replayed` is transport, not content."""
-    body = event.model_dump(mode="json", exclude={"replayed"})
+    """Hash of what the event says; `replayed` and the edge's audit fields are
+    transport, not content."""
+    body = event.model_dump(mode="json", exclude=set(TRANSPORT_FIELDS))
     for name in LATER_OPTIONAL_FIELDS:
         if body["payload"].get(name, "") is None:
             del body["payload"][name]

@@ -92,6 +92,17 @@ def create_work_center(
     )
 
 
+def create_operator(
+    conn: Connection, tenant: TenantContext, body: schemas.OperatorCreate
+) -> uuid.UUID:
+    return _insert(
+        conn,
+        "operator",
+        {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()},
+        "operator",
+    )
+
+
 def set_period_status(conn: Connection, tenant: TenantContext, code: str, status: str) -> None:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", code):
         raise Rejected("invalid_period", f"a period is a month written YYYY-MM, not {code!r}")
