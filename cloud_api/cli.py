@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from cloud_api.settings import get_settings
+from edge_agent.cli import edge_app
+from edge_agent.labels.cli import labels_app
 
 app = typer.Typer(
     help="Shop-floor ERP: edge ingest, stock ledger, valuation and the books.", no_args_is_help=True
@@ -21,6 +23,8 @@ bench_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(bench_app, name="bench")
+app.add_typer(edge_app, name="edge")
+app.add_typer(labels_app, name="labels")
 
 DbUrl = Annotated[str | None, typer.Option(help="Database URL (default: $DATABASE_URL).")]
 
@@ -141,6 +145,21 @@ def bench_ingest(
     from bench.ingest import main as run_bench
 
     run_bench(events=events, batch=batch, database_url=database_url, warmup=warmup)
+
+
+@bench_app.command("edge")
+def bench_edge(
+    what: Annotated[str, typer.Argument(help="capture, drain or all")] = "all",
+    events: Annotated[int, typer.Option(help="Backlog events to drain.")] = 100_000,
+    database_url: Annotated[
+        str | None, typer.Option(help="Cloud database (default: a fresh SQLite file).")
+    ] = None,
+) -> None:
+    """The edge's figures: durable capture rate with scan-to-beep latency, and the
+    drain rate of a backlog to the cloud."""
+    from bench.edge import main as run_bench
+
+    run_bench(what, events, database_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,99 @@
+"""`erp edge ...`: run the agent, see its state, re-send a parked event."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_agent.config import ConfigError, load_config
+
+edge_app = typer.Typer(help="The shop-floor edge agent.", no_args_is_help=True)
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config.")]
+
+
+def _config(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@edge_app.command("run")
+def run(config: ConfigOpt) -> None:
+    """Capture from the configured devices and sync to the cloud until stopped."""
+    from edge_agent.devices import DeviceHub
+
+    cfg = _config(config)
+    from edge_agent.agent import Agent
+
+    agent = Agent(cfg)
+    hub = DeviceHub(agent)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.start()
+    hub.start()
+    typer.echo(
+        f"edge {cfg.edge_id}: {len(cfg.stations)} workstation(s), syncing to {cfg.cloud_url}"
+    )
+    stop.wait()
+    hub.stop()
+    agent.stop()
+
+
+@edge_app.command("status")
+def status(config: ConfigOpt) -> None:
+    """Backlog, last sync, and the parked and held events with their reasons."""
+    from edge_agent.outbox import Outbox
+
+    cfg = _config(config)
+    with Outbox(
+        cfg.outbox_path,
+        edge_id=cfg.edge_id,
+        identity=cfg.edge_id,
+        disk_cap_bytes=cfg.disk_cap_bytes,
+        agent_version="status",
+    ) as outbox:
+        s = outbox.status()
+    age = f", oldest {s.oldest_pending_age_s:.0f} s old" if s.oldest_pending_age_s else ""
+    typer.echo(f"backlog: {s.backlog} event(s){age}")
+    typer.echo(f"last sync: {s.last_sync_at or 'never'}; last good: {s.last_sync_ok_at or 'never'}")
+    if s.last_sync_error:
+        typer.echo(f"last error: {s.last_sync_error}")
+    typer.echo(
+        f"outbox: {s.bytes_used / 1e6:.1f} MB of {s.disk_cap_bytes / 1e6:.0f} MB"
+        f"{' — FULL: scans are refused' if s.full else ''}"
+    )
+    for title, count, rows in (
+        ("parked", s.parked_count, s.parked),
+        ("held", s.held_count, s.held),
+    ):
+        typer.echo(f"{title}: {count}")
+        for ev in rows:
+            typer.echo(f"  {ev.event_id} seq {ev.seq} {ev.type}: {ev.code} — {ev.message}")
+
+
+@edge_app.command("retry")
+def retry(config: ConfigOpt, event_id: str) -> None:
+    """Send a parked or held event again, with the same id (after fixing its cause)."""
+    from edge_agent.outbox import Outbox, OutboxError
+
+    cfg = _config(config)
+    with Outbox(
+        cfg.outbox_path,
+        edge_id=cfg.edge_id,
+        identity=cfg.edge_id,
+        disk_cap_bytes=cfg.disk_cap_bytes,
+        agent_version="retry",
+    ) as outbox:
+        try:
+            outbox.retry(event_id)
+        except OutboxError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from error
+    typer.echo(f"{event_id} will be sent again")

@@ -1,0 +1,158 @@
+"""The edge agent's configuration: one TOML file (see `docs/edge.example.toml`).
+
+The device credential may be given inline (`cloud.api_key`), in a file
+(`cloud.api_key_file`, e.g. written by enrollment) or in ERP_EDGE_API_KEY; the
+environment wins, so a secret need not sit in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.sessions import MODES, Workstation
+
+TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t"}
+
+
+class ConfigError(Exception):
+    code = "bad_config"
+
+
+@dataclass(frozen=True)
+class ScannerConfig:
+    port: str  # a stable path (/dev/serial/by-id/...), a glob, or a pyserial URL
+    baudrate: int = 9600
+    terminators: tuple[bytes, ...] = (b"\r",)
+    answers: str = "none"  # none | ack (ACK/NAK bytes)
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    station: Workstation
+    scanner: ScannerConfig | None = None
+    device_id: str = ""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = "mqtt://127.0.0.1:1883"
+    site: str = "plant"
+    client_id: str = ""
+    version: int = 5  # 3 for an MQTT 3.1.1 broker (the demo's embedded one)
+    # terminal device id → workstation id (its warehouse and work centre)
+    terminals: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    edge_id: str
+    cloud_url: str
+    api_key: str
+    outbox_path: Path
+    masterdata_path: Path
+    disk_cap_bytes: int = 512 * 1024 * 1024
+    min_free_bytes: int = 64 * 1024 * 1024
+    batch_size: int = 500
+    heartbeat_s: float = 30.0
+    masterdata_refresh_s: float = 60.0
+    stations: tuple[StationConfig, ...] = ()
+    mqtt: MqttConfig | None = None
+
+    def station(self, station_id: str) -> StationConfig:
+        for s in self.stations:
+            if s.station.id == station_id:
+                return s
+        raise ConfigError(f"no workstation {station_id!r} in the config")
+
+
+def load_config(path: str | Path) -> EdgeConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    return parse_config(raw, base=path.parent)
+
+
+def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> EdgeConfig:
+    edge, cloud = _table(raw, "edge"), _table(raw, "cloud")
+    edge_id = _text(edge, "id", "edge")
+    return EdgeConfig(
+        edge_id=edge_id,
+        cloud_url=_text(cloud, "url", "cloud"),
+        api_key=_api_key(cloud, base),
+        outbox_path=base / edge.get("outbox", f"var/edge/{edge_id}/outbox.sqlite3"),
+        masterdata_path=base / edge.get("masterdata", f"var/edge/{edge_id}/masterdata.json"),
+        disk_cap_bytes=int(edge.get("disk_cap_mb", 512)) * 1024 * 1024,
+        min_free_bytes=int(edge.get("min_free_mb", 64)) * 1024 * 1024,
+        batch_size=int(cloud.get("batch_size", 500)),
+        heartbeat_s=float(cloud.get("heartbeat_s", 30)),
+        masterdata_refresh_s=float(cloud.get("masterdata_refresh_s", 60)),
+        stations=tuple(_station(s) for s in raw.get("workstations", [])),
+        mqtt=_mqtt(raw["mqtt"], edge_id) if "mqtt" in raw else None,
+    )
+
+
+def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"the config needs a [{name}] table")
+    return value
+
+
+def _text(table: dict[str, Any], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f'[{where}] needs {key} = "..."')
+    return value
+
+
+def _api_key(cloud: dict[str, Any], base: Path) -> str:
+    if os.environ.get("ERP_EDGE_API_KEY"):
+        return os.environ["ERP_EDGE_API_KEY"]
+    if "api_key_file" in cloud:
+        return (base / cloud["api_key_file"]).read_text(encoding="utf-8").strip()
+    return _text(cloud, "api_key", "cloud")
+
+
+def _station(raw: dict[str, Any]) -> StationConfig:
+    station_id = _text(raw, "id", "workstations")
+    mode = raw.get("mode", "issue")
+    if mode not in MODES:
+        raise ConfigError(f"workstation {station_id}: mode must be one of {', '.join(MODES)}")
+    station = Workstation(
+        id=station_id,
+        warehouse=_text(raw, "warehouse", f"workstation {station_id}"),
+        work_center=raw.get("work_center"),
+        supplier=raw.get("supplier"),
+        mode=mode,
+        step_timeout_s=float(raw.get("step_timeout_s", 120)),
+    )
+    scanner = None
+    if "scanner" in raw:
+        s = raw["scanner"]
+        names = s.get("terminators", ["CR"])
+        unknown = [n for n in names if n not in TERMINATORS]
+        if unknown:
+            raise ConfigError(f"workstation {station_id}: unknown terminators {unknown}")
+        scanner = ScannerConfig(
+            port=_text(s, "port", f"workstation {station_id} scanner"),
+            baudrate=int(s.get("baudrate", 9600)),
+            terminators=tuple(TERMINATORS[n] for n in names),
+            answers=s.get("answers", "none"),
+        )
+    return StationConfig(station, scanner, raw.get("device_id", f"scanner-{station_id}"))
+
+
+def _mqtt(raw: dict[str, Any], edge_id: str) -> MqttConfig:
+    return MqttConfig(
+        url=raw.get("url", "mqtt://127.0.0.1:1883"),
+        site=raw.get("site", "plant"),
+        client_id=raw.get("client_id", f"erp-edge-{edge_id}"),
+        version=int(raw.get("version", 5)),
+        terminals=dict(raw.get("terminals", {})),
+    )

@@ -1,0 +1,199 @@
+"""Sync: the outbox's pending events to the cloud, in `seq` order, in batches.
+
+Each batch goes to `POST /api/v1/edge/events`; the cloud answers one result per event
+and the outbox records them (posted/duplicate → sent, held → held, rejected/conflict →
+parked) in one transaction. A crash between the answer and that record re-sends the
+batch, which the cloud answers `duplicate`: stock moves once (EDGE.md, scenario 3).
+
+When the cloud cannot be reached or answers an error, nothing changes in the outbox;
+the loop waits with exponential back-off and full jitter, at least the `Retry-After` it
+was given (429 quota, 503), and for 402 (subscription unpaid) keeps everything buffered.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from edge_agent.outbox import Outbox, SendResult
+
+
+class CloudError(Exception):
+    """The cloud did not take the batch; `retry_after_s` is its own wish, if any."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float = 0):
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class CloudClient:
+    """The cloud API as the edge sees it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def post_events(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", "/edge/events", json={"events": events})
+
+    def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/edge/heartbeat", json=body)
+
+    def master_data(self, since: str | None) -> dict[str, Any]:
+        return self._call("GET", "/edge/masterdata", params={"since": since} if since else {})
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            response = self.http.request(method, path, **kw)
+        except httpx.HTTPError as error:
+            raise CloudError(f"cloud unreachable: {error.__class__.__name__}: {error}") from error
+        if response.status_code >= 400:
+            raise CloudError(
+                _problem_text(response),
+                status=response.status_code,
+                retry_after_s=retry_after_s(response.headers.get("Retry-After")),
+            )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("title") or body
+        code = body.get("code")
+    except ValueError:
+        detail, code = response.text[:200], None
+    return f"HTTP {response.status_code}{f' {code}' if code else ''}: {detail}"
+
+
+def retry_after_s(header: str | None, now: datetime | None = None) -> float:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not header:
+        return 0.0
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with full jitter: after n failures wait a random time in
+    [0, min(cap, base·2ⁿ)], but never less than the server's Retry-After."""
+
+    base_s: float = 0.5
+    cap_s: float = 60.0
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay_s(self, retry_after: float = 0.0) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return max(retry_after, self.rng.uniform(0, ceiling))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class SyncReport:
+    sent: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    wait_s: float = 0.0
+
+
+class Syncer:
+    """Drains the outbox. `sync_once` sends one batch; `run` loops until stopped."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: CloudClient,
+        *,
+        batch_size: int = 500,
+        idle_s: float = 1.0,
+        backoff: Backoff | None = None,
+        on_result: Callable[[SyncReport], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.batch_size = batch_size
+        self.idle_s = idle_s
+        self.backoff = backoff or Backoff()
+        self.on_result = on_result
+        self.wake = threading.Event()  # set by a capture, so live scans go out at once
+
+    def sync_once(self) -> SyncReport:
+        batch = self.outbox.next_batch(self.batch_size)
+        if not batch:
+            return SyncReport()
+        try:
+            answer = self.client.post_events([self.outbox.wire(ev) for ev in batch])
+        except CloudError as error:
+            self.outbox.note_sync(ok=False, error=str(error))
+            if error.status == 413 and self.batch_size > 1:  # too large: smaller batches
+                self.batch_size = max(1, self.batch_size // 2)
+            return SyncReport(error=str(error), wait_s=self.backoff.delay_s(error.retry_after_s))
+        results = [
+            SendResult(r["event_id"], r["status"], r.get("code"), r.get("message"))
+            for r in answer["results"]
+            if r.get("event_id")
+        ]
+        self.outbox.record_results(results)
+        self.outbox.note_sync(ok=True)
+        self.backoff.reset()
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return SyncReport(sent=len(batch), counts=counts)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            report = self.sync_once()
+            if self.on_result is not None:
+                self.on_result(report)
+            if report.error is not None:
+                stop.wait(report.wait_s)
+            elif report.sent < self.batch_size:
+                # drained: sleep until a capture wakes us or the idle period ends
+                self.wake.wait(self.idle_s)
+                self.wake.clear()
+
+
+def measure_clock(client: CloudClient, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Send a heartbeat and estimate this clock's offset to the cloud's (cloud − edge,
+    seconds) from the round trip's midpoint, as NTP does."""
+    sent = datetime.now(UTC)
+    answer = client.heartbeat({**body, "sent_at": sent.isoformat()})
+    back = datetime.now(UTC)
+    server = datetime.fromisoformat(answer["server_time"])
+    midpoint = sent + (back - sent) / 2
+    return answer, (server - midpoint).total_seconds()
