@@ -14,9 +14,11 @@ drain    A backlog of N events in the outbox (filled while "offline") sent to a 
 from __future__ import annotations
 
 import json
+import resource
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -169,9 +171,16 @@ def drain(events: int = 100_000, database_url: str | None = None, batch: int = 5
             agent = _agent(Path(tmp), base, edge_tenant.api_key)
             agent.syncer.batch_size = batch
             _fill(agent, events, start_at)
+            agent.cache.apply(BENCH_MASTER_DATA)
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            live = _LiveScans(agent)
+            live.start()
             t0 = time.perf_counter()
             drained = agent.drain(timeout_s=3600)
             drain_s = time.perf_counter() - t0
+            live.stop()
+            rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+            agent.drain(timeout_s=600)  # the live scans too
             status = agent.outbox.status()
             agent.stop()
         direct_n = min(events, 20_000)
@@ -197,11 +206,42 @@ def drain(events: int = 100_000, database_url: str | None = None, batch: int = 5
         "parked": status.parked_count,
         "held": status.held_count,
         "drain_s": round(drain_s, 1),
+        "live_scans_during_drain": len(live.confirm_ms),
+        "live_scan_to_beep_p50_ms": round(statistics.median(live.confirm_ms), 2),
+        "live_scan_to_beep_p99_ms": round(_pct(live.confirm_ms, 99), 2),
+        "max_rss_growth_during_drain_mb": round(rss_growth_mb, 1),
         "drain_events_per_s": round(rate, 1),
         "direct_post_events_per_s": round(direct_rate, 1),
         "ratio_to_direct": round(rate / direct_rate, 3),
         "reconciliation_differences": len(recon["differences"]),
     }
+
+
+class _LiveScans(threading.Thread):
+    """An operator scanning at a steady pace (10 transactions/s) while the backlog
+    drains: how fast do they hear the beep?"""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(daemon=True)
+        self.agent = agent
+        self.confirm_ms: list[float] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        for text in ("B-1", "#ISSUE", "WO1"):
+            self.agent.scan("ws", text)
+        while not self._halt.is_set():
+            self.agent.scan("ws", "RAW")
+            self.agent.scan("ws", "1")
+            t0 = time.perf_counter()
+            if not self.agent.scan("ws", "#OK").ok:
+                raise RuntimeError("a live scan was refused")
+            self.confirm_ms.append((time.perf_counter() - t0) * 1000)
+            self._halt.wait(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
 
 
 def _fill(agent: Agent, events: int, start_at: datetime) -> None:

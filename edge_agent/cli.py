@@ -94,6 +94,6 @@ def retry(config: ConfigOpt, event_id: str) -> None:
         try:
             outbox.retry(event_id)
         except OutboxError as error:
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error ({error.code}): {error}", err=True)
             raise typer.Exit(1) from error
     typer.echo(f"{event_id} will be sent again")

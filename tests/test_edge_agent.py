@@ -5,6 +5,7 @@ ledger: every acknowledged scan posted exactly once, nothing else."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -281,3 +282,62 @@ def test_agent_killed_at_random_instants_every_acknowledged_scan_posts_once(
     assert all(r.status == "posted" for r in posted)
     assert on_hand(shop, "RAW") == Decimal(100000 - len(posted))
     assert shop.reconcile() == []
+
+
+def test_backlog_and_live_scans_after_a_restart_all_post_in_capture_order(
+    shop: Api, db: Engine, tmp_path: Path
+) -> None:
+    server = CloudServer(db)
+    agent = make_agent_offline(tmp_path, server, shop)
+    login_and_issue(agent, "RAW", "1")
+    backlog = 1 + issue_scans(agent, "RAW", "1", 2999)
+    status = agent.outbox.status()
+    assert status.backlog == backlog and status.oldest_pending_age_s is not None
+    agent.stop()
+    server.start()
+    try:
+        agent = make_agent(tmp_path, server, shop)  # restarted with the backlog
+        agent.start()
+        login_and_issue(agent, "RAW", "1")  # live scans while the backlog drains
+        live = 1 + issue_scans(agent, "RAW", "1", 199)
+        assert live == 200
+        deadline = time.monotonic() + 120
+        while agent.outbox.status().backlog and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert agent.outbox.status().backlog == 0
+        agent.stop()
+    finally:
+        server.stop()
+    rows = posted_events(db, shop.tenant.id)
+    assert len(rows) == backlog + live and all(r.status == "posted" for r in rows)
+    seqs = [r.seq for r in rows]
+    assert len(set(seqs)) == len(seqs)
+    # the cloud saw each device's events in capture order: occurred_at follows seq
+    times = [r.occurred_at for r in rows]
+    assert times == sorted(times)
+    assert on_hand(shop, "RAW") == Decimal(100000 - backlog - live)
+    assert shop.reconcile() == []
+
+
+def test_heartbeat_tells_the_cloud_the_backlog_and_measures_the_clock(
+    shop: Api, db: Engine, tmp_path: Path
+) -> None:
+    with cloud(db) as server:
+        agent = make_agent(tmp_path, server, shop)
+        login_and_issue(agent, "RAW", "1")
+        agent.device_state = lambda: [{"device_id": "scanner-ws-1", "connected": True}]
+        agent.heartbeat()
+        assert agent.clock_offset_s is not None and abs(agent.clock_offset_s) < 5
+        (seen,) = shop.get("/edge/agents").json()
+        assert seen["edge_id"] == "edge-1" and seen["backlog"] == 1
+        assert seen["oldest_pending_at"] is not None
+        assert seen["devices"] == [{"device_id": "scanner-ws-1", "connected": True}]
+        assert agent.drain(timeout_s=20)
+        agent.heartbeat()
+        (seen,) = shop.get("/edge/agents").json()
+        assert seen["backlog"] == 0
+        # the next capture records the measured offset with the event
+        login_and_issue(agent, "RAW", "1")
+        (pending,) = agent.outbox.next_batch(10)
+        assert agent.outbox.wire(pending)["clock_synced"] is True
+        agent.stop()
