@@ -149,7 +149,9 @@ def _backlog_capture(i: int, at: datetime) -> Capture:
     return Capture(type=kind, payload=payload, device_id="ws", occurred_at=at, operator="B-1")
 
 
-def drain(events: int = 100_000, database_url: str | None = None, batch: int = 500) -> dict:
+def drain(
+    events: int = 100_000, database_url: str | None = None, batch: int = 500, warmup: int = 2000
+) -> dict[str, Any]:
     backend, url, cleanup = _prepare_database(database_url)
     db = make_engine(url)
     server = None
@@ -167,6 +169,12 @@ def drain(events: int = 100_000, database_url: str | None = None, batch: int = 5
             ) as c:
                 _seed(c)
         start_at = datetime.now(UTC) - timedelta(days=1)
+        # A live database, as in bench/ingest.py: some history, then the statistics
+        # autovacuum keeps (this machine's PostgreSQL runs with autovacuum off).
+        _post_direct(base, direct_tenant.api_key, warmup, start_at - timedelta(days=1), batch)
+        with db.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
         with tempfile.TemporaryDirectory(dir="var" if Path("var").is_dir() else None) as tmp:
             agent = _agent(Path(tmp), base, edge_tenant.api_key)
             agent.syncer.batch_size = batch

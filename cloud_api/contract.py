@@ -81,6 +81,8 @@ class ProductionCompletionPayload(_Strict):
     quantity: Quantity
     scrap_quantity: NonNegativeQuantity = Decimal(0)
     lot: Lot = ""
+    # why units were scrapped, per reason code, as the terminal reported it
+    scrap_reasons: dict[Annotated[str, Field(max_length=32)], NonNegativeQuantity] | None = None
 
 
 class LabourPayload(_Strict):
@@ -92,6 +94,7 @@ class LabourPayload(_Strict):
     hours: Quantity | None = None
     started_at: AwareDatetime | None = None
     stopped_at: AwareDatetime | None = None
+    operation: Annotated[str, Field(max_length=32)] | None = None  # routing step, e.g. "20"
 
 
 class SalesShipmentPayload(_Strict):
@@ -103,6 +106,7 @@ class SalesShipmentPayload(_Strict):
     vat_rate: Rate = Decimal("0.13")
     lot: Lot = ""
     sales_order: Code | None = None
+    delivery_note: Code | None = None
 
 
 class StockCountPayload(_Strict):

@@ -5,9 +5,10 @@ routings). The cloud API runs on SQLite; an edge agent runs beside it with simul
 devices (edge_agent/demo_floor.py): handhelds receive the suppliers' GS1-labelled
 deliveries, an operator scans materials out to the work orders at a workstation, and
 work-reporting terminals on MQTT time the labour and count good and scrapped units.
-The office releases the orders, ships tables, counts screws, books a receipt a
-handheld delivered late, and closes the orders. The summary shows what the floor
-acknowledged and the cloud posted, the books, and what a good unit cost.
+Dispatch scans the tables out to the customer. The office releases the orders, counts
+screws, books a receipt a handheld delivered late, and closes the orders. The summary
+shows what the floor acknowledged and the cloud posted, the books, and what a good unit
+cost.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ ITEMS = [
         "purchase_price": "52",
     },
     {"code": "TABLE-LEG", "name": "桌腿 Table leg", "unit": "pcs", "kind": "semi_finished"},
-    {"code": "DINING-TABLE", "name": "餐桌 Oak dining table", "unit": "pcs", "kind": "finished"},
+    {
+        "code": "DINING-TABLE",
+        "name": "餐桌 Oak dining table",
+        "unit": "pcs",
+        "kind": "finished",
+        "sale_price": "2800",
+    },
 ]
 # Two-level bills of materials, per unit made: a table takes four legs made in house.
 BOMS: list[dict[str, Any]] = [
@@ -318,19 +325,8 @@ def _play_day(f: ShopFloor, office: _Office, console: Console) -> None:
     f.report("TERM-ASSY", assy.report_count(good=3, scrap=1, scrap_reason="split_top"))
     f.report("TERM-ASSY", assy.finish(), makes_event=False)
     f.drain()
-    say("16:30", "office: 6 tables shipped to Home Living")
-    office.event(
-        "OFFICE",
-        "16:30",
-        "sales_shipment",
-        {
-            "customer": "C-HOME",
-            "item": "DINING-TABLE",
-            "location": "WH-FG",
-            "quantity": "6",
-            "unit_price": "2800",
-        },
-    )
+    say("16:40", "WS-03: dispatch scans 6 tables out to Home Living (delivery note DN-0427)")
+    f.scan("WS-03", "B-01", "C-HOME", "DN:DN-0427", "DINING-TABLE", "6", "#OK")
     say("17:00", "office: screws counted, 10 missing")
     office.event(
         "OFFICE",

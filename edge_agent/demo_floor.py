@@ -1,6 +1,7 @@
 """The demo's shop floor: an edge agent with simulated devices, driven through a day.
 
-Two handhelds and a workstation scanner are pty-backed serial scanners (real pyserial
+Two handhelds, a workstation scanner and the dispatch desk's scanner are pty-backed
+serial scanners (real pyserial
 on the agent's side); two work-reporting terminals talk MQTT to an embedded broker
 (amqtt, MQTT 3.1.1) or to the broker at MQTT_URL. The agent runs as in production
 (`DeviceHub` + sync loop); its clock and the terminals' follow the demo's day, so the
@@ -133,7 +134,7 @@ class ShopFloor:
         host, port, version = self._broker()
         links = self.workdir / "by-id"
         links.mkdir(parents=True, exist_ok=True)
-        for name in ("WS-01", "HH-01", "HH-02"):
+        for name in ("WS-01", "WS-03", "HH-01", "HH-02"):
             self.scanners[name] = self._stack.enter_context(PtyScanner(links, name))
         config = parse_config(self._config(host, port, version))
         agent = Agent(config, clock=self.clock.now)
@@ -192,6 +193,7 @@ class ShopFloor:
             },
             "workstations": [
                 {"id": "WS-01", "warehouse": "WH-RAW", "scanner": scanner("WS-01")},
+                {"id": "WS-03", "warehouse": "WH-FG", "mode": "ship", "scanner": scanner("WS-03")},
                 {
                     "id": "HH-01",
                     "warehouse": "WH-RAW",

@@ -178,6 +178,8 @@ class Terminals:
             "started_at": started,
             "stopped_at": m.at.isoformat(),
         }
+        if m.operation:
+            payload["operation"] = m.operation
         self._capture(reading, "labour", payload)
         self._after_saved(reading)
         return TerminalAnswer(True, f"{m.type} {m.work_order}")
@@ -197,12 +199,15 @@ class Terminals:
         location = (station and station.station.warehouse) or (order and order.warehouse)
         if not location:
             return TerminalAnswer(False, "no warehouse for this order", "no_location")
-        payload = {
+        payload: dict[str, Any] = {
             "work_order": m.work_order,
             "location": location,
             "quantity": str(good),
             "scrap_quantity": str(scrap),
         }
+        reasons = {k[6:]: str(v) for k, v in deltas.items() if k.startswith("scrap.") and v}
+        if reasons:
+            payload["scrap_reasons"] = reasons
         self._capture(reading, "production_completion", payload)
         self._after_saved(reading)
         return TerminalAnswer(True, f"+{good} good, +{scrap} scrap")

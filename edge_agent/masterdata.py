@@ -14,7 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("items", "locations", "work_centers", "operators", "suppliers", "work_orders")
+SECTIONS = (
+    "items",
+    "locations",
+    "work_centers",
+    "operators",
+    "suppliers",
+    "customers",
+    "work_orders",
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,9 @@ class MasterData:
 
     def supplier(self, code: str) -> dict[str, Any] | None:
         return self.sections["suppliers"].get(code)
+
+    def customer(self, code: str) -> dict[str, Any] | None:
+        return self.sections["customers"].get(code)
 
     def work_order(self, code: str) -> WorkOrder | None:
         row = self.sections["work_orders"].get(code)

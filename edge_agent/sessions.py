@@ -9,7 +9,7 @@ operator can confirm again.
 Scans are read in the light of the step: at the work-order step a scan is looked up as a
 work order, at the item step as an item (or a GS1 label), at a quantity step as a
 number. Command barcodes (printed on the workstation's card) start with `#`:
-`#ISSUE #COMPLETE #LABOUR #RECEIVE` choose the transaction, `#OK` confirms (or skips an
+`#ISSUE #COMPLETE #LABOUR #RECEIVE #SHIP` choose the transaction, `#OK` confirms (or skips an
 optional step), `#CANCEL` drops the transaction, `#BOM` takes the order's planned
 quantity of the component, `#START` / `#STOP` time labour, `#LOGOUT`. A badge scanned
 at any step starts over for that operator.
@@ -20,6 +20,8 @@ Transactions (EDGE.md / the edge issue):
 - labour:   work order → #START … #STOP, or hours → #OK
 - receive:  location → GS1 label (GTIN, lot, expiry, quantity, PO) or item → lot →
             quantity → #OK
+- ship:     customer (and `DN:` delivery note) → item (or GS1 label) → lot →
+            quantity → #OK, at the item's list price, from the station's warehouse
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, Protocol
 
 from edge_agent.masterdata import MasterData
 
-MODES = ("issue", "complete", "labour", "receive")
+MODES = ("issue", "complete", "labour", "receive", "ship")
 MAX_QUANTITY = Decimal("999999999")
 
 
@@ -149,7 +151,7 @@ class Session:
         return busy and last is not None and now - last > limit
 
     def _first_step(self) -> str:
-        return "location" if self.state.mode == "receive" else "work_order"
+        return {"receive": "location", "ship": "customer"}.get(self.state.mode, "work_order")
 
     def _restart(self, keep: tuple[str, ...] = ()) -> None:
         self.state.data = {k: v for k, v in self.state.data.items() if k in keep}
@@ -191,6 +193,7 @@ class Session:
             "scrap": "enter the scrap quantity or #OK",
             "labour": "#START, #STOP or enter hours",
             "location": "scan the location",
+            "customer": "scan the customer",
             "confirm": "#OK to confirm, #CANCEL to drop",
         }[self.state.step]
 
@@ -452,3 +455,45 @@ class Session:
         self._restart(keep=("location",))
         self.state.step = "item"
         return self._ok(f"{said}; next label", self._draft("purchase_receipt", payload, now))
+
+    # -- ship ------------------------------------------------------------------
+    def _ship_customer(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
+        if self.md.customer(text) is None:
+            return self._bad(f"customer {text} is unknown")
+        self.state.data["customer"] = text
+        return self._goto("item", f"to {text}")
+
+    def _ship_item(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
+        if text.startswith("DN:"):
+            self.state.data["delivery_note"] = text[3:]
+            return self._ok(f"delivery note {text[3:]}; {self._prompt()}")
+        item = self._item_from(text, scan)
+        if isinstance(item, Outcome):
+            return item
+        if item.get("sale_price") is None:
+            return self._bad(f"{item['code']} has no list price; ship it from the portal")
+        self.state.data["item"] = item["code"]
+        return self._after_item()
+
+    _ship_lot = _issue_lot
+    _ship_quantity = _issue_quantity
+
+    def _ship_confirm_command(self, command: str, now: datetime) -> Outcome:
+        if command != "#OK":
+            return self._not_here(command)
+        d = self.state.data
+        item = self.md.item(d["item"]) or {}
+        payload: dict[str, Any] = {
+            "customer": d["customer"],
+            "item": d["item"],
+            "location": self.station.warehouse,
+            "quantity": str(d["quantity"]),
+            "unit_price": str(item.get("sale_price")),
+            "lot": d.get("lot") or "",
+        }
+        if d.get("delivery_note"):
+            payload["delivery_note"] = d["delivery_note"]
+        said = f"shipped {self._summary()} to {d['customer']}"
+        self._restart(keep=("customer", "delivery_note"))
+        self.state.step = "item"
+        return self._ok(f"{said}; next item", self._draft("sales_shipment", payload, now))

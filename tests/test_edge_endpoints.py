@@ -25,6 +25,7 @@ def test_full_pull_has_what_the_floor_validates_against(api: Api) -> None:
             "kind": "raw",
             "gtin": "5901234123457",
             "purchase_price": "0.05",
+            "sale_price": "0.2",
         },
     )
     body = _pull(api)
@@ -32,6 +33,8 @@ def test_full_pull_has_what_the_floor_validates_against(api: Api) -> None:
     items = {i["code"]: i for i in body["items"]}
     assert items["SCREW"]["gtin"] == "05901234123457"  # kept as GTIN-14
     assert items["SCREW"]["purchase_price"] == "0.050000"
+    assert items["SCREW"]["sale_price"] == "0.200000"
+    assert "CUS" in {c["code"] for c in body["customers"]}
     assert items["GLUE"]["lot_tracked"] is True
     assert [o["code"] for o in body["operators"]] == ["B-007"]
     assert {"WO1", "WO2"} <= {w["code"] for w in body["work_orders"]}

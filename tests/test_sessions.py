@@ -47,6 +47,15 @@ def master_data() -> MasterData:
                     "purchase_price": "35",
                 },
                 {
+                    "code": "TBL",
+                    "name": "Table",
+                    "lot_tracked": False,
+                    "issue_method": "manual",
+                    "gtin": None,
+                    "purchase_price": None,
+                    "sale_price": "2800",
+                },
+                {
                     "code": "SCREW",
                     "name": "Screw",
                     "lot_tracked": False,
@@ -59,6 +68,7 @@ def master_data() -> MasterData:
             "work_centers": [{"code": "WC", "name": "Assembly"}],
             "operators": [{"code": "B-1", "name": "Li", "active": True}],
             "suppliers": [{"code": "SUP", "name": "Supplier"}],
+            "customers": [{"code": "CUS", "name": "Customer"}],
             "work_orders": [
                 {
                     "code": "WO1",
@@ -211,3 +221,21 @@ def test_a_half_done_transaction_times_out_and_undo_restores() -> None:
     s.undo()  # the commit failed: the operator can confirm again
     (again,) = run(s, "#OK")
     assert again.draft == confirm.draft
+
+
+def test_shipping_station_ships_at_the_list_price_against_a_delivery_note() -> None:
+    s = Session(Workstation(id="ws-3", warehouse="WH-FG", mode="ship"), master_data())
+    assert not run(s, "B-1", "NOBODY")[-1].answer.ok
+    *_, done = run(s, "CUS", "DN:DN-42", "TBL", "2", "#OK")
+    assert done.draft is not None and done.draft.type == "sales_shipment"
+    assert done.draft.payload == {
+        "customer": "CUS",
+        "item": "TBL",
+        "location": "WH-FG",
+        "quantity": "2",
+        "unit_price": "2800",
+        "lot": "",
+        "delivery_note": "DN-42",
+    }
+    refused = run(s, "RAW")[0]  # RAW has no list price
+    assert not refused.answer.ok and "list price" in refused.answer.text

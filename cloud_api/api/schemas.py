@@ -45,6 +45,7 @@ class ItemCreate(_In):
     issue_method: Literal["manual", "backflush"] = "manual"
     gtin: Annotated[str | None, BeforeValidator(_gtin14)] = None
     purchase_price: NonNegativeQuantity | None = None
+    sale_price: NonNegativeQuantity | None = None
 
 
 class LocationCreate(_In):

@@ -125,6 +125,8 @@ class Item(SQLModel, table=True):
     # What a receipt from the floor (which knows no price) is valued at until the
     # supplier's invoice is matched.
     purchase_price: Decimal | None = Field(default=None, sa_type=Qty())
+    # The list price a shipment scanned on the floor is invoiced at.
+    sale_price: Decimal | None = Field(default=None, sa_type=Qty())
     changed_at: datetime = _changed_at()
 
 

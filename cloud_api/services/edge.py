@@ -49,7 +49,9 @@ def master_data(conn: Connection, tenant: TenantContext, since: datetime | None)
         ),
         "work_centers": _rows(conn, tenant, "work_center", since, ("code", "name")),
         "operators": _rows(conn, tenant, "operator", since, ("code", "name", "active")),
+        # parties are few and carry no changed_at: sent whole with every pull
         "suppliers": _rows(conn, tenant, "supplier", None, ("code", "name")),
+        "customers": _rows(conn, tenant, "customer", None, ("code", "name")),
         "work_orders": _work_orders(conn, tenant, since),
     }
 
@@ -87,6 +89,7 @@ def _items(conn: Connection, tenant: TenantContext, since: datetime | None) -> l
             it.c.issue_method,
             it.c.gtin,
             it.c.purchase_price,
+            it.c.sale_price,
         )
         .where(it.c.tenant_id == tenant.id, *_changed("item", since))
         .order_by(it.c.code)
@@ -157,7 +160,7 @@ def _components(
 
 def _decimals_as_text(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
-        if key in ("planned_quantity", "purchase_price") and value is not None:
+        if key in ("planned_quantity", "purchase_price", "sale_price") and value is not None:
             row[key] = str(value)
     return row
 

@@ -54,7 +54,14 @@ RETRIES = 5
 # Optional payload fields added after events were first stored: left out of the hash
 # while unset, so an edge retry of an event stored before the field existed still
 # matches its stored hash (a duplicate, not an idempotency conflict).
-LATER_OPTIONAL_FIELDS = ("expiry", "started_at", "stopped_at")
+LATER_OPTIONAL_FIELDS = (
+    "expiry",
+    "started_at",
+    "stopped_at",
+    "scrap_reasons",
+    "operation",
+    "delivery_note",
+)
 
 
 def payload_hash(event: Event) -> str:
