@@ -57,7 +57,7 @@ def _wait(predicate: Any, what: str, timeout_s: float = 10.0) -> None:
 
 def _scan(sim: PtyScanner, text: str, symbology: str = "]C0") -> bytes:
     sim.scan(text.encode("latin-1"), symbology=symbology)
-    return sim.read_answers(timeout_s=5.0, min_bytes=1)[:1]
+    return sim.read_answers(timeout_s=15.0, min_bytes=1)[:1]
 
 
 def test_scanner_issue_and_handheld_gs1_receipt_survive_a_replug(

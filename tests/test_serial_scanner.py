@@ -29,7 +29,7 @@ from firmware_bridges.scanner import (
 )
 from firmware_bridges.scanner.simulator import PtyScanner
 
-DEADLINE_S = 5.0
+DEADLINE_S = 15.0  # generous: only a failing test waits it out (CI shares 2 cores)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:

@@ -78,7 +78,7 @@ def test_wip_completion_rule_and_returns() -> None:
     assert wip.return_value("RAW", D("1")) == D("10.00")
     first = wip.completion_value(D("4"))  # 100 × 4/10
     assert first == D("40.00")
-    wip.complete(D("4"), first)
+    wip.complete(D("4"), first, D("4"))
     assert wip.completion_value(D("6")) == D("60.00")  # the last takes all
     with pytest.raises(Held):
         wip.return_value("RAW", D("5"))

@@ -159,6 +159,9 @@ def test_every_figure_of_a_hand_worked_order(api: Api) -> None:
         "incurred_cost": "296.73",
         "completed_value": "296.73",  # 178.04 + 118.69: the scrap stayed in the good units
         "settled_variance": "0.00",  # nothing came after the last completion
+        "settled_to_finished_goods": "0.00",
+        "settled_to_cost_of_sales": "0.00",
+        "settled_by_element": {"material": "0.00", "labour": "0.00", "overhead": "0.00"},
         "wip_value": "0.00",
         "unit_cost": "74.182500",  # 296.73 / 4 good
         "unit_cost_with_variance": "74.182500",
@@ -191,6 +194,9 @@ def test_a_late_receipt_revalues_the_material_and_the_settlement(api: Api) -> No
         "incurred_cost": "308.73",
         "completed_value": "308.73",
         "settled_variance": "0.00",
+        "settled_to_finished_goods": "0.00",
+        "settled_to_cost_of_sales": "0.00",
+        "settled_by_element": {"material": "0.00", "labour": "0.00", "overhead": "0.00"},
         "wip_value": "0.00",
         "unit_cost": "77.182500",
         "unit_cost_with_variance": "77.182500",

@@ -8,7 +8,9 @@ production invariants on top of the ledger's:
 - after close an order's WIP is zero, also after later back-dated events revalued
   what it consumed; so what it incurred (material, labour, overhead) equals what left
   it (completions into finished goods plus the settled variance);
-- WIP per work order equals 5001 by work order, and the books-check finds nothing.
+- WIP per work order equals 5001 by work order, and the books-check finds nothing;
+- under either variance policy (the residual to cost of sales, or partly into the
+  goods still on hand), with shipments of the goods in between.
 """
 
 from decimal import Decimal as D
@@ -37,12 +39,17 @@ action = st.one_of(
     st.tuples(st.just("return"), minute, items, quantity, order_code),
     st.tuples(st.just("labour"), minute, st.just(""), quantity, order_code),
     st.tuples(st.just("completion"), minute, st.just("TBL"), quantity, order_code),
+    st.tuples(st.just("shipment"), minute, st.just("TBL"), quantity, price),
     st.tuples(st.just("reversal"), minute, st.just(""), st.just(""), st.integers(0, 50)),
 )
 
 
-def run(api: Api, actions: list[tuple[Any, ...]]) -> None:
+policies = st.sampled_from(["cost_of_sales", "finished_goods"])
+
+
+def run(api: Api, actions: list[tuple[Any, ...]], policy: str = "cost_of_sales") -> None:
     setup_workshop(api)
+    assert api.patch("/settings", json={"variance_policy": policy}).status_code == 200
     api.create("/boms", TBL_BOM)
     api.create("/work-orders", {"code": "WO10", "item": "TBL", "planned_quantity": "3"})
     api.create("/work-orders", {"code": "WO11", "item": "TBL", "planned_quantity": "2"})
@@ -111,16 +118,18 @@ def assert_production_invariants(api: Api) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(actions=st.lists(action, min_size=1, max_size=30))
-def test_random_work_order_histories(sqlite_db: Any, actions: list[Any]) -> None:
+@given(actions=st.lists(action, min_size=1, max_size=30), policy=policies)
+def test_random_work_order_histories(sqlite_db: Any, actions: list[Any], policy: str) -> None:
     api = Api(sqlite_db)
-    run(api, actions)
+    run(api, actions, policy)
     assert_production_invariants(api)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
-@given(actions=st.lists(action, min_size=1, max_size=25))
-def test_random_work_order_histories_on_postgres(pg_db: Any, actions: list[Any]) -> None:
+@given(actions=st.lists(action, min_size=1, max_size=25), policy=policies)
+def test_random_work_order_histories_on_postgres(
+    pg_db: Any, actions: list[Any], policy: str
+) -> None:
     api = Api(pg_db)
-    run(api, actions)
+    run(api, actions, policy)
     assert_production_invariants(api)

@@ -206,6 +206,7 @@ def _master_data_routes(r: APIRouter) -> None:
             "allow_negative_stock": tenant.allow_negative_stock,
             "allow_issue_from_reserved": tenant.allow_issue_from_reserved,
             "completion_tolerance": tenant.completion_tolerance,
+            "variance_policy": tenant.variance_policy,
             "timezone": tenant.timezone,
         }
 

@@ -101,6 +101,8 @@ class TenantSettings(_In):
 
     allow_issue_from_reserved: bool | None = None
     completion_tolerance: Rate | None = None  # 0.05 = completions may reach 105 %
+    # where a closed order's residual WIP goes (posting_rules.work_order_close)
+    variance_policy: Literal["cost_of_sales", "finished_goods"] | None = None
 
 
 class WorkOrderRelease(_In):

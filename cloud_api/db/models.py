@@ -64,6 +64,12 @@ class Tenant(SQLModel, table=True):
     completion_tolerance: Decimal = Field(
         default=ZERO, sa_type=Qty(), nullable=False, sa_column_kwargs={"server_default": "0"}
     )
+    # Where a closed work order's residual WIP goes (posting_rules.work_order_close):
+    # "cost_of_sales", or "finished_goods" (the share of its output still on hand is
+    # added to that stock's value, the rest to cost of sales).
+    variance_policy: str = Field(
+        default="cost_of_sales", max_length=16, sa_column_kwargs={"server_default": "cost_of_sales"}
+    )
     api_key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime
 
@@ -503,7 +509,10 @@ class WipBalance(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     work_order_id: uuid.UUID = Field(primary_key=True)
     value: Decimal = _money()
-    completed_quantity: Decimal = _qty()
+    completed_quantity: Decimal = _qty()  # good and scrapped units accounted for
+    good_quantity: Decimal = Field(
+        default=ZERO, sa_type=Qty(), nullable=False, sa_column_kwargs={"server_default": "0"}
+    )
     last_occurred_at: datetime | None = None
     last_event_id: uuid.UUID | None = None
     last_line_no: int | None = None

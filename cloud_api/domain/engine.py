@@ -200,6 +200,12 @@ class _Run:
             return
         src, dst = side_key(record, record.source), side_key(record, record.destination)
         src_on, dst_on = self.active(src, record), self.active(dst, record)
+        if record.basis == "residual_stock" and (src_on or dst_on):
+            # its value reads both pools as they stood at its position: replay both
+            for key, on in ((src, src_on), (dst, dst_on)):
+                if key is not None and not on:
+                    self.rewind(key, record.position)
+            src_on, dst_on = src is not None, dst is not None
         value, src_done = self.value_of(record, src, dst, src_on, dst_on)
         if not record.is_new and value != record.value:
             assert record.value is not None
@@ -242,6 +248,11 @@ class _Run:
             return _stored(record), False
         assert src is not None
         slot = self.engine.slot(src)
+        if basis == "residual_stock":
+            assert dst is not None and isinstance(slot.pool, WipPool)
+            stock = self.engine.slot(dst).pool
+            assert isinstance(stock, StockPool)
+            return slot.pool.residual_on_hand_value(stock.quantity), False
         return _value_from_source(slot, src, record)
 
     def current_value(self, move_id: uuid.UUID) -> Decimal:
@@ -314,7 +325,7 @@ def _apply_out(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> 
     if isinstance(pool, StockPool):
         pool.remove(record.quantity, value, record.lot, record.mirrors_move_id)
     elif record.kind == "completion":
-        pool.complete(record.quantity + record.scrap_quantity, value)
+        pool.complete(record.quantity + record.scrap_quantity, value, record.quantity)
     elif record.kind == "settlement":
         pool.settle(value)
     else:
@@ -324,10 +335,12 @@ def _apply_out(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> 
 
 def _apply_in(slot: Slot, key: PoolKey, record: MoveRecord, value: Decimal) -> None:
     pool = slot.pool
-    if isinstance(pool, StockPool):
+    if isinstance(pool, StockPool) and record.kind == "settlement":
+        pool.revalue(value, record.id)  # a closed order's residual into its goods
+    elif isinstance(pool, StockPool):
         pool.receive(record.quantity, value, record.lot, record.id)
     elif record.kind == "completion":  # a completion reversed back into work in progress
-        pool.complete(-(record.quantity + record.scrap_quantity), -value)
+        pool.complete(-(record.quantity + record.scrap_quantity), -value, -record.quantity)
     else:
         pool.add_material(record.item_id, record.quantity, value)
     _advance(slot, record)

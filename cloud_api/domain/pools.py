@@ -83,6 +83,39 @@ class StockPool:
         if self.method == "fifo":
             self.layers.append(Layer(ref, quantity, value, quantity, value))
 
+    def revalue(self, value: Decimal, ref: Hashable) -> None:
+        """Add `value` to the stock on hand without changing its quantity (a closed
+        work order's residual settled into its goods). A FIFO pool spreads it over
+        its open layers in proportion to their quantity, the rounding residue on
+        the last."""
+        if value == 0:
+            return
+        if self.quantity <= 0:
+            raise AssertionError(f"{self.label}: nothing on hand to take {value}")
+        self.value += value
+        if self.method != "fifo":
+            return
+        left, layers = value, []
+        for index, layer in enumerate(self.layers):
+            part = (
+                left
+                if index == len(self.layers) - 1
+                else share(value, layer.quantity_left, self.quantity)
+            )
+            left -= part
+            # rebased on what is left, so later takes share the new value out evenly
+            # (Layer.take works from quantity_in / value_in)
+            layers.append(
+                Layer(
+                    layer.ref,
+                    layer.quantity_left,
+                    layer.value_left + part,
+                    layer.quantity_left,
+                    layer.value_left + part,
+                )
+            )
+        self.layers = layers
+
     def inbound_value_at_current_cost(self, quantity: Decimal) -> Decimal | None:
         cost = self.current_unit_cost()
         return None if cost is None else money(cost * quantity)
@@ -158,6 +191,7 @@ class WipPool:
     planned_quantity: Decimal
     value: Decimal = ZERO
     completed_quantity: Decimal = ZERO  # good and scrapped units accounted for
+    good_quantity: Decimal = ZERO  # good units completed
     materials: dict[Hashable, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def clone(self) -> WipPool:
@@ -201,6 +235,16 @@ class WipPool:
         """The close of the order takes what is left (see posting_rules.work_order_close)."""
         self.value -= value
 
-    def complete(self, quantity: Decimal, value: Decimal) -> None:
-        self.completed_quantity += quantity
+    def complete(self, units: Decimal, value: Decimal, good: Decimal) -> None:
+        """`units` good and scrapped leave with `value`; negative when reversed."""
+        self.completed_quantity += units
+        self.good_quantity += good
         self.value -= value
+
+    def residual_on_hand_value(self, on_hand: Decimal) -> Decimal:
+        """The share of what is left that belongs to the order's goods still on hand:
+        min(on hand, good units made) / good units made (the variance policy
+        "finished_goods", posting_rules.work_order_close)."""
+        if self.good_quantity <= 0 or on_hand <= 0:
+            return ZERO
+        return share(self.value, min(on_hand, self.good_quantity), self.good_quantity)

@@ -14,6 +14,8 @@ Valuation bases of a move:
 - wip_completion  the work order's collected cost, in proportion (pools.WipPool)
 - mirror          the current value of the move it reverses
 - wip_residual    all that is left in the work order's WIP (the settlement at close)
+- residual_stock  the share of it for the order's goods still on hand (policy
+                  finished_goods)
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ class MasterData(Protocol):
         """The order's components whose item is issued by backflush, in line order."""
         ...
 
+    def variance_policy(self) -> str: ...
+    def output_location(self, order: WorkOrderRef, at: datetime) -> LocationRef | None: ...
     def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
         """The lots of `item` on hand in `location` now (quantity > 0)."""
         ...
@@ -512,26 +516,54 @@ def _check_lot(item: ItemRef, lot: str) -> None:
 
 def work_order_close(event: WorkOrderClose, md: MasterData) -> Plan:
     """关闭工单: what is left in the order's WIP after its completions (costs that
-    came after the last completion, or an order closed short) is settled as a
-    production variance: Dr 6401 cost of sales / Cr 5001 [work order] (a credit to
-    cost of sales when the residual is negative). The settlement is a move of no
-    quantity that takes all that is left, so a later revaluation of the order's
-    history re-settles it and WIP stays zero after close."""
+    came after the last completion, or an order closed short) is settled by moves of
+    no quantity that take it all, so a later revaluation of the order's history
+    re-settles it and WIP stays zero after close. Where it goes is the tenant's
+    variance policy:
+
+    - cost_of_sales (default): a production variance, Dr 6401 cost of sales /
+      Cr 5001 [work order] (a credit to cost of sales when it is negative);
+    - finished_goods: the share of the order's goods still on hand, min(on hand,
+      good units made) ÷ good units made, is added to that stock's value where the
+      order's last completion put it (Dr 1405 / Cr 5001; a FIFO pool spreads it over
+      its open layers), and the rest goes to cost of sales as above. On hand means
+      the item's stock at that location when the order closes."""
     p = event.payload
     order = _open_work_order(md, p.work_order)
-    move = MoveSpec(
-        1,
-        "settlement",
-        md.item_by_id(order.item_id),
-        "",
-        md.production_location(),
-        md.virtual_location("variance"),
-        ZERO,
-        "wip_residual",
-        work_order=order,
+    item = md.item_by_id(order.item_id)
+    production = md.production_location()
+    moves = []
+    if md.variance_policy() == "finished_goods":
+        output = md.output_location(order, event.occurred_at)
+        if output is not None:
+            moves.append(
+                MoveSpec(
+                    1,
+                    "settlement",
+                    item,
+                    "",
+                    production,
+                    output,
+                    ZERO,
+                    "residual_stock",
+                    work_order=order,
+                )
+            )
+    moves.append(
+        MoveSpec(
+            len(moves) + 1,
+            "settlement",
+            item,
+            "",
+            production,
+            md.virtual_location("variance"),
+            ZERO,
+            "wip_residual",
+            work_order=order,
+        )
     )
     reason = f": {p.reason}" if p.reason else ""
-    return Plan(f"close of work order {p.work_order}{reason}", moves=[move])
+    return Plan(f"close of work order {p.work_order}{reason}", moves=moves)
 
 
 RULES = {
@@ -558,4 +590,6 @@ def plan_reads_ledger(event: Event, md: MasterData) -> bool:
     if event.type == "production_completion":
         order = md.work_order(event.payload.work_order)  # type: ignore[union-attr]
         return bool(md.backflush_components(order))
+    if event.type == "work_order_close":  # where the goods went, under that policy
+        return md.variance_policy() == "finished_goods"
     return event.type in READS_LEDGER

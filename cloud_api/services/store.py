@@ -58,6 +58,7 @@ class TenantContext:
     timezone: str
     allow_issue_from_reserved: bool = False
     completion_tolerance: Decimal = Decimal(0)
+    variance_policy: str = "cost_of_sales"
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -299,6 +300,28 @@ class MasterDataStore:
         )
         return Decimal(inbound) - Decimal(outbound)
 
+    def variance_policy(self) -> str:
+        return self.tenant.variance_policy
+
+    def output_location(self, order: WorkOrderRef, at: datetime) -> LocationRef | None:
+        """Where the order's latest completion before `at` put its goods."""
+        self.buffer.flush(self.conn)
+        mv, loc = T["stock_move"], T["location"]
+        found = self.conn.scalar(
+            select(mv.c.to_location_id)
+            .join(loc, (loc.c.tenant_id == mv.c.tenant_id) & (loc.c.id == mv.c.from_location_id))
+            .where(
+                mv.c.tenant_id == self.tenant.id,
+                mv.c.work_order_id == order.id,
+                mv.c.kind == "completion",
+                loc.c.kind == "production",
+                mv.c.occurred_at < utc(at),
+            )
+            .order_by(mv.c.occurred_at.desc(), mv.c.event_id.desc(), mv.c.line_no.desc())
+            .limit(1)
+        )
+        return None if found is None else self.location_by_id(found)
+
     def backflush_components(self, order: WorkOrderRef) -> list[ComponentRef]:
         if order.id not in self._backflush:
             self._fetch_backflush([order.id])
@@ -463,7 +486,8 @@ class SqlHistory:
         self.lock = conn.dialect.name == "postgresql"
         # The cost_layer rows as read, per pool: ref -> (seq_no, quantity_left,
         # value_left). `save` writes only the difference.
-        self._stored_layers: dict[PoolKey, dict[Any, tuple[int, Decimal, Decimal]]] = {}
+        # per pool: move id → (seq_no, quantity_in, value_in, quantity_left, value_left)
+        self._stored_layers: dict[PoolKey, dict[Any, tuple[Any, ...]]] = {}
 
     # -- caches ----------------------------------------------------------------
     def load_slots(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]:
@@ -557,6 +581,8 @@ class SqlHistory:
                 )
                 self._stored_layers[key][row.move_id] = (
                     row.seq_no,
+                    row.quantity_in,
+                    row.value_in,
                     row.quantity_left,
                     row.value_left,
                 )
@@ -587,6 +613,7 @@ class SqlHistory:
                 pool = self.empty_pool(key)
                 assert isinstance(pool, WipPool)
                 pool.value, pool.completed_quantity = row.value, row.completed_quantity
+                pool.good_quantity = row.good_quantity
                 slots[key] = Slot(pool, _position(row))
             for row in self.conn.execute(
                 select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id.in_(chunk))
@@ -625,6 +652,7 @@ class SqlHistory:
                         **base,
                         "value": slot.pool.value,
                         "completed_quantity": slot.pool.completed_quantity,
+                        "good_quantity": slot.pool.good_quantity,
                         "last_occurred_at": pos["last_occurred_at"],
                         "last_event_id": pos["last_event_id"],
                         "last_line_no": pos["last_line_no"],
@@ -673,18 +701,19 @@ class SqlHistory:
             changed = [
                 {
                     "b_move_id": layer.ref,
+                    "quantity_in": layer.quantity_in,
+                    "value_in": layer.value_in,
                     "quantity_left": layer.quantity_left,
                     "value_left": layer.value_left,
                 }
                 for layer in layers
-                if layer.ref in stored
-                and stored[layer.ref][1:] != (layer.quantity_left, layer.value_left)
+                if layer.ref in stored and stored[layer.ref][1:] != _layer_state(layer)
             ]
             if changed:
                 self.conn.execute(
                     update(cl).where(*where, cl.c.move_id == bindparam("b_move_id")), changed
                 )
-            next_seq = max((seq for seq, _, _ in stored.values()), default=-1) + 1
+            next_seq = max((state[0] for state in stored.values()), default=-1) + 1
             fresh = [layer for layer in layers if layer.ref not in stored]
         else:
             self.conn.execute(delete(cl).where(*where))
@@ -707,8 +736,7 @@ class SqlHistory:
         self._stored_layers[key] = {
             layer.ref: (
                 seqs[layer.ref] if layer.ref in seqs else stored[layer.ref][0],
-                layer.quantity_left,
-                layer.value_left,
+                *_layer_state(layer),
             )
             for layer in layers
         }
@@ -800,3 +828,7 @@ def _position_columns(position: tuple[datetime, uuid.UUID, int] | None) -> dict[
         "last_event_id": position[1],
         "last_line_no": position[2],
     }
+
+
+def _layer_state(layer: Layer) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    return (layer.quantity_in, layer.value_in, layer.quantity_left, layer.value_left)

@@ -104,6 +104,7 @@ _CONTEXT_COLUMNS = [
     T["tenant"].c.timezone,
     T["tenant"].c.allow_issue_from_reserved,
     T["tenant"].c.completion_tolerance,
+    T["tenant"].c.variance_policy,
 ]
 
 
@@ -114,6 +115,7 @@ def _context(row: Any) -> TenantContext:
         row.timezone,
         row.allow_issue_from_reserved,
         row.completion_tolerance,
+        row.variance_policy,
     )
 
 

@@ -41,6 +41,7 @@ from cloud_api.services.store import TenantContext
 from cloud_api.services.work_orders import OUTPUT_KINDS, _order, wip_sign
 
 T = m.SQLModel.metadata.tables
+STOCK_LOCATION_KINDS = frozenset({"warehouse", "bin"})
 
 
 @dataclass
@@ -110,7 +111,10 @@ def _flows(conn: Connection, tenant: TenantContext, order_id: uuid.UUID) -> list
         .where(moves.c.work_order_id == order_id)
     ):
         sign = wip_sign(kinds, r.from_location_id, r.to_location_id)
-        flow = out.setdefault((r.item_id, r.kind), Flow(r.item_id, r.kind, ZERO, ZERO))
+        kind = r.kind
+        if kind == "settlement" and kinds[r.to_location_id][1] in STOCK_LOCATION_KINDS:
+            kind = "settlement_to_stock"  # variance policy finished_goods
+        flow = out.setdefault((r.item_id, kind), Flow(r.item_id, kind, ZERO, ZERO))
         flow.quantity += sign * r.quantity
         flow.value += sign * Decimal(r.effective)
     return list(out.values())
@@ -182,7 +186,7 @@ def _materials(
     planned = _planned_components(conn, tenant, order.id)
     actual: dict[uuid.UUID, tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
     for f in flows:
-        if f.kind not in OUTPUT_KINDS:
+        if f.kind not in OUTPUT_KINDS and f.kind != "settlement_to_stock":
             q, v = actual[f.item_id]
             actual[f.item_id] = (q + f.quantity, v + f.value)
     codes = _item_codes(conn, tenant, [*planned, *actual])
@@ -340,8 +344,10 @@ def _totals(
     overhead_cost = sum((line.actual_cost for line in overhead), ZERO)
     incurred = material + labour_cost + overhead_cost
     _, completed = _leaving(flows, "completion")
-    closed = any(f.kind == "settlement" for f in flows)
-    settled = _leaving(flows, "settlement")[1] if closed else None
+    closed = any(f.kind in ("settlement", "settlement_to_stock") for f in flows)
+    to_stock = _leaving(flows, "settlement_to_stock")[1]
+    to_sales = _leaving(flows, "settlement")[1]
+    settled = to_stock + to_sales if closed else None
     return {
         "planned": _planned_totals(order, materials, labour, overhead),
         "material_cost": money(material),
@@ -350,11 +356,36 @@ def _totals(
         "incurred_cost": money(incurred),
         "completed_value": money(completed),
         "settled_variance": None if settled is None else money(settled),
+        # where it went under the tenant's variance policy, and what it was made of
+        "settled_to_finished_goods": None if settled is None else money(to_stock),
+        "settled_to_cost_of_sales": None if settled is None else money(to_sales),
+        "settled_by_element": (
+            None if settled is None else _by_element(settled, material, labour_cost, overhead_cost)
+        ),
         "wip_value": money(incurred - completed - (settled or ZERO)),
         "unit_cost": _per_unit(completed, completed_quantity),
         "unit_cost_with_variance": (
             None if settled is None else _per_unit(completed + settled, completed_quantity)
         ),
+    }
+
+
+def _by_element(
+    settled: Decimal, material: Decimal, labour: Decimal, overhead: Decimal
+) -> dict[str, Any]:
+    """The settled residual split over the cost elements in proportion to what each
+    put into the order (completions take every element alike, so what is left keeps
+    their mix, save for costs that came after the last completion). The rounding
+    residue goes to material, so the three add up to the settled amount."""
+    incurred = material + labour + overhead
+    if incurred == 0:
+        return {"material": money(settled), "labour": money(ZERO), "overhead": money(ZERO)}
+    labour_part = money(settled * labour / incurred)
+    overhead_part = money(settled * overhead / incurred)
+    return {
+        "material": money(settled - labour_part - overhead_part),
+        "labour": labour_part,
+        "overhead": overhead_part,
     }
 
 
