@@ -378,3 +378,29 @@ def test_a_labour_report_in_hours_hashes_as_before_start_and_stop_existed() -> N
     # Computed with the code of commit 5469074, before the start/stop fields.
     before = "8ac4f87241c9c54c97e627c1f79a63a31d07304d0acd4cc0a95c745af4f1ecb1"
     assert payload_hash(EVENT_ADAPTER.validate_python(body)) == before
+
+
+def test_labour_is_costed_at_the_operators_grade_rate(api: Api) -> None:
+    setup_workshop(api)  # WC: labour 40/h, overhead 10/h
+    api.create("/operator-grades", {"code": "SENIOR", "name": "Senior", "labour_rate": "55"})
+    api.create("/operators", {"code": "B-9", "name": "Chen", "grade": "SENIOR"})
+    api.create("/operators", {"code": "B-2", "name": "Zhao"})
+    refused = api.post("/operators", json={"code": "B-3", "name": "X", "grade": "NOPE"})
+    assert refused.status_code == 422 and refused.json()["code"] == "unknown_operator_grade"
+    graded, plain, unknown = api.events(
+        labour(1, "2") | {"operator": "B-9"},  # the grade's rate
+        labour(2, "2") | {"operator": "B-2"},  # no grade: the work centre's
+        labour(3, "1") | {"operator": "NOT-ON-FILE"},
+    )
+    assert lines_of(api, graded["journal_entry_id"]) == [
+        ("2211", D("0"), D("110.00")),
+        ("5001", D("20.00"), D("0")),
+        ("5001", D("110.00"), D("0")),
+        ("5101", D("0"), D("20.00")),  # overhead stays the work centre's
+    ]
+    assert ("2211", D("0"), D("80.00")) in lines_of(api, plain["journal_entry_id"])
+    assert ("2211", D("0"), D("40.00")) in lines_of(api, unknown["journal_entry_id"])
+    labour_lines = api.get("/work-orders/WO1/cost").json()["labour"]
+    assert [(line["actual_hours"], line["actual_cost"]) for line in labour_lines] == [
+        ("5.000000", "230.00")
+    ]

@@ -197,6 +197,12 @@ def _master_data_routes(r: APIRouter) -> None:
         "supplier",
     )
     create("/work-centers", schemas.WorkCenterCreate, masterdata.create_work_center, "work_center")
+    create(
+        "/operator-grades",
+        schemas.OperatorGradeCreate,
+        masterdata.create_operator_grade,
+        "operator_grade",
+    )
     create("/operators", schemas.OperatorCreate, masterdata.create_operator, "operator")
     _work_order_routes(r)
 

@@ -60,10 +60,17 @@ class PartyCreate(_In):
     name: Name
 
 
+class OperatorGradeCreate(_In):
+    code: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\s].*$")]
+    name: Name
+    labour_rate: NonNegativeQuantity  # per hour
+
+
 class OperatorCreate(_In):
     code: Code  # what the badge says
     name: Name
     active: bool = True
+    grade: Annotated[str, Field(max_length=32)] | None = None  # an operator grade's code
 
 
 class EdgeHeartbeat(_In):

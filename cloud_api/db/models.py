@@ -196,6 +196,17 @@ class WorkCenter(SQLModel, table=True):
     changed_at: datetime = _changed_at()
 
 
+class OperatorGrade(SQLModel, table=True):
+    """A pay grade: labour reported by an operator of the grade is costed at its
+    rate instead of the work centre's (overhead stays the work centre's)."""
+
+    __tablename__ = "operator_grade"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    labour_rate: Decimal = _qty()  # per hour, 6 places
+
+
 class Operator(SQLModel, table=True):
     """A person on the floor, known by the code on their badge."""
 
@@ -206,6 +217,9 @@ class Operator(SQLModel, table=True):
     code: str = Field(max_length=64)  # the badge
     name: str = Field(max_length=200)
     active: bool = True
+    # operator_grade.code; checked by the service (SQLite cannot add a composite
+    # foreign key to an existing table)
+    grade: str | None = Field(default=None, max_length=32)
     changed_at: datetime = _changed_at()
 
 

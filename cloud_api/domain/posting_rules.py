@@ -151,6 +151,7 @@ class MasterData(Protocol):
         ...
 
     def variance_policy(self) -> str: ...
+    def operator_rate(self, code: str) -> Decimal | None: ...
     def output_location(self, order: WorkOrderRef, at: datetime) -> LocationRef | None: ...
     def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
         """The lots of `item` on hand in `location` now (quantity > 0)."""
@@ -338,22 +339,17 @@ def _picking_order(lot: LotStock) -> tuple[bool, date, bool, datetime, str]:
 
 def labour(event: Labour, md: MasterData) -> Plan:
     """报工工时: Dr 5001 [labour] / Cr 2211 payroll (hours × labour rate), and
-    overhead applied: Dr 5001 [overhead] / Cr 5101 (hours × overhead rate)."""
+    overhead applied: Dr 5001 [overhead] / Cr 5101 (hours × overhead rate). The labour
+    rate is the reporting operator's grade's when they have one, else the work
+    centre's; overhead is always the work centre's."""
     p = event.payload
     hours = labour_hours(p)
     order = _open_work_order(md, p.work_order)
     center = md.work_center(p.work_center)
+    graded = md.operator_rate(event.operator) if event.operator else None
+    rate = center.labour_rate if graded is None else graded
     charges = [
-        ChargeSpec(
-            1,
-            order,
-            center.id,
-            "labour",
-            hours,
-            center.labour_rate,
-            money(hours * center.labour_rate),
-            PAYROLL,
-        ),
+        ChargeSpec(1, order, center.id, "labour", hours, rate, money(hours * rate), PAYROLL),
         ChargeSpec(
             2,
             order,

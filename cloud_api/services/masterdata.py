@@ -92,9 +92,30 @@ def create_work_center(
     )
 
 
+def create_operator_grade(
+    conn: Connection, tenant: TenantContext, body: schemas.OperatorGradeCreate
+) -> uuid.UUID | None:
+    t = T["operator_grade"]
+    if conn.scalar(select(t.c.code).where(t.c.tenant_id == tenant.id, t.c.code == body.code)):
+        raise Conflict("operator_grade_exists", f"operator grade {body.code} already exists")
+    try:
+        conn.execute(insert(t).values(tenant_id=tenant.id, **body.model_dump()))
+    except IntegrityError as error:  # a concurrent create of the same code
+        raise Conflict(
+            "operator_grade_exists", f"operator grade {body.code} already exists"
+        ) from error
+    return None
+
+
 def create_operator(
     conn: Connection, tenant: TenantContext, body: schemas.OperatorCreate
 ) -> uuid.UUID:
+    if body.grade is not None:
+        g = T["operator_grade"]
+        if not conn.scalar(
+            select(g.c.code).where(g.c.tenant_id == tenant.id, g.c.code == body.grade)
+        ):
+            raise Rejected("unknown_operator_grade", f"operator grade {body.grade} does not exist")
     return _insert(
         conn,
         "operator",

@@ -127,6 +127,7 @@ class MasterDataStore:
         self._centers: dict[str, WorkCenterRef] = {}
         self._customers: dict[str, PartyRef] = {}
         self._suppliers: dict[str, PartyRef] = {}
+        self._operator_rates: dict[str, Decimal | None] = {}
         self._load_locations()
 
     def _load_locations(self) -> None:
@@ -302,6 +303,21 @@ class MasterDataStore:
 
     def variance_policy(self) -> str:
         return self.tenant.variance_policy
+
+    def operator_rate(self, code: str) -> Decimal | None:
+        """The labour rate of the operator's grade; None for an operator without a
+        grade, or one the master data does not know (the work centre's rate then)."""
+        if code not in self._operator_rates:
+            op, grade = T["operator"], T["operator_grade"]
+            self._operator_rates[code] = self.conn.scalar(
+                select(grade.c.labour_rate)
+                .join(
+                    op,
+                    (op.c.tenant_id == grade.c.tenant_id) & (op.c.grade == grade.c.code),
+                )
+                .where(op.c.tenant_id == self.tenant.id, op.c.code == code)
+            )
+        return self._operator_rates[code]
 
     def output_location(self, order: WorkOrderRef, at: datetime) -> LocationRef | None:
         """Where the order's latest completion before `at` put its goods."""
