@@ -63,12 +63,16 @@ def tenant_create(
     allow_negative_stock: Annotated[
         bool, typer.Option(help="Let stock go below zero (refused by default).")
     ] = False,
+    plan: Annotated[str, typer.Option(help="trial, starter, pro or enterprise.")] = "pro",
+    trial: Annotated[bool, typer.Option(help="Start a 14-day trial of the plan.")] = False,
     database_url: DbUrl = None,
 ) -> None:
-    """Create a tenant with the default chart of accounts; prints its API key once."""
+    """Create a tenant with the default chart of accounts and its subscription (active
+    on the plan, or a trial of it); prints its API key once."""
     from cloud_api.db.engine import make_engine
     from cloud_api.errors import ErpError
     from cloud_api.services.tenants import create_tenant
+    from tenant.plans import TenantError
 
     settings = get_settings()
     db = make_engine(database_url or settings.database_url)
@@ -81,8 +85,10 @@ def tenant_create(
             currency,
             timezone,
             allow_negative_stock,
+            plan_code=plan,
+            trial=trial,
         )
-    except ErpError as error:
+    except (ErpError, TenantError) as error:
         typer.echo(f"error [{error.code}]: {error.message}", err=True)
         raise typer.Exit(2) from error
     typer.echo(json.dumps({"tenant_id": str(new.id), "slug": new.slug, "api_key": new.api_key}))

@@ -41,3 +41,7 @@ class Conflict(ErpError):
 
 class Unauthorized(ErpError):
     status = 401
+
+
+class Forbidden(ErpError):
+    status = 403

@@ -97,3 +97,37 @@ def retry(config: ConfigOpt, event_id: str) -> None:
             typer.echo(f"error ({error.code}): {error}", err=True)
             raise typer.Exit(1) from error
     typer.echo(f"{event_id} will be sent again")
+
+
+@edge_app.command("enroll")
+def enroll(
+    config: ConfigOpt,
+    code: Annotated[str, typer.Argument(help="The one-time code from the portal or CLI.")],
+    name: Annotated[str | None, typer.Option(help="The device's name (default: edge id).")] = None,
+) -> None:
+    """Exchange a one-time enrollment code for this edge's device key, written to the
+    config's `cloud.api_key_file` (mode 600); the key is never shown."""
+    import os
+    import tomllib
+
+    import httpx
+
+    raw = tomllib.loads(config.read_text(encoding="utf-8"))
+    cloud, edge = raw.get("cloud", {}), raw.get("edge", {})
+    if "api_key_file" not in cloud or "url" not in cloud:
+        typer.echo("error: the config needs [cloud] url and api_key_file to enroll", err=True)
+        raise typer.Exit(2)
+    key_file = config.parent / cloud["api_key_file"]
+    response = httpx.post(
+        cloud["url"].rstrip("/") + "/api/v1/devices/enroll",
+        json={"code": code, "name": name or edge.get("id", "edge")},
+        timeout=30,
+    )
+    if response.status_code != 201:
+        typer.echo(f"error: enrollment refused: {response.json().get('detail')}", err=True)
+        raise typer.Exit(1)
+    body = response.json()
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(body["key"] + "\n")
+    typer.echo(f"enrolled as device {body['device_id']}; key written to {key_file}")

@@ -15,12 +15,22 @@ from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
-from cloud_api.errors import Conflict, Unauthorized
-from cloud_api.services import boms, edge, masterdata, reports, work_order_cost, work_orders
+from cloud_api.errors import Conflict, Forbidden, Unauthorized
+from cloud_api.services import (
+    boms,
+    devices,
+    edge,
+    masterdata,
+    reports,
+    subscriptions,
+    work_order_cost,
+    work_orders,
+)
 from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
-from cloud_api.services.tenants import tenant_for_key
+from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
+from tenant.security import ENROLLMENT_TTL
 
 T = m.SQLModel.metadata.tables
 
@@ -67,10 +77,26 @@ def current_tenant(
             "missing_api_key",
             "send the tenant's API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
         )
-    return tenant_for_key(request.app.state.db, key, request.app.state.settings.api_key_pepper)
+    pepper = request.app.state.settings.api_key_pepper
+    if not key.startswith(DEVICE_KEY_PREFIX):
+        return tenant_for_key(request.app.state.db, key, pepper)
+    with request.app.state.db.connect() as conn:
+        tenant_id, device_id = devices.authenticate(conn, key, pepper, now_utc())
+        tenant = tenant_by_id(conn, tenant_id)
+    if request.url.path not in DEVICE_PATHS:
+        raise Forbidden(
+            "device_not_allowed", "a device key may only post events and read master data"
+        )
+    request.state.device_id = device_id
+    return tenant
 
 
 TenantDep = Annotated[TenantContext, Depends(current_tenant)]
+DEVICE_KEY_PREFIX = "dk_live_"
+# What a device key may call (SAAS.md: scopes events:post, work_orders:read, items:read)
+DEVICE_PATHS = frozenset(
+    {"/api/v1/edge/events", "/api/v1/edge/masterdata", "/api/v1/edge/heartbeat"}
+)
 
 
 def _db(request: Request) -> Engine:
@@ -84,12 +110,22 @@ def _api_router() -> APIRouter:
     r = APIRouter()
 
     @r.post("/edge/events", response_model=BatchResult)
-    def post_events(batch: EventBatch, tenant: TenantDep, request: Request) -> BatchResult:
+    def post_events(
+        batch: EventBatch, tenant: TenantDep, request: Request, db: DbDep
+    ) -> BatchResult:
+        """Post a batch. A subscription that does not allow ingest now (unpaid, paused)
+        answers 402 with Retry-After, the monthly quota 429: nothing is posted and the
+        edge keeps the events buffered."""
         received = now_utc()
+        with db.connect() as conn:
+            subscriptions.gate(conn, tenant, "device_ingest", received)
+            subscriptions.admit_events(conn, tenant, received)
         results = request.app.state.ingest.ingest(tenant, batch.events)
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:
             counts[res.status.value] += 1
+        with db.begin() as conn:
+            subscriptions.count_posted(conn, tenant.id, counts["posted"], received)
         return BatchResult(results=results, received_at=received, **counts)
 
     @r.get("/edge/masterdata")
@@ -103,8 +139,13 @@ def _api_router() -> APIRouter:
             return edge.master_data(conn, tenant, since)
 
     @r.post("/edge/heartbeat")
-    def edge_heartbeat(body: schemas.EdgeHeartbeat, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+    def edge_heartbeat(
+        body: schemas.EdgeHeartbeat, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
         with db.begin() as conn:
+            device_id = getattr(request.state, "device_id", None)
+            if device_id is not None:
+                devices.seen(conn, tenant, device_id, now_utc())
             return edge.record_heartbeat(conn, tenant, body)
 
     @r.get("/edge/agents")
@@ -158,6 +199,7 @@ def _api_router() -> APIRouter:
     _master_data_routes(r)
     _bom_routes(r)
     _report_routes(r)
+    _device_routes(r)
     return r
 
 
@@ -311,6 +353,61 @@ def _work_order_routes(r: APIRouter) -> None:
             return work_orders.read(conn, tenant, code) | {
                 "journal_entry_id": result.journal_entry_id
             }
+
+
+def _device_routes(r: APIRouter) -> None:
+    @r.post("/devices/enrollment-codes", status_code=201)
+    def create_enrollment_code(
+        body: schemas.EnrollmentCodeCreate, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
+        """A one-time code (single use, 24 h) to enroll an edge: `erp edge enroll CODE`."""
+        now = now_utc()
+        with db.begin() as conn:
+            code = devices.create_enrollment_code(
+                conn, tenant, request.app.state.settings.api_key_pepper, now, body.site
+            )
+        return {"code": code, "site": body.site, "expires_at": now + ENROLLMENT_TTL}
+
+    @r.post("/devices/enroll", status_code=201)
+    def enroll_device(body: schemas.DeviceEnroll, request: Request) -> dict[str, Any]:
+        """Exchange an enrollment code for a device and its key (shown once). No other
+        credential: the code is it."""
+        enrolled = devices.enroll(
+            request.app.state.db,
+            body.code,
+            body.name,
+            request.app.state.settings.api_key_pepper,
+            now_utc(),
+            request.client.host if request.client else None,
+        )
+        return {"device_id": str(enrolled.device_id), "key": enrolled.key}
+
+    @r.get("/devices")
+    def list_devices(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return devices.list_devices(conn, tenant, now_utc())
+
+    @r.post("/devices/{device_id}/rotate")
+    def rotate_device_key(
+        device_id: uuid.UUID, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
+        """A new key; the previous one keeps working for 7 days (rotation overlap)."""
+        with db.begin() as conn:
+            key = devices.rotate_key(
+                conn, tenant, device_id, request.app.state.settings.api_key_pepper, now_utc()
+            )
+        return {"device_id": str(device_id), "key": key}
+
+    @r.post("/devices/{device_id}/revoke")
+    def revoke_device(device_id: uuid.UUID, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.begin() as conn:
+            devices.revoke(conn, tenant, device_id, now_utc())
+        return {"device_id": str(device_id), "revoked": True}
+
+    @r.get("/subscription")
+    def read_subscription(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+        with db.connect() as conn:
+            return subscriptions.describe(conn, tenant, now_utc())
 
 
 def _bom_routes(r: APIRouter) -> None:

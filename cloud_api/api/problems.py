@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_api.errors import ErpError
+from tenant.plans import TenantError
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -27,7 +28,15 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ErpError)
     async def _erp(_: Request, exc: ErpError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.message, **exc.details)
+        response = problem(exc.status, exc.code, exc.message, **exc.details)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s:  # come back then (a quota, an unpaid subscription)
+            response.headers["Retry-After"] = str(int(retry_after_s))
+        return response
+
+    @app.exception_handler(TenantError)
+    async def _tenant(_: Request, exc: TenantError) -> JSONResponse:
+        return problem(exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

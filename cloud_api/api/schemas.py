@@ -234,3 +234,12 @@ class BomExplosion(BaseModel):
     routing: list[WorkCenterLoadPublic]
     labour_cost: Decimal
     overhead_cost: Decimal
+
+
+class EnrollmentCodeCreate(_In):
+    site: Annotated[str, Field(min_length=1, max_length=64)] = "main"
+
+
+class DeviceEnroll(_In):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")]

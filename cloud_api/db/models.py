@@ -610,3 +610,107 @@ class BomOperation(SQLModel, table=True):
 def tenant_tables() -> list:  # type: ignore[type-arg]
     """Every table that holds one tenant's rows."""
     return [t for t in SQLModel.metadata.sorted_tables if "tenant_id" in t.c]
+
+
+# -- tenancy: subscriptions, devices, audit (tenant/ holds the pure rules) --------------
+
+
+class TenantDirectory(SQLModel, table=True):
+    """Which cell (database) serves a tenant; one cell, `default`, for now."""
+
+    __tablename__ = "tenant_directory"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    cell: str = Field(default="default", max_length=32)
+
+
+class Subscription(SQLModel, table=True):
+    """The tenant's subscription as tenant.subscriptions.Subscription describes it."""
+
+    __tablename__ = "subscription"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    state: str = Field(max_length=24)
+    plan_code: str = Field(max_length=16)
+    state_since: datetime
+    has_payment_method: bool = False
+    trial_ends_at: datetime | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    past_due_since: datetime | None = None
+    canceled_at: datetime | None = None
+    suspended_reason: str | None = Field(default=None, max_length=200)
+    suspended_from: str | None = Field(default=None, max_length=24)
+    locked: bool = False
+    purge_due: bool = False
+
+
+class UsageCounter(SQLModel, table=True):
+    """Events posted per tenant and month (UTC). Counted as they post, so a retried or
+    duplicate event (the same id) is never counted twice."""
+
+    __tablename__ = "usage_counter"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    month: str = Field(primary_key=True, max_length=7)  # YYYY-MM
+    events: int = 0
+
+
+class Device(SQLModel, table=True):
+    """An edge agent or device enrolled with the tenant; it posts with its own keys."""
+
+    __tablename__ = "device"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_device_name"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=64)
+    site: str = Field(default="main", max_length=64)
+    scopes: str = Field(max_length=200)  # space-separated (tenant.security.DEVICE_SCOPES)
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_seen_at: datetime | None = None
+
+
+class DeviceKey(SQLModel, table=True):
+    """A device's key: `dk_live_<keyid>_<secret>`, stored as HMAC(pepper, secret) and
+    looked up by its random key id. At most two live per device (rotation overlap)."""
+
+    __tablename__ = "device_key"
+    __table_args__ = (
+        _tenant_fk(["device_id"], "device", ["id"], "fk_device_key_device"),
+        Index("uq_device_key_keyid", "keyid", unique=True),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    keyid: str = Field(primary_key=True, max_length=32)
+    device_id: uuid.UUID
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime
+    rotated_at: datetime | None = None  # replaced by a newer key; lives 7 days more
+    revoked_at: datetime | None = None
+
+
+class EnrollmentCode(SQLModel, table=True):
+    """A one-time code the owner hands to an edge to enroll it: single use, 24 h,
+    stored only as a keyed hash."""
+
+    __tablename__ = "enrollment_code"
+    __table_args__ = (Index("uq_enrollment_code_hash", "code_hash", unique=True),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    code_hash: str = Field(primary_key=True, max_length=64)
+    site: str = Field(default="main", max_length=64)
+    created_at: datetime
+    used_at: datetime | None = None
+    device_id: uuid.UUID | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what, append-only: user or device, action, object, when, from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "tenant_id", "at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    at: datetime
+    actor_kind: str = Field(max_length=16)  # user, device, api_key, system
+    actor_id: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    object: str = Field(default="", max_length=200)
+    source_ip: str | None = Field(default=None, max_length=64)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))

@@ -9,8 +9,10 @@ from sqlalchemy import Connection, Engine, insert, select
 from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, Unauthorized
+from cloud_api.services import subscriptions
 from cloud_api.services.chart import DEFAULT_ACCOUNTS, DEFAULT_CATEGORIES, DEFAULT_LOCATIONS
 from cloud_api.services.store import TenantContext
+from tenant import subscriptions as subs
 from tenant.api_keys import hash_api_key, new_api_key
 
 T = m.SQLModel.metadata.tables
@@ -31,7 +33,11 @@ def create_tenant(
     currency: str = "CNY",
     timezone: str = "Asia/Shanghai",
     allow_negative_stock: bool = False,
+    plan_code: str = "pro",
+    trial: bool = False,
 ) -> NewTenant:
+    """An operator's `erp tenant create` starts the subscription active on `plan_code`;
+    the self-service sign-up (`trial=True`) starts a 14-day trial of it."""
     key = new_api_key()
     tenant_id = uuid.uuid4()
     with db.begin() as conn:
@@ -50,6 +56,14 @@ def create_tenant(
             )
         )
         seed_tenant(conn, tenant_id)
+        now = now_utc()
+        sub, _ = (
+            subs.start_trial(plan_code, now)
+            if trial
+            else subs.record_payment(subs.start_checkout(plan_code, now)[0], now)
+        )
+        subscriptions.save(conn, tenant_id, sub)
+        conn.execute(insert(T["tenant_directory"]).values(tenant_id=tenant_id, cell="default"))
     return NewTenant(tenant_id, slug, key)
 
 
@@ -125,6 +139,13 @@ def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:
         row = conn.execute(
             select(*_CONTEXT_COLUMNS).where(t.c.api_key_hash == hash_api_key(api_key, pepper))
         ).first()
+    if row is None:
+        raise Unauthorized("invalid_api_key", "the API key is not valid")
+    return _context(row)
+
+
+def tenant_by_id(conn: Connection, tenant_id: uuid.UUID) -> TenantContext:
+    row = conn.execute(select(*_CONTEXT_COLUMNS).where(T["tenant"].c.id == tenant_id)).first()
     if row is None:
         raise Unauthorized("invalid_api_key", "the API key is not valid")
     return _context(row)

@@ -1,0 +1,107 @@
+"""The tenant's subscription and usage, kept in the database; the rules are pure, in
+tenant/subscriptions.py, tenant/plans.py and tenant/metering.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cloud_api.db import models as m
+from cloud_api.errors import ErpError
+from cloud_api.services.store import TenantContext, upsert
+from tenant import metering
+from tenant import subscriptions as subs
+
+T = m.SQLModel.metadata.tables
+FIELDS = [f.name for f in dataclasses.fields(subs.Subscription)]
+
+
+class Refused(ErpError):
+    """What the tenant's subscription, plan or quota does not allow now; with the
+    seconds after which to try again (the Retry-After header) when there are some."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: int | None = None
+    ) -> None:
+        super().__init__(code, message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def load(conn: Connection, tenant_id: Any) -> subs.Subscription:
+    t = T["subscription"]
+    row = conn.execute(select(t).where(t.c.tenant_id == tenant_id)).mappings().first()
+    if row is None:
+        raise ErpError("no_subscription", "the tenant has no subscription")
+    return subs.Subscription(**{name: row[name] for name in FIELDS})
+
+
+def save(conn: Connection, tenant_id: Any, sub: subs.Subscription) -> None:
+    upsert(
+        conn,
+        T["subscription"],
+        [{"tenant_id": tenant_id, **{name: getattr(sub, name) for name in FIELDS}}],
+        ["tenant_id"],
+    )
+
+
+def gate(conn: Connection, tenant: TenantContext, action: str, now: datetime) -> None:
+    """Raise Refused unless the subscription allows `action` now (SAAS.md's table)."""
+    decision = subs.allows(load(conn, tenant.id), action, now=now)  # type: ignore[arg-type]
+    if not decision.ok:
+        raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)
+
+
+def admit_events(conn: Connection, tenant: TenantContext, now: datetime) -> None:
+    """The monthly event quota: soft, +10 %, then 429 quota_exceeded until next month."""
+    sub = load(conn, tenant.id)
+    used = used_events(conn, tenant.id, now)
+    decision = metering.admit(used, subs.effective_plan(sub), now)
+    if not decision.ok:
+        raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)
+
+
+def used_events(conn: Connection, tenant_id: Any, now: datetime) -> int:
+    u = T["usage_counter"]
+    found = conn.scalar(
+        select(u.c.events).where(u.c.tenant_id == tenant_id, u.c.month == metering.month_key(now))
+    )
+    return int(found or 0)
+
+
+def count_posted(conn: Connection, tenant_id: Any, posted: int, now: datetime) -> None:
+    """Add newly posted events to this month's count (an event id posts once, so a
+    retry or a duplicate is never counted twice)."""
+    if posted <= 0:
+        return
+    u = T["usage_counter"]
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = make(u).values(tenant_id=tenant_id, month=metering.month_key(now), events=posted)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "month"], set_={"events": u.c.events + posted}
+        )
+    )
+
+
+def plan_of(conn: Connection, tenant_id: Any) -> Any:
+    return subs.effective_plan(load(conn, tenant_id))
+
+
+def describe(conn: Connection, tenant: TenantContext, now: datetime) -> dict[str, Any]:
+    sub, _ = subs.advance(load(conn, tenant.id), now)
+    limits = subs.effective_plan(sub)  # a trial's own limits until it is paid
+    return {
+        "state": sub.state,
+        "plan": sub.plan_code,
+        "banner": subs.banner(sub, now),
+        "trial_ends_at": sub.trial_ends_at,
+        "current_period_end": sub.current_period_end,
+        "events_this_month": used_events(conn, tenant.id, now),
+        "limits": dataclasses.asdict(limits),
+    }

@@ -1,0 +1,216 @@
+"""Devices and the subscription gate (SAAS.md cases 14-17): one-time enrollment codes,
+per-device keys (rotation with overlap, revocation at once), what a device may call,
+and ingest under an unpaid subscription or an exhausted quota (402/429 with
+Retry-After, nothing posted, the edge keeps buffering)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, update
+from typer.testing import CliRunner
+
+from cloud_api.cli import app as erp
+from cloud_api.db import models as m
+from cloud_api.domain.clock import now_utc
+from cloud_api.services import subscriptions as sub_store
+from tenant import metering
+from tenant import subscriptions as subs
+from tests.conftest import Api
+from tests.edge_harness import cloud
+from tests.factory import receipt, setup_workshop
+
+T = m.SQLModel.metadata.tables
+
+
+def _code(api: Api) -> str:
+    response = api.post("/devices/enrollment-codes", json={})
+    assert response.status_code == 201, response.text
+    return response.json()["code"]  # type: ignore[no-any-return]
+
+
+def _enroll(api: Api, code: str, name: str = "edge-1") -> Any:
+    return api.client.post("/api/v1/devices/enroll", json={"code": code, "name": name})
+
+
+def _as(api: Api, key: str) -> Callable[..., Any]:
+    def call(method: str, path: str, **kw: Any) -> Any:
+        return api.client.request(
+            method, "/api/v1" + path, headers={"Authorization": f"Bearer {key}"}, **kw
+        )
+
+    return call
+
+
+def _device(api: Api) -> tuple[str, str]:
+    body = _enroll(api, _code(api)).json()
+    return body["device_id"], body["key"]
+
+
+def test_enrolled_device_posts_and_may_call_nothing_else(api: Api) -> None:
+    setup_workshop(api)
+    device_id, key = _device(api)
+    assert key.startswith("dk_live_")
+    call = _as(api, key)
+    posted = call("POST", "/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
+    assert posted.status_code == 200 and posted.json()["posted"] == 1
+    assert call("GET", "/edge/masterdata").status_code == 200
+    beat = call("POST", "/edge/heartbeat", json={"edge_id": "e1", "sent_at": now_utc().isoformat()})
+    assert beat.status_code == 200
+    for method, path in (("GET", "/items"), ("POST", "/devices/enrollment-codes")):
+        refused = call(method, path, json={})
+        assert refused.status_code == 403 and refused.json()["code"] == "device_not_allowed"
+    (listed,) = api.get("/devices").json()
+    assert listed["id"] == device_id and listed["live_keys"] == 1
+    assert listed["last_seen_at"] is not None
+    audit = _audit_actions(api)
+    assert "device.enroll" in audit and "enrollment_code.create" in audit
+
+
+def _audit_actions(api: Api) -> list[str]:
+    log = T["audit_log"]
+    with api.db.connect() as conn:
+        rows = conn.execute(log.select().where(log.c.tenant_id == api.tenant.id)).all()
+    return [r.action for r in rows]
+
+
+def test_enrollment_codes_are_single_use_expire_and_stay_in_their_tenant(db: Engine) -> None:
+    a, b = Api(db), Api(db)
+    code = _code(a)
+    assert _enroll(a, code).status_code == 201
+    again = _enroll(a, code, "edge-2")
+    assert again.status_code == 401 and again.json()["code"] == "invalid_enrollment_code"
+    assert _enroll(a, "ABCD-EFGH-JKMN-PQRS").status_code == 401  # never issued
+    assert _enroll(a, "not a code").status_code == 401
+    old = _code(a)
+    ec = T["enrollment_code"]
+    with db.begin() as conn:  # issued 24 h and a second ago
+        conn.execute(
+            update(ec)
+            .where(ec.c.tenant_id == a.tenant.id, ec.c.used_at.is_(None))
+            .values(created_at=now_utc() - timedelta(hours=24, seconds=1))
+        )
+    assert _enroll(a, old, "edge-3").status_code == 401
+    # B's code enrolls into B, whoever uses it
+    body = _enroll(a, _code(b), "edge-b").json()
+    assert [d["id"] for d in b.get("/devices").json()] == [body["device_id"]]
+    assert all(d["id"] != body["device_id"] for d in a.get("/devices").json())
+
+
+def test_revocation_is_immediate_and_rotation_overlaps(api: Api) -> None:
+    setup_workshop(api)
+    device_id, first = _device(api)
+    second = api.post(f"/devices/{device_id}/rotate").json()["key"]
+    event = {"events": [receipt(1, "RAW", "1", "2")]}
+    for key in (first, second):  # both live during the overlap
+        assert _as(api, key)("POST", "/edge/events", json=event).status_code == 200
+    dk = T["device_key"]
+    with api.db.begin() as conn:  # the overlap of the first key ran out
+        conn.execute(
+            update(dk)
+            .where(dk.c.tenant_id == api.tenant.id, dk.c.rotated_at.is_not(None))
+            .values(rotated_at=now_utc() - timedelta(days=7, seconds=1))
+        )
+    assert _as(api, first)("POST", "/edge/events", json=event).status_code == 401
+    third = api.post(f"/devices/{device_id}/rotate").json()["key"]
+    fourth = api.post(f"/devices/{device_id}/rotate").json()["key"]
+    assert _as(api, third)("GET", "/edge/masterdata").status_code == 200
+    assert _as(api, second)("GET", "/edge/masterdata").status_code == 401  # at most 2 live
+    tampered = fourth[:-2] + ("A" if fourth[-2] != "A" else "B") + fourth[-1]
+    assert _as(api, tampered)("GET", "/edge/masterdata").status_code == 401
+    assert api.post(f"/devices/{device_id}/revoke").status_code == 200
+    for key in (third, fourth):
+        refused = _as(api, key)("POST", "/edge/events", json=event)
+        assert refused.status_code == 401 and refused.json()["code"] == "invalid_device_key"
+    assert api.post(f"/devices/{device_id}/rotate").status_code == 404
+
+
+def _set_subscription(api: Api, change: Callable[[subs.Subscription], subs.Subscription]) -> None:
+    with api.db.begin() as conn:
+        sub_store.save(conn, api.tenant.id, change(sub_store.load(conn, api.tenant.id)))
+
+
+def test_unpaid_subscription_gets_402_with_retry_after_and_nothing_posts(api: Api) -> None:
+    setup_workshop(api)
+    now = now_utc()
+
+    def lapse(sub: subs.Subscription) -> subs.Subscription:
+        sub, _ = subs.renewal_failed(sub, now - timedelta(days=15))
+        return subs.advance(sub, now)[0]  # the 14-day grace is over: unpaid
+
+    _set_subscription(api, lapse)
+    assert api.get("/subscription").json()["state"] == "unpaid"
+    refused = api.post("/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
+    assert refused.status_code == 402 and refused.json()["code"] == "subscription_inactive"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert api.get("/reports/stock").json() == []  # nothing posted
+    assert api.get("/items").status_code == 200  # reading still works
+    _set_subscription(api, lambda sub: subs.record_payment(sub, now)[0])
+    (ok,) = api.events(receipt(1, "RAW", "5", "2"))
+    assert ok["status"] == "posted"
+
+
+def test_suspended_tenant_devices_get_403(api: Api) -> None:
+    setup_workshop(api)
+    _set_subscription(api, lambda sub: subs.suspend(sub, "abuse report", now_utc())[0])
+    refused = api.post("/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
+    assert refused.status_code == 403 and refused.json()["code"] == "tenant_suspended"
+
+
+def test_monthly_quota_soft_then_429_and_the_other_tenant_is_untouched(db: Engine) -> None:
+    a, b = Api(db), Api(db)
+    for api in (a, b):
+        setup_workshop(api)
+        _set_subscription(api, lambda sub: subs.start_trial("starter", now_utc())[0])
+    month = metering.month_key(now_utc())
+    u = T["usage_counter"]
+    with db.begin() as conn:  # a trial allows 5,000 events a month, +10 %: 5,500
+        conn.execute(u.insert().values(tenant_id=a.tenant.id, month=month, events=5499))
+    (last,) = a.events(receipt(1, "RAW", "5", "2"))
+    assert last["status"] == "posted"
+    refused = a.post("/edge/events", json={"events": [receipt(2, "RAW", "5", "2")]})
+    assert refused.status_code == 429 and refused.json()["code"] == "quota_exceeded"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert a.get("/subscription").json()["events_this_month"] == 5500
+    (other,) = b.events(receipt(1, "RAW", "5", "2"))
+    assert other["status"] == "posted"
+    assert b.get("/subscription").json()["events_this_month"] == 1
+
+
+def test_a_device_beyond_the_plan_is_refused(api: Api) -> None:
+    _set_subscription(api, lambda sub: subs.start_trial("starter", now_utc())[0])
+    for name in ("edge-1", "edge-2"):  # a trial allows 2 devices
+        assert _enroll(api, _code(api), name).status_code == 201
+    refused = _enroll(api, _code(api), "edge-3")
+    assert refused.status_code == 402 and refused.json()["code"] == "plan_limit"
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_erp_edge_enroll_writes_the_key_the_agent_then_uses(
+    api: Api, db: Engine, tmp_path: Path
+) -> None:
+    setup_workshop(api)
+    with cloud(db) as server:
+        config = tmp_path / "edge.toml"
+        config.write_text(
+            f'[edge]\nid = "edge-cli"\noutbox = "outbox.sqlite3"\n'
+            f'[cloud]\nurl = "{server.url}"\napi_key_file = "edge.key"\n'
+        )
+        result = CliRunner().invoke(erp, ["edge", "enroll", "--config", str(config), _code(api)])
+        assert result.exit_code == 0, result.output
+        key_file = tmp_path / "edge.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert "dk_live_" not in result.output  # never shown
+        from edge_agent.config import load_config
+        from edge_agent.sync import CloudClient
+
+        cfg = load_config(config)
+        assert cfg.api_key.startswith("dk_live_")
+        pulled = CloudClient(cfg.cloud_url, cfg.api_key).master_data(None)
+        assert {"RAW", "TBL"} <= {i["code"] for i in pulled["items"]}
+        reused = CliRunner().invoke(erp, ["edge", "enroll", "--config", str(config), "XXXX"])
+        assert reused.exit_code == 1 and "not valid" in reused.output
