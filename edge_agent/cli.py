@@ -9,18 +9,32 @@ from typing import Annotated
 
 import typer
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import ConfigError, EdgeConfig, load_config
+from edge_agent.outbox import Outbox
 
 edge_app = typer.Typer(help="The shop-floor edge agent.", no_args_is_help=True)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The agent's TOML config.")]
 
 
-def _config(path: Path):  # type: ignore[no-untyped-def]
+def _config(path: Path) -> EdgeConfig:
     try:
         return load_config(path)
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+
+
+def _outbox(cfg: EdgeConfig) -> Outbox:
+    """The agent's outbox, opened beside a running agent (SQLite WAL allows it)."""
+    from edge_agent import __version__
+
+    return Outbox(
+        cfg.outbox_path,
+        edge_id=cfg.edge_id,
+        identity=cfg.edge_id,
+        disk_cap_bytes=cfg.disk_cap_bytes,
+        agent_version=__version__,
+    )
 
 
 @edge_app.command("run")
@@ -49,16 +63,7 @@ def run(config: ConfigOpt) -> None:
 @edge_app.command("status")
 def status(config: ConfigOpt) -> None:
     """Backlog, last sync, and the parked and held events with their reasons."""
-    from edge_agent.outbox import Outbox
-
-    cfg = _config(config)
-    with Outbox(
-        cfg.outbox_path,
-        edge_id=cfg.edge_id,
-        identity=cfg.edge_id,
-        disk_cap_bytes=cfg.disk_cap_bytes,
-        agent_version="status",
-    ) as outbox:
+    with _outbox(_config(config)) as outbox:
         s = outbox.status()
     age = f", oldest {s.oldest_pending_age_s:.0f} s old" if s.oldest_pending_age_s else ""
     typer.echo(f"backlog: {s.backlog} event(s){age}")
@@ -81,16 +86,9 @@ def status(config: ConfigOpt) -> None:
 @edge_app.command("retry")
 def retry(config: ConfigOpt, event_id: str) -> None:
     """Send a parked or held event again, with the same id (after fixing its cause)."""
-    from edge_agent.outbox import Outbox, OutboxError
+    from edge_agent.outbox import OutboxError
 
-    cfg = _config(config)
-    with Outbox(
-        cfg.outbox_path,
-        edge_id=cfg.edge_id,
-        identity=cfg.edge_id,
-        disk_cap_bytes=cfg.disk_cap_bytes,
-        agent_version="retry",
-    ) as outbox:
+    with _outbox(_config(config)) as outbox:
         try:
             outbox.retry(event_id)
         except OutboxError as error:

@@ -617,6 +617,7 @@ def test_queued_messages_survive_a_broker_restart(rig: Rig) -> None:
     outbox = MemoryOutbox()
     rig.bridge(outbox)
     wait_until(lambda: len(outbox.events) == 100, 10, "100 messages after the broker restart")
+    assert sorted(msg_id for _, msg_id in outbox.events) == [f"P-{i:05d}" for i in range(100)]
 
 
 def test_bridge_reconnects_after_a_broker_restart(rig: Rig) -> None:

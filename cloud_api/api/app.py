@@ -118,8 +118,7 @@ def _api_router() -> APIRouter:
         edge keeps the events buffered."""
         received = now_utc()
         with db.connect() as conn:
-            subscriptions.gate(conn, tenant, "device_ingest", received)
-            subscriptions.admit_events(conn, tenant, received)
+            subscriptions.check_ingest(conn, tenant, received)
         results = request.app.state.ingest.ingest(tenant, batch.events)
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:

@@ -50,18 +50,17 @@ def save(conn: Connection, tenant_id: Any, sub: subs.Subscription) -> None:
     )
 
 
-def gate(conn: Connection, tenant: TenantContext, action: str, now: datetime) -> None:
-    """Raise Refused unless the subscription allows `action` now (SAAS.md's table)."""
-    decision = subs.allows(load(conn, tenant.id), action, now=now)  # type: ignore[arg-type]
-    if not decision.ok:
-        raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)
-
-
-def admit_events(conn: Connection, tenant: TenantContext, now: datetime) -> None:
-    """The monthly event quota: soft, +10 %, then 429 quota_exceeded until next month."""
+def check_ingest(conn: Connection, tenant: TenantContext, now: datetime) -> None:
+    """May a batch of events be posted now? The subscription must allow ingest (else
+    402/403, with Retry-After while unpaid or paused) and the monthly quota must not be
+    spent (soft: the plan's events + 10 %, then 429 quota_exceeded until next month)."""
     sub = load(conn, tenant.id)
+    _raise_unless(subs.allows(sub, "device_ingest", now=now))
     used = used_events(conn, tenant.id, now)
-    decision = metering.admit(used, subs.effective_plan(sub), now)
+    _raise_unless(metering.admit(used, subs.effective_plan(sub), now))
+
+
+def _raise_unless(decision: subs.Decision) -> None:
     if not decision.ok:
         raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)
 
