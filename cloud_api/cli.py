@@ -94,6 +94,19 @@ def tenant_create(
     typer.echo(json.dumps({"tenant_id": str(new.id), "slug": new.slug, "api_key": new.api_key}))
 
 
+@tenant_app.command("tick")
+def tenant_tick(database_url: DbUrl = None) -> None:
+    """Apply the subscriptions' time-driven transitions that are due (run it from cron,
+    every few minutes); prints one line per transition."""
+    from cloud_api.db.engine import make_engine
+    from cloud_api.domain.clock import now_utc
+    from cloud_api.services.subscriptions import tick_all
+
+    db = make_engine(database_url or get_settings().database_url)
+    for tenant_id, move in tick_all(db, now_utc()):
+        typer.echo(f"{tenant_id} {move.from_state} -> {move.to_state} ({move.reason})")
+
+
 @app.command()
 def reconcile(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")], database_url: DbUrl = None

@@ -214,3 +214,19 @@ def test_erp_edge_enroll_writes_the_key_the_agent_then_uses(
         assert {"RAW", "TBL"} <= {i["code"] for i in pulled["items"]}
         reused = CliRunner().invoke(erp, ["edge", "enroll", "--config", str(config), "XXXX"])
         assert reused.exit_code == 1 and "not valid" in reused.output
+
+
+def test_the_scheduled_tick_applies_due_transitions_once_and_audits_them(db: Engine) -> None:
+    from cloud_api.services.subscriptions import tick_all
+
+    api = Api(db)
+    started = now_utc() - timedelta(days=15)  # a 14-day trial, no card: over
+    _set_subscription(api, lambda sub: subs.start_trial("starter", started)[0])
+    moves = [move for tenant_id, move in tick_all(db, now_utc()) if tenant_id == api.tenant.id]
+    assert [(m.from_state, m.to_state) for m in moves] == [("trialing", "paused")]
+    assert "subscription.trial_ended" in _audit_actions(api)
+    assert api.get("/subscription").json()["state"] == "paused"
+    again = [tid for tid, _ in tick_all(db, now_utc()) if tid == api.tenant.id]
+    assert again == []
+    refused = api.post("/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
+    assert refused.status_code == 402 and int(refused.headers["Retry-After"]) > 0

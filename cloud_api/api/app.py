@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from cloud_api.api import problems, schemas
-from cloud_api.contract import BatchResult, EventBatch, ResultStatus
+from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
@@ -119,12 +119,15 @@ def _api_router() -> APIRouter:
         received = now_utc()
         with db.connect() as conn:
             subscriptions.check_ingest(conn, tenant, received)
-        results = request.app.state.ingest.ingest(tenant, batch.events)
+
+        def meter(conn: Connection, results: list[EventResult]) -> None:
+            posted = sum(1 for res in results if res.status == ResultStatus.posted)
+            subscriptions.count_posted(conn, tenant.id, posted, received)
+
+        results = request.app.state.ingest.ingest(tenant, batch.events, after=meter)
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:
             counts[res.status.value] += 1
-        with db.begin() as conn:
-            subscriptions.count_posted(conn, tenant.id, counts["posted"], received)
         return BatchResult(results=results, received_at=received, **counts)
 
     @r.get("/edge/masterdata")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -102,11 +102,21 @@ class IngestService:
     def __init__(self, db: Engine) -> None:
         self.db = db
 
-    def ingest(self, tenant: TenantContext, raw_events: list[Any]) -> list[EventResult]:
+    def ingest(
+        self,
+        tenant: TenantContext,
+        raw_events: list[Any],
+        after: Callable[[Connection, list[EventResult]], None] | None = None,
+    ) -> list[EventResult]:
+        """Post a batch in one transaction; `after` runs in it too, with the results
+        (the usage meter counts what posted, so it commits or rolls back with it)."""
         for attempt in range(RETRIES):
             try:
                 with self.db.begin() as conn:
-                    return Batch(conn, tenant).run(raw_events)
+                    results = Batch(conn, tenant).run(raw_events)
+                    if after is not None:
+                        after(conn, results)
+                    return results
             except (IntegrityError, OperationalError) as error:
                 if attempt == RETRIES - 1 or not _retryable(error):
                     raise

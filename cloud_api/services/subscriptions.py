@@ -7,7 +7,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -104,3 +104,33 @@ def describe(conn: Connection, tenant: TenantContext, now: datetime) -> dict[str
         "events_this_month": used_events(conn, tenant.id, now),
         "limits": dataclasses.asdict(limits),
     }
+
+
+def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
+    """The scheduled job: apply the time-driven transitions that are due (trial end,
+    grace expiry, checkout expiry, the canceled lock and purge dates) to every tenant,
+    each in its own transaction, and audit each one. Requests apply them lazily too
+    (allows() advances first); this makes the stored state and the audit trail follow."""
+    from cloud_api.services.devices import audit
+
+    s = T["subscription"]
+    with db.connect() as conn:
+        tenant_ids = list(conn.scalars(select(s.c.tenant_id).order_by(s.c.tenant_id)))
+    done = []
+    for tenant_id in tenant_ids:
+        with db.begin() as conn:
+            sub, moves = subs.advance(load(conn, tenant_id), now)
+            if not moves:
+                continue
+            save(conn, tenant_id, sub)
+            for move in moves:
+                audit(
+                    conn,
+                    tenant_id,
+                    move.at,
+                    ("system", "subscription_tick"),
+                    f"subscription.{move.reason}",
+                    f"{move.from_state} -> {move.to_state}",
+                )
+                done.append((tenant_id, move))
+    return done
