@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import Connection, Engine, select
 
-from cloud_api.api import problems, schemas
+from cloud_api.api import access, auth, problems, schemas
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
@@ -23,6 +23,7 @@ from cloud_api.services import (
     masterdata,
     reports,
     subscriptions,
+    users,
     work_order_cost,
     work_orders,
 )
@@ -30,7 +31,7 @@ from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
-from tenant.security import ENROLLMENT_TTL
+from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle
 
 T = m.SQLModel.metadata.tables
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None, db: Engine | None = None) -> Fa
     )
     app.state.db, app.state.settings = db, settings
     app.state.ingest = IngestService(db)
+    # in memory, per process: with several workers each counts apart (see the note)
+    app.state.login_throttle = LoginThrottle()
     problems.install(app)
 
     @app.middleware("http")
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, db: Engine | None = None) -> Fa
         return {"status": "ok"}
 
     app.include_router(_api_router(), prefix="/api/v1")
+    app.include_router(auth.router(current_tenant), prefix="/api/v1")
     return app
 
 
@@ -72,6 +76,8 @@ def current_tenant(
     key = x_api_key
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
+    if not key and request.cookies.get(SESSION_COOKIE):
+        return _session_tenant(request, request.cookies[SESSION_COOKIE])
     if not key:
         raise Unauthorized(
             "missing_api_key",
@@ -88,6 +94,22 @@ def current_tenant(
             "device_not_allowed", "a device key may only post events and read master data"
         )
     request.state.device_id = device_id
+    return tenant
+
+
+def _session_tenant(request: Request, token: str) -> TenantContext:
+    """A portal user's request: a live session, the subscription allowing portal reads
+    (writes), the CSRF token on writes, and the role allowed the route's action."""
+    now = now_utc()
+    with request.app.state.db.begin() as conn:
+        who = users.principal(conn, token, now)
+        tenant = tenant_by_id(conn, who.tenant_id)
+        write = request.method not in ("GET", "HEAD", "OPTIONS")
+        subscriptions.gate_portal(conn, tenant, write, who.role, now)
+    access.require_csrf(request, token, request.app.state.settings.api_key_pepper)
+    access.require_role(request, who.role)
+    request.state.user_id, request.state.role = who.user_id, who.role
+    request.state.session_hash = who.session_hash
     return tenant
 
 

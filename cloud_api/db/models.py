@@ -714,3 +714,41 @@ class AuditLog(SQLModel, table=True):
     object: str = Field(default="", max_length=200)
     source_ip: str | None = Field(default=None, max_length=64)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+
+
+class AppUser(SQLModel, table=True):
+    """A person who signs in to the portal. Global: one login may belong to several
+    tenants (memberships); the password is kept only as an argon2id hash."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (UniqueConstraint("email", name="uq_app_user_email"),)
+    id: uuid.UUID = Field(primary_key=True)
+    email: str = Field(max_length=254)  # lower-cased
+    name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=200)
+    locale: str = Field(default="zh-CN", max_length=16)
+    created_at: datetime
+
+
+class Membership(SQLModel, table=True):
+    """A user's role in a tenant (SAAS.md's RBAC matrix)."""
+
+    __tablename__ = "membership"
+    __table_args__ = (Index("ix_membership_user", "user_id"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    user_id: uuid.UUID = Field(primary_key=True, foreign_key="app_user.id")
+    role: str = Field(max_length=16)
+    created_at: datetime
+
+
+class UserSession(SQLModel, table=True):
+    """A portal session: only the token's hash is stored; idle 30 min, absolute 12 h."""
+
+    __tablename__ = "user_session"
+    __table_args__ = (Index("uq_user_session_token", "token_hash", unique=True),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="app_user.id")
+    created_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None = None

@@ -60,6 +60,15 @@ def check_ingest(conn: Connection, tenant: TenantContext, now: datetime) -> None
     _raise_unless(metering.admit(used, subs.effective_plan(sub), now))
 
 
+def gate_portal(
+    conn: Connection, tenant: TenantContext, write: bool, role: str, now: datetime
+) -> None:
+    """A portal user's request under the subscription: reads (and, for a suspended
+    tenant, only the owner's) or writes, per SAAS.md's table."""
+    action = "portal_write" if write else "portal_read"
+    _raise_unless(subs.allows(load(conn, tenant.id), action, now=now, role=role))
+
+
 def _raise_unless(decision: subs.Decision) -> None:
     if not decision.ok:
         raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)

@@ -1,0 +1,82 @@
+"""Which action each API route is (tenant/rbac.py decides which roles may do it), and
+the CSRF check for cookie sessions. Portal users come through sessions; integrations
+with a tenant API key act for the owner; devices are limited to the edge endpoints."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from cloud_api.errors import Forbidden
+from tenant.rbac import can
+from tenant.security import check_csrf, check_origin
+
+# (method, route path) → action; every GET is "read". A write route missing here is
+# refused to portal users (tests/test_users.py checks that every write route is mapped).
+WRITE_ACTIONS: dict[tuple[str, str], str] = {
+    **{
+        ("POST", f"/api/v1/{path}"): "masterdata.write"
+        for path in (
+            "items",
+            "locations",
+            "customers",
+            "suppliers",
+            "work-centers",
+            "operators",
+            "operator-grades",
+            "boms",
+            "boms/{item}/{version}/activate",
+        )
+    },
+    ("POST", "/api/v1/edge/events"): "stock.post",
+    ("POST", "/api/v1/edge/heartbeat"): "stock.post",
+    ("POST", "/api/v1/exceptions/{event_id}/repost"): "stock.post",
+    ("POST", "/api/v1/exceptions/{event_id}/void"): "stock.post",
+    **{
+        ("POST", f"/api/v1/work-orders{path}"): "production.write"
+        for path in ("", "/{code}/release", "/{code}/cancel", "/{code}/close")
+    },
+    ("POST", "/api/v1/periods/{code}/close"): "period.close",
+    ("POST", "/api/v1/periods/{code}/reopen"): "period.reopen",
+    ("PATCH", "/api/v1/settings"): "settings.write",
+    ("POST", "/api/v1/devices/enrollment-codes"): "devices.manage",
+    ("POST", "/api/v1/devices/{device_id}/rotate"): "devices.manage",
+    ("POST", "/api/v1/devices/{device_id}/revoke"): "devices.manage",
+    ("POST", "/api/v1/users"): "users.manage",
+    ("POST", "/api/v1/logout"): "session",
+    ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
+}
+CSRF_HEADER = "X-CSRF-Token"
+API_PREFIX = "/api/v1"
+
+
+def action_of(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    if not path.startswith(API_PREFIX):  # the route as its router declared it
+        path = API_PREFIX + path
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    return WRITE_ACTIONS.get((request.method, path), "unmapped")
+
+
+def require_role(request: Request, role: str) -> None:
+    action = action_of(request)
+    if not can(role, action):
+        raise Forbidden("forbidden", f"the role {role} may not do this ({action})")
+
+
+def require_csrf(request: Request, session_token: str, secret: str) -> None:
+    """Writes with a session cookie carry the session's CSRF token in a header and, if
+    the browser says where it comes from, come from this origin."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    allowed = f"{request.url.scheme}://{request.url.netloc}"
+    if not check_csrf(session_token, request.headers.get(CSRF_HEADER), secret) or not (
+        check_origin(
+            request.headers.get("origin"),
+            request.headers.get("sec-fetch-site"),
+            allowed,
+            allow_missing=True,
+        )
+    ):
+        raise Forbidden("csrf_failed", "missing or wrong CSRF token, or a foreign origin")

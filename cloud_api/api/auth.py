@@ -1,0 +1,165 @@
+"""Portal sign-up, login, logout, who am I, and the tenant's users. Sessions live in
+an `__Host-session` cookie (HttpOnly, Secure, SameSite=Lax); every write with it needs
+the session's CSRF token in the X-CSRF-Token header (cloud_api/api/access.py)."""
+
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud_api.domain.clock import now_utc
+from cloud_api.errors import ErpError
+from cloud_api.services import users
+from cloud_api.services.subscriptions import Refused
+from tenant.security import (
+    LOGIN_FAILED_MESSAGE,
+    clear_session_cookie,
+    csrf_token,
+    session_cookie,
+)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Password = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class SignUp(_In):
+    company: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Email
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    password: Password
+
+
+class LogIn(_In):
+    email: Annotated[str, Field(min_length=1, max_length=254)]
+    password: Password
+    tenant: Annotated[str, Field(max_length=64)] | None = None  # a slug, for several
+
+
+class MemberAdd(_In):
+    email: Email
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Annotated[str, Field(max_length=16)]
+    password: Password
+
+
+class RoleChange(_In):
+    role: Annotated[str, Field(max_length=16)]
+
+
+def router(tenant_dep: Any) -> APIRouter:
+    r = APIRouter()
+
+    def _pepper(request: Request) -> str:
+        return request.app.state.settings.api_key_pepper  # type: ignore[no-any-return]
+
+    def _start(response: Response, request: Request, token: str) -> str:
+        response.set_cookie(**session_cookie(token))
+        return csrf_token(token, _pepper(request))
+
+    @r.post("/signup", status_code=201)
+    def sign_up(body: SignUp, request: Request, response: Response) -> dict[str, Any]:
+        """A new company: its tenant on a 14-day trial, the owner, and a session."""
+        tenant, token = users.sign_up(
+            request.app.state.db,
+            body.company,
+            body.email,
+            body.name,
+            body.password,
+            _pepper(request),
+            now_utc(),
+        )
+        return {
+            "tenant_id": str(tenant.id),
+            "slug": tenant.slug,
+            "api_key": tenant.api_key,
+            "csrf_token": _start(response, request, token),
+        }
+
+    @r.post("/login")
+    def log_in(body: LogIn, request: Request, response: Response) -> dict[str, Any]:
+        throttle = request.app.state.login_throttle
+        ip = request.client.host if request.client else "unknown"
+        decision = throttle.check(body.email, ip, time.monotonic())
+        if not decision.ok:
+            raise Refused(
+                429, "login_throttled", LOGIN_FAILED_MESSAGE, int(decision.retry_after_s) + 1
+            )
+        try:
+            tenant_id, token = users.log_in(
+                request.app.state.db, body.email, body.password, body.tenant, now_utc()
+            )
+        except ErpError:
+            throttle.record_failure(body.email, time.monotonic())
+            raise
+        throttle.record_success(body.email, time.monotonic())
+        return {"tenant_id": str(tenant_id), "csrf_token": _start(response, request, token)}
+
+    @r.post("/logout")
+    def log_out(
+        request: Request, response: Response, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, Any]:
+        with request.app.state.db.begin() as conn:
+            users.log_out(conn, request.state.session_hash, now_utc())
+        response.set_cookie(**clear_session_cookie())
+        return {"signed_out": True}
+
+    @r.get("/me")
+    def me(request: Request, tenant: Annotated[Any, Depends(tenant_dep)]) -> dict[str, Any]:
+        token = request.cookies.get("__Host-session", "")
+        return {
+            "tenant_id": str(tenant.id),
+            "user_id": str(getattr(request.state, "user_id", "") or ""),
+            "role": getattr(request.state, "role", "owner"),
+            "csrf_token": csrf_token(token, _pepper(request)) if token else None,
+        }
+
+    @r.get("/users")
+    def list_users(
+        request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> list[dict[str, Any]]:
+        with request.app.state.db.connect() as conn:
+            return users.members(conn, tenant.id)
+
+    @r.post("/users", status_code=201)
+    def add_user(
+        body: MemberAdd, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, Any]:
+        with request.app.state.db.begin() as conn:
+            user_id = users.add_member(
+                conn,
+                tenant.id,
+                body.email,
+                body.name,
+                body.role,
+                body.password,
+                now_utc(),
+                getattr(request.state, "user_id", None),
+            )
+        return {"user_id": str(user_id), "role": body.role}
+
+    @r.patch("/users/{user_id}")
+    def change_role(
+        user_id: uuid.UUID,
+        body: RoleChange,
+        request: Request,
+        tenant: Annotated[Any, Depends(tenant_dep)],
+    ) -> dict[str, Any]:
+        with request.app.state.db.begin() as conn:
+            users.change_role(
+                conn,
+                tenant.id,
+                user_id,
+                body.role,
+                now_utc(),
+                getattr(request.state, "user_id", None),
+            )
+        return {"user_id": str(user_id), "role": body.role}
+
+    return r

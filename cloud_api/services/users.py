@@ -1,0 +1,233 @@
+"""Portal users: sign-up, password login, sessions, memberships. The rules (argon2id,
+policy, session times, throttling) are pure, in tenant/security; this keeps their state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from cloud_api.db import models as m
+from cloud_api.errors import Conflict, NotFound, Rejected, Unauthorized
+from cloud_api.services import subscriptions
+from cloud_api.services.devices import audit
+from cloud_api.services.tenants import NewTenant, create_tenant
+from tenant.plans import check_limit
+from tenant.rbac import ROLES
+from tenant.security import (
+    LOGIN_FAILED_MESSAGE,
+    SessionTimes,
+    WeakPassword,
+    check_password_policy,
+    hash_password,
+    new_session_token,
+    token_hash,
+    verify_or_dummy,
+)
+
+T = m.SQLModel.metadata.tables
+TIMES = SessionTimes()
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    role: str
+    session_hash: str
+
+
+def _email(text: str) -> str:
+    return text.strip().lower()
+
+
+def _checked_password(password: str, email: str, company: str | None = None) -> str:
+    try:
+        check_password_policy(password, email=email, company=company)
+    except WeakPassword as error:
+        raise Rejected("weak_password", error.message, reason=error.reason) from error
+    return hash_password(password)
+
+
+def sign_up(
+    db: Engine, company: str, email: str, name: str, password: str, pepper: str, now: datetime
+) -> tuple[NewTenant, str]:
+    """A new tenant on a 14-day trial, its owner, and a first session."""
+    email = _email(email)
+    password_hash = _checked_password(password, email, company)
+    with db.connect() as conn:
+        if _user_by_email(conn, email) is not None:
+            raise Conflict("email_taken", "an account with this email exists; sign in instead")
+    slug = "t-" + uuid.uuid4().hex[:12]
+    tenant = create_tenant(db, slug, company, pepper, plan_code="starter", trial=True)
+    with db.begin() as conn:
+        user_id = _insert_user(conn, email, name, password_hash, now)
+        _add_membership(conn, tenant.id, user_id, "owner", now)
+        token = create_session(conn, tenant.id, user_id, now)
+        audit(conn, tenant.id, now, ("user", str(user_id)), "tenant.sign_up", company)
+    return tenant, token
+
+
+def _user_by_email(conn: Connection, email: str) -> Any:
+    u = T["app_user"]
+    return conn.execute(select(u).where(u.c.email == email)).first()
+
+
+def _insert_user(
+    conn: Connection, email: str, name: str, password_hash: str, now: datetime
+) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    conn.execute(
+        insert(T["app_user"]).values(
+            id=user_id, email=email, name=name, password_hash=password_hash, created_at=now
+        )
+    )
+    return user_id
+
+
+def _add_membership(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(T["membership"]).values(
+            tenant_id=tenant_id, user_id=user_id, role=role, created_at=now
+        )
+    )
+
+
+def log_in(
+    db: Engine, email: str, password: str, tenant_slug: str | None, now: datetime
+) -> tuple[uuid.UUID, str]:
+    """(tenant id, session token) for the right password; the same 401 for an unknown
+    user, a wrong password or no membership, at the same cost."""
+    email = _email(email)
+    with db.begin() as conn:
+        user = _user_by_email(conn, email)
+        ok, new_hash = verify_or_dummy(user.password_hash if user else None, password)
+        if user is None or not ok:
+            raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
+        if new_hash is not None:  # parameters went up since: rehash now
+            u = T["app_user"]
+            conn.execute(update(u).where(u.c.id == user.id).values(password_hash=new_hash))
+        tenant_id = _tenant_of(conn, user.id, tenant_slug)
+        if tenant_id is None:
+            raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
+        token = create_session(conn, tenant_id, user.id, now)
+        audit(conn, tenant_id, now, ("user", str(user.id)), "user.log_in")
+    return tenant_id, token
+
+
+def _tenant_of(conn: Connection, user_id: uuid.UUID, slug: str | None) -> uuid.UUID | None:
+    ms, t = T["membership"], T["tenant"]
+    query = (
+        select(ms.c.tenant_id)
+        .join(t, t.c.id == ms.c.tenant_id)
+        .where(ms.c.user_id == user_id)
+        .order_by(ms.c.created_at)
+    )
+    if slug:
+        query = query.where(t.c.slug == slug)
+    return conn.scalar(query.limit(1))
+
+
+def create_session(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> str:
+    token = new_session_token()
+    conn.execute(
+        insert(T["user_session"]).values(
+            tenant_id=tenant_id,
+            token_hash=token_hash(token),
+            user_id=user_id,
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    return token
+
+
+def principal(conn: Connection, token: str, now: datetime) -> Principal:
+    """The live session's user, tenant and current role (read each request, so a role
+    change applies at once); 401 for an unknown, revoked or timed-out session."""
+    s, ms = T["user_session"], T["membership"]
+    row = conn.execute(
+        select(s, ms.c.role)
+        .join(ms, (ms.c.tenant_id == s.c.tenant_id) & (ms.c.user_id == s.c.user_id))
+        .where(s.c.token_hash == token_hash(token))
+    ).first()
+    if (
+        row is None
+        or row.revoked_at is not None
+        or TIMES.state(row.created_at, row.last_seen_at, now) != "live"
+    ):
+        raise Unauthorized("session_expired", "sign in again")
+    if TIMES.should_touch(row.last_seen_at, now):
+        conn.execute(update(s).where(s.c.token_hash == row.token_hash).values(last_seen_at=now))
+    return Principal(row.tenant_id, row.user_id, row.role, row.token_hash)
+
+
+def log_out(conn: Connection, session_hash: str, now: datetime) -> None:
+    s = T["user_session"]
+    conn.execute(update(s).where(s.c.token_hash == session_hash).values(revoked_at=now))
+
+
+def add_member(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    now: datetime,
+    by: uuid.UUID | None,
+) -> uuid.UUID:
+    """A user joins the tenant with a role (created when new); the plan's seats are a
+    hard limit."""
+    if role not in ROLES:
+        raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
+    ms = T["membership"]
+    seats = conn.scalar(select(func.count()).where(ms.c.tenant_id == tenant_id))
+    exceeded = check_limit(subscriptions.plan_of(conn, tenant_id), "users", int(seats or 0))
+    if exceeded is not None:
+        raise subscriptions.Refused(402, exceeded.code, exceeded.message)
+    email = _email(email)
+    user = _user_by_email(conn, email)
+    user_id = (
+        user.id
+        if user
+        else _insert_user(conn, email, name, _checked_password(password, email), now)
+    )
+    if conn.scalar(select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)):
+        raise Conflict("already_member", f"{email} is already a member")
+    _add_membership(conn, tenant_id, user_id, role, now)
+    audit(conn, tenant_id, now, ("user", str(by)), "member.add", f"{email} as {role}")
+    return user_id
+
+
+def change_role(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, now: datetime, by: Any
+) -> None:
+    if role not in ROLES:
+        raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
+    ms = T["membership"]
+    changed = conn.execute(
+        update(ms).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id).values(role=role)
+    ).rowcount
+    if not changed:
+        raise NotFound("unknown_member", f"no member {user_id} in this tenant")
+    audit(conn, tenant_id, now, ("user", str(by)), "member.role", f"{user_id} → {role}")
+
+
+def members(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    ms, u = T["membership"], T["app_user"]
+    rows = conn.execute(
+        select(u.c.id, u.c.email, u.c.name, ms.c.role)
+        .join(ms, ms.c.user_id == u.c.id)
+        .where(ms.c.tenant_id == tenant_id)
+        .order_by(u.c.email)
+    )
+    return [{"id": str(r.id), "email": r.email, "name": r.name, "role": r.role} for r in rows]

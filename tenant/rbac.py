@@ -1,0 +1,46 @@
+"""Who may do what (SAAS.md's RBAC matrix), as data. Pure: the API maps each route to
+an action and asks `can(role, action)`.
+
+Actions:
+- read              every GET (reports, lists, the cost report...)
+- masterdata.write  items, locations, BOMs, work centres, operators, parties
+- stock.post        post events (stock movements, completions, labour), re-post or void
+                    a held one
+- production.write  work orders: create, release, cancel, close
+- period.close      close a fiscal period
+- period.reopen     reopen one (owner only; audited)
+- settings.write    the tenant's production and costing settings
+- devices.manage    enrollment codes, key rotation, revocation
+- users.manage      invite, change role, remove; billing and plan
+"""
+
+from __future__ import annotations
+
+ROLES = (
+    "owner",
+    "finance_mgr",
+    "accountant",
+    "warehouse",
+    "production",
+    "viewer",
+    "auditor",
+)
+EVERYONE = frozenset(ROLES)
+
+ACTIONS: dict[str, frozenset[str]] = {
+    "read": EVERYONE,
+    "masterdata.write": frozenset({"owner", "warehouse", "production"}),
+    "stock.post": frozenset({"owner", "warehouse", "production"}),
+    "production.write": frozenset({"owner", "production"}),
+    "period.close": frozenset({"owner", "finance_mgr"}),
+    "period.reopen": frozenset({"owner"}),
+    "settings.write": frozenset({"owner"}),
+    "devices.manage": frozenset({"owner", "warehouse", "production"}),
+    "users.manage": frozenset({"owner"}),
+    "session": EVERYONE,  # signing out
+}
+
+
+def can(role: str, action: str) -> bool:
+    """Unknown actions are refused: a route nobody mapped is nobody's."""
+    return role in ACTIONS.get(action, frozenset())

@@ -1,0 +1,200 @@
+"""Portal users (SAAS.md cases 13, 18, 19 and the RBAC matrix): sign-up on a trial,
+login with the same answer for unknown user and wrong password, the `__Host-` session
+cookie, CSRF on every write, logout, throttling, roles applied on the next request,
+the plan's seats, and every write route mapped to an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from cloud_api.api.access import WRITE_ACTIONS
+from cloud_api.api.app import create_app
+from cloud_api.settings import get_settings
+
+PASSWORD = "tiger-lily walks 42 oak benches"
+
+
+class Browser:
+    """A portal user's browser: HTTPS (the cookie is Secure), cookies kept, the CSRF
+    token sent on writes as the portal's pages will."""
+
+    def __init__(self, db: Engine) -> None:
+        self.client = TestClient(create_app(get_settings(), db), base_url="https://testserver")
+        self.csrf: str | None = None
+
+    def call(self, method: str, path: str, csrf: bool = True, **kw: Any) -> Any:
+        headers = kw.pop("headers", {})
+        if csrf and self.csrf and method != "GET":
+            headers["X-CSRF-Token"] = self.csrf
+        response = self.client.request(method, "/api/v1" + path, headers=headers, **kw)
+        if response.status_code < 300 and isinstance(body := _json(response), dict):
+            self.csrf = body.get("csrf_token", self.csrf)
+        return response
+
+    def sign_up(self, email: str, company: str = "Oak & Pine") -> dict[str, Any]:
+        response = self.call(
+            "POST",
+            "/signup",
+            json={"company": company, "email": email, "name": "Owner", "password": PASSWORD},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def log_in(self, email: str, password: str = PASSWORD) -> Any:
+        return self.call("POST", "/login", json={"email": email, "password": password})
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _email(tag: str) -> str:
+    import uuid
+
+    return f"{tag}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+def test_sign_up_starts_a_trial_with_an_owner_session(db: Engine) -> None:
+    owner = Browser(db)
+    body = owner.sign_up(_email("owner"))
+    cookie = owner.client.cookies.jar
+    (session,) = [c for c in cookie if c.name == "__Host-session"]
+    assert session.secure and session.path == "/" and not session.domain_specified
+    assert owner.call("GET", "/me").json()["role"] == "owner"
+    sub = owner.call("GET", "/subscription").json()
+    assert sub["state"] == "trialing" and sub["banner"]
+    assert body["api_key"].startswith("tk_")
+    item = {"code": "RAW", "name": "Board", "kind": "raw"}
+    assert owner.call("POST", "/items", json=item).status_code == 201
+
+
+def test_weak_passwords_and_taken_emails_are_refused(db: Engine) -> None:
+    browser = Browser(db)
+    weak = browser.call(
+        "POST",
+        "/signup",
+        json={"company": "X", "email": _email("w"), "name": "W", "password": "password123"},
+    )
+    assert weak.status_code == 422 and weak.json()["code"] == "weak_password"
+    email = _email("taken")
+    browser.sign_up(email)
+    again = Browser(db).call(
+        "POST", "/signup", json={"company": "Y", "email": email, "name": "Y", "password": PASSWORD}
+    )
+    assert again.status_code == 409 and again.json()["code"] == "email_taken"
+
+
+def test_login_answers_alike_rotates_the_session_and_logout_ends_it(db: Engine) -> None:
+    email = _email("owner")
+    first = Browser(db)
+    first.sign_up(email)
+    old_cookie = first.client.cookies.get("__Host-session")
+    stranger, wrong = Browser(db).log_in(_email("nobody")), Browser(db).log_in(email, "nope")
+    assert stranger.status_code == wrong.status_code == 401
+    assert stranger.json()["detail"] == wrong.json()["detail"]
+    again = Browser(db)
+    assert again.log_in(email).status_code == 200
+    assert again.client.cookies.get("__Host-session") != old_cookie  # a new session id
+    assert again.call("POST", "/logout").status_code == 200
+    assert first.call("POST", "/logout").status_code == 200
+    # the old cookie, replayed after logout
+    after = Browser(db).client.request(
+        "GET", "/api/v1/me", headers={"Cookie": f"__Host-session={old_cookie}"}
+    )
+    assert after.status_code == 401
+
+
+def test_writes_need_the_csrf_token_and_our_origin(db: Engine) -> None:
+    owner = Browser(db)
+    owner.sign_up(_email("owner"))
+    item = {"code": "RAW", "name": "Board", "kind": "raw"}
+    missing = owner.call("POST", "/items", csrf=False, json=item)
+    assert missing.status_code == 403 and missing.json()["code"] == "csrf_failed"
+    forged = owner.call("POST", "/items", csrf=False, json=item, headers={"X-CSRF-Token": "x"})
+    assert forged.status_code == 403
+    foreign = owner.call("POST", "/items", json=item, headers={"Origin": "https://evil.test"})
+    assert foreign.status_code == 403
+    assert owner.call("POST", "/items", json=item).status_code == 201
+    assert owner.call("GET", "/items").status_code == 200  # reads need no token
+
+
+def test_roles_limit_what_members_do_and_a_downgrade_applies_at_once(db: Engine) -> None:
+    owner = Browser(db)
+    owner.sign_up(_email("owner"))
+    members: dict[str, str] = {}
+    for role in ("viewer", "warehouse"):
+        email = _email(role)
+        added = owner.call(
+            "POST",
+            "/users",
+            json={"email": email, "name": role, "role": role, "password": PASSWORD},
+        )
+        assert added.status_code == 201, added.text
+        members[role] = added.json()["user_id"]
+        members[role + "_email"] = email
+    viewer, clerk = Browser(db), Browser(db)
+    assert viewer.log_in(members["viewer_email"]).status_code == 200
+    assert clerk.log_in(members["warehouse_email"]).status_code == 200
+    item = {"code": "RAW", "name": "Board", "kind": "raw"}
+    denied = viewer.call("POST", "/items", json=item)
+    assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
+    assert viewer.call("GET", "/items").status_code == 200
+    assert clerk.call("POST", "/items", json=item).status_code == 201
+    assert clerk.call("POST", "/periods/2026-01/close").status_code == 403
+    assert clerk.call("POST", "/users", json={}).status_code in (403, 422)
+    assert clerk.call("PATCH", "/settings", json={}).status_code == 403
+    self_promotion = viewer.call("PATCH", f"/users/{members['viewer']}", json={"role": "owner"})
+    assert self_promotion.status_code == 403
+    downgrade = owner.call("PATCH", f"/users/{members['warehouse']}", json={"role": "viewer"})
+    assert downgrade.status_code == 200
+    item2 = {"code": "RAW2", "name": "Board", "kind": "raw"}
+    assert clerk.call("POST", "/items", json=item2).status_code == 403  # next request
+
+
+def test_seats_are_a_hard_plan_limit(db: Engine) -> None:
+    owner = Browser(db)
+    owner.sign_up(_email("owner"))  # a trial: 3 users
+    statuses = [
+        owner.call(
+            "POST",
+            "/users",
+            json={"email": _email(f"u{n}"), "name": "U", "role": "viewer", "password": PASSWORD},
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [201, 201, 402]
+
+
+def test_six_bad_passwords_back_off_and_the_hourly_cap_holds(db: Engine) -> None:
+    email = _email("owner")
+    Browser(db).sign_up(email)
+    browser = Browser(db)
+    codes = [browser.log_in(email, "wrong password").status_code for _ in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 429
+    refused = browser.log_in(email)  # even the right password waits out the backoff
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_every_write_route_is_mapped_to_an_action(db: Engine) -> None:
+    app = create_app(get_settings(), db)
+    open_routes = {
+        ("POST", "/api/v1/signup"),
+        ("POST", "/api/v1/login"),
+        ("POST", "/api/v1/devices/enroll"),
+    }
+    writes = {
+        (method, route.path)
+        for route in app.routes
+        for method in getattr(route, "methods", set())
+        if route.path.startswith("/api/v1") and method not in ("GET", "HEAD")
+    }
+    unmapped = writes - set(WRITE_ACTIONS) - open_routes
+    assert unmapped == set()
