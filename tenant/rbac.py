@@ -12,6 +12,7 @@ Actions:
 - settings.write    the tenant's production and costing settings
 - devices.manage    enrollment codes, key rotation, revocation
 - users.manage      invite, change role, remove; billing and plan
+- export            the tenant's export and the audit log (reads, but not for every role)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "settings.write": frozenset({"owner"}),
     "devices.manage": frozenset({"owner", "warehouse", "production"}),
     "users.manage": frozenset({"owner"}),
+    "export": frozenset({"owner", "finance_mgr", "auditor"}),
     "session": EVERYONE,  # signing out
 }
 

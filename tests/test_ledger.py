@@ -242,7 +242,7 @@ def test_closed_period_holds_the_event_and_reopen_lets_it_post(api: Api) -> None
     (held,) = api.events(ev)
     assert (held["status"], held["code"]) == ("held", "period_closed")
     assert api.balances() == {}
-    api.post("/periods/2026-03/reopen")
+    assert api.post("/periods/2026-03/reopen", json={"reason": "late invoice"}).status_code == 200
     assert api.post(f"/exceptions/{ev['event_id']}/repost").json()["status"] == "posted"
 
 

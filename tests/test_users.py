@@ -198,3 +198,51 @@ def test_every_write_route_is_mapped_to_an_action(db: Engine) -> None:
     }
     unmapped = writes - set(WRITE_ACTIONS) - open_routes
     assert unmapped == set()
+
+
+def test_export_holds_all_of_the_tenant_and_nothing_of_another(db: Engine) -> None:
+    import csv
+    import io
+    import zipfile
+
+    from tests.conftest import Api
+    from tests.factory import receipt, setup_workshop
+
+    a, b = Api(db), Api(db)
+    for api in (a, b):  # identical codes in both
+        setup_workshop(api)
+        api.events(receipt(1, "RAW", "5", "2"))
+    assert a.post("/periods/2026-01/close").status_code == 200
+    refused = a.post("/periods/2026-01/reopen", json={})
+    assert refused.status_code == 422  # a reason is required
+    assert a.post("/periods/2026-01/reopen", json={"reason": "late bill"}).status_code == 200
+    response = a.get("/export")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    manifest = __import__("json").loads(archive.read("manifest.json"))
+    assert manifest["tables"]["item"] == 4 and manifest["tables"]["stock_move"] == 1
+    b_id, a_id = str(b.tenant.id), str(a.tenant.id)
+    for name in archive.namelist():
+        text = archive.read(name).decode()
+        assert b_id not in text, name
+        if name.endswith(".csv"):
+            rows = list(csv.DictReader(io.StringIO(text)))
+            assert all(r["tenant_id"] == a_id for r in rows), name
+    audit = [row["action"] for row in a.get("/audit-log").json()]
+    assert "period.reopen" in audit and "period.close" in audit
+    assert "late bill" in archive.read("audit_log.csv").decode()
+
+
+def test_only_owner_finance_and_auditor_export(db: Engine) -> None:
+    owner = Browser(db)
+    owner.sign_up(_email("owner"))
+    email = _email("clerk")
+    owner.call(
+        "POST",
+        "/users",
+        json={"email": email, "name": "C", "role": "warehouse", "password": PASSWORD},
+    )
+    clerk = Browser(db)
+    clerk.log_in(email)
+    assert clerk.call("GET", "/export").status_code == 403
+    assert owner.call("GET", "/export").status_code == 200

@@ -45,6 +45,8 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/logout"): "session",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
 }
+# reads that not every role may do
+READ_ACTIONS = {"/api/v1/export": "export", "/api/v1/audit-log": "export"}
 CSRF_HEADER = "X-CSRF-Token"
 API_PREFIX = "/api/v1"
 
@@ -55,7 +57,7 @@ def action_of(request: Request) -> str:
     if not path.startswith(API_PREFIX):  # the route as its router declared it
         path = API_PREFIX + path
     if request.method in ("GET", "HEAD", "OPTIONS"):
-        return "read"
+        return READ_ACTIONS.get(path, "read")
     return WRITE_ACTIONS.get((request.method, path), "unmapped")
 
 

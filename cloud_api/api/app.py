@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from sqlalchemy import Connection, Engine, select
 
 from cloud_api.api import access, auth, problems, schemas
@@ -20,6 +20,7 @@ from cloud_api.services import (
     boms,
     devices,
     edge,
+    export,
     masterdata,
     reports,
     subscriptions,
@@ -114,6 +115,17 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
 
 
 TenantDep = Annotated[TenantContext, Depends(current_tenant)]
+
+
+def _actor(request: Request) -> tuple[str, str]:
+    """Who the audit log names: the signed-in user, the device, or the API key."""
+    user_id = getattr(request.state, "user_id", None)
+    if user_id is not None:
+        return ("user", str(user_id))
+    device_id = getattr(request.state, "device_id", None)
+    return ("device", str(device_id)) if device_id is not None else ("api_key", "tenant")
+
+
 DEVICE_KEY_PREFIX = "dk_live_"
 # What a device key may call (SAAS.md: scopes events:post, work_orders:read, items:read)
 DEVICE_PATHS = frozenset(
@@ -299,16 +311,48 @@ def _master_data_routes(r: APIRouter) -> None:
             return masterdata.list_rows(conn, tenant, "account")
 
     @r.post("/periods/{code}/close")
-    def close_period(code: str, tenant: TenantDep, db: DbDep) -> dict[str, str]:
+    def close_period(code: str, tenant: TenantDep, db: DbDep, request: Request) -> dict[str, str]:
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "closed")
+            devices.audit(conn, tenant.id, now_utc(), _actor(request), "period.close", code)
         return {"period": code, "status": "closed"}
 
     @r.post("/periods/{code}/reopen")
-    def reopen_period(code: str, tenant: TenantDep, db: DbDep) -> dict[str, str]:
+    def reopen_period(
+        code: str, body: schemas.PeriodReopen, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, str]:
+        """Reopen a closed period: the owner only, with the reason, audited."""
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "open")
-        return {"period": code, "status": "open"}
+            devices.audit(
+                conn,
+                tenant.id,
+                now_utc(),
+                _actor(request),
+                "period.reopen",
+                code,
+                detail=body.reason,
+            )
+        return {"period": code, "status": "open", "reason": body.reason}
+
+    @r.get("/audit-log")
+    def audit_log(tenant: TenantDep, db: DbDep, limit: int = 1000) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return export.audit_rows(conn, tenant.id, min(max(limit, 1), 10_000))
+
+    @r.get("/export")
+    def export_tenant(tenant: TenantDep, db: DbDep) -> Response:
+        """All of the tenant's rows, a CSV per table (the audit log included) in a zip,
+        with nothing of any other tenant."""
+        with db.connect() as conn:
+            if conn.dialect.name == "postgresql":  # one snapshot
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            body = export.tenant_zip(conn, tenant.id)
+        return Response(
+            body,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="export-{tenant.id}.zip"'},
+        )
 
 
 def _work_order_routes(r: APIRouter) -> None:

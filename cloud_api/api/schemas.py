@@ -243,3 +243,7 @@ class EnrollmentCodeCreate(_In):
 class DeviceEnroll(_In):
     code: Annotated[str, Field(min_length=1, max_length=64)]
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")]
+
+
+class PeriodReopen(_In):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
