@@ -107,6 +107,32 @@ def tenant_tick(database_url: DbUrl = None) -> None:
         typer.echo(f"{tenant_id} {move.from_state} -> {move.to_state} ({move.reason})")
 
 
+@tenant_app.command("record-payment")
+def tenant_record_payment(
+    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    invoice: Annotated[str, typer.Argument(help="The invoice number, e.g. INV-202612-0001.")],
+    reference: Annotated[str, typer.Option(help="The bank transfer's reference.")],
+    database_url: DbUrl = None,
+) -> None:
+    """Record a bank transfer received for a subscription invoice: the invoice is paid
+    and the subscription active for its period."""
+    from cloud_api.db.engine import make_engine
+    from cloud_api.domain.clock import now_utc
+    from cloud_api.errors import ErpError
+    from cloud_api.services.billing import record_payment
+    from cloud_api.services.tenants import tenant_by_slug
+
+    db = make_engine(database_url or get_settings().database_url)
+    try:
+        tenant = tenant_by_slug(db, slug)
+        with db.begin() as conn:
+            sub = record_payment(conn, tenant.id, invoice, reference, now_utc())
+    except ErpError as error:
+        typer.echo(f"error [{error.code}]: {error.message}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"{invoice} paid; {slug} is {sub.state} until {sub.current_period_end}")
+
+
 @app.command()
 def reconcile(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")], database_url: DbUrl = None

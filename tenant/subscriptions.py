@@ -236,18 +236,25 @@ def set_payment_method(sub: Subscription, present: bool, now: datetime) -> Outco
 # -- billing events ------------------------------------------------------------------------
 
 
-def record_payment(sub: Subscription, now: datetime, period_days: int = PERIOD_DAYS) -> Outcome:
-    """An invoice was paid: active, with a new period [now, now + period_days)."""
+def record_payment(
+    sub: Subscription,
+    now: datetime,
+    period_days: int = PERIOD_DAYS,
+    period_start: datetime | None = None,
+) -> Outcome:
+    """An invoice was paid: active, with a new period [start, start + period_days), where
+    start is the invoice's period start when it was paid ahead, else now."""
     if period_days < 1:
         raise ValueError(f"period_days must be >= 1, not {period_days}")
+    start = max(now, period_start) if period_start is not None else now
     sub, done = advance(sub, now)
     sub, moved = _move(
         sub,
         "payment_recorded",
         ACTIVE,
         now,
-        current_period_start=now,
-        current_period_end=now + timedelta(days=period_days),
+        current_period_start=start,
+        current_period_end=start + timedelta(days=period_days),
         past_due_since=None,
     )
     return sub, [*done, moved]

@@ -230,3 +230,33 @@ def test_the_scheduled_tick_applies_due_transitions_once_and_audits_them(db: Eng
     assert again == []
     refused = api.post("/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
     assert refused.status_code == 402 and int(refused.headers["Retry-After"]) > 0
+
+
+def test_renewal_invoice_overdue_then_paid_by_transfer(db: Engine) -> None:
+    from cloud_api.services.billing import record_payment
+    from cloud_api.services.subscriptions import tick_all
+
+    api = Api(db)  # active on pro, a period of 30 days from now
+    start = now_utc()
+    _set_subscription(
+        api, lambda sub: subs.record_payment(subs.start_checkout("starter", start)[0], start)[0]
+    )
+    tick_all(db, start + timedelta(days=22))  # 8 days before the end: nothing yet
+    assert api.get("/subscription/invoices").json() == []
+    tick_all(db, start + timedelta(days=24))  # 6 days before: the renewal invoice
+    (invoice,) = api.get("/subscription/invoices").json()
+    assert (invoice["net"], invoice["vat"], invoice["total"]) == ("299.00", "17.94", "316.94")
+    assert invoice["status"] == "open"
+    tick_all(db, start + timedelta(days=25))  # issued once per period
+    assert len(api.get("/subscription/invoices").json()) == 1
+    tick_all(db, start + timedelta(days=30, seconds=1))  # due and unpaid: past due
+    assert api.get("/subscription").json()["state"] == "past_due"
+    paid_at = start + timedelta(days=31)
+    with db.begin() as conn:
+        sub = record_payment(conn, api.tenant.id, invoice["number"], "BOC-7788", paid_at)
+    assert sub.state == "active" and sub.current_period_end == paid_at + timedelta(days=30)
+    (paid,) = api.get("/subscription/invoices").json()
+    assert paid["status"] == "paid" and paid["payment_reference"] == "BOC-7788"
+    with db.begin() as conn, pytest.raises(Exception, match="is paid"):
+        record_payment(conn, api.tenant.id, invoice["number"], "again", paid_at)
+    assert "invoice.paid" in _audit_actions(api) and "invoice.overdue" in _audit_actions(api)

@@ -46,7 +46,11 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
 }
 # reads that not every role may do
-READ_ACTIONS = {"/api/v1/export": "export", "/api/v1/audit-log": "export"}
+READ_ACTIONS = {
+    "/api/v1/export": "export",
+    "/api/v1/audit-log": "export",
+    "/api/v1/subscription/invoices": "users.manage",  # billing: the owner's
+}
 CSRF_HEADER = "X-CSRF-Token"
 API_PREFIX = "/api/v1"
 

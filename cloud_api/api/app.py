@@ -17,6 +17,7 @@ from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Forbidden, Unauthorized
 from cloud_api.services import (
+    billing,
     boms,
     devices,
     edge,
@@ -476,6 +477,13 @@ def _device_routes(r: APIRouter) -> None:
     def read_subscription(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         with db.connect() as conn:
             return subscriptions.describe(conn, tenant, now_utc())
+
+    @r.get("/subscription/invoices")
+    def subscription_invoices(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        """What the platform billed: the bank details and invoice number to quote are
+        on each; a transfer is recorded by an operator (`erp tenant record-payment`)."""
+        with db.connect() as conn:
+            return billing.invoices(conn, tenant.id)
 
 
 def _bom_routes(r: APIRouter) -> None:

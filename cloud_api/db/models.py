@@ -752,3 +752,24 @@ class UserSession(SQLModel, table=True):
     created_at: datetime
     last_seen_at: datetime
     revoked_at: datetime | None = None
+
+
+class SubscriptionInvoice(SQLModel, table=True):
+    """What the platform bills a tenant for a period of its subscription."""
+
+    __tablename__ = "subscription_invoice"
+    __table_args__ = (UniqueConstraint("tenant_id", "number", name="uq_subscription_invoice"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True)
+    number: str = Field(max_length=32)
+    plan_code: str = Field(max_length=16)
+    period_start: datetime
+    period_end: datetime
+    net: Decimal = _money()
+    vat: Decimal = _money()
+    currency: str = Field(default="CNY", max_length=3)
+    status: str = Field(default="open", max_length=8)  # open, paid, void
+    issued_at: datetime
+    due_at: datetime
+    paid_at: datetime | None = None
+    payment_reference: str | None = Field(default=None, max_length=64)

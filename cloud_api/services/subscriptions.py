@@ -116,10 +116,13 @@ def describe(conn: Connection, tenant: TenantContext, now: datetime) -> dict[str
 
 
 def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
-    """The scheduled job: apply the time-driven transitions that are due (trial end,
-    grace expiry, checkout expiry, the canceled lock and purge dates) to every tenant,
-    each in its own transaction, and audit each one. Requests apply them lazily too
-    (allows() advances first); this makes the stored state and the audit trail follow."""
+    """The scheduled job: issue the renewal invoices that are due, mark the active
+    subscriptions whose invoice is overdue past due, and apply the time-driven
+    transitions (trial end, grace expiry, checkout expiry, the canceled lock and purge
+    dates) to every tenant, each in its own transaction, auditing each one. Requests
+    apply the transitions lazily too (allows() advances first); this makes the stored
+    state and the audit trail follow."""
+    from cloud_api.services import billing
     from cloud_api.services.devices import audit
 
     s = T["subscription"]
@@ -128,6 +131,8 @@ def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
     done = []
     for tenant_id in tenant_ids:
         with db.begin() as conn:
+            billing.issue_due_invoice(conn, tenant_id, now)
+            billing.fail_overdue(conn, tenant_id, now)
             sub, moves = subs.advance(load(conn, tenant_id), now)
             if not moves:
                 continue
