@@ -246,3 +246,35 @@ def test_only_owner_finance_and_auditor_export(db: Engine) -> None:
     clerk.log_in(email)
     assert clerk.call("GET", "/export").status_code == 403
     assert owner.call("GET", "/export").status_code == 200
+
+
+def test_a_tenant_reaches_none_of_another_tenants_objects_by_id(db: Engine) -> None:
+    """SAAS.md cases 1-3: B's ids with A's credentials answer 404 (or 422 for a role
+    that is not one) and change nothing in B; a tenant_id in a body is refused."""
+    from tests.conftest import Api
+    from tests.factory import issue, setup_workshop
+
+    a, b = Api(db), Api(db)
+    for api in (a, b):
+        setup_workshop(api)
+    b_device = b.client.post(
+        "/api/v1/devices/enroll",
+        json={"code": b.post("/devices/enrollment-codes", json={}).json()["code"], "name": "e"},
+    ).json()["device_id"]
+    (held,) = b.events(issue(1, "RAW", "1"))  # no stock: held in B's exception queue
+    assert held["status"] == "held"
+    for path in (
+        f"/devices/{b_device}/rotate",
+        f"/devices/{b_device}/revoke",
+        f"/exceptions/{held['event_id']}/repost",
+    ):
+        assert a.post(path, json={}).status_code == 404, path
+    voided = a.post(f"/exceptions/{held['event_id']}/void", json={"reason": "x"})
+    assert voided.status_code == 404
+    assert b.get("/devices").json()[0]["revoked_at"] is None
+    assert [e["event_id"] for e in b.get("/exceptions").json()] == [held["event_id"]]
+    smuggled = a.post(
+        "/items", json={"code": "X", "name": "X", "kind": "raw", "tenant_id": str(b.tenant.id)}
+    )
+    assert smuggled.status_code == 422
+    assert all(i["code"] != "X" for i in b.get("/items").json())
