@@ -22,8 +22,9 @@ class Browser:
     """A portal user's browser: HTTPS (the cookie is Secure), cookies kept, the CSRF
     token sent on writes as the portal's pages will."""
 
-    def __init__(self, db: Engine) -> None:
-        self.client = TestClient(create_app(get_settings(), db), base_url="https://testserver")
+    def __init__(self, db: Engine, app: Any = None) -> None:
+        app = app or create_app(get_settings(), db)
+        self.client = TestClient(app, base_url="https://testserver")
         self.csrf: str | None = None
 
     def call(self, method: str, path: str, csrf: bool = True, **kw: Any) -> Any:
@@ -278,3 +279,17 @@ def test_a_tenant_reaches_none_of_another_tenants_objects_by_id(db: Engine) -> N
     )
     assert smuggled.status_code == 422
     assert all(i["code"] != "X" for i in b.get("/items").json())
+
+
+def test_a_tenant_beyond_its_plan_rate_gets_429_and_another_does_not(db: Engine) -> None:
+    app = create_app(get_settings(), db)  # one server: its buckets are per tenant
+    busy, quiet = Browser(db, app), Browser(db, app)
+    busy.sign_up(_email("busy"))  # a trial: 5 requests a second, 50 at once
+    quiet.sign_up(_email("quiet"))
+    answers = [busy.call("GET", "/items") for _ in range(120)]
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) >= 50 and 429 in codes
+    limited = answers[codes.index(429)]
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert quiet.call("GET", "/items").status_code == 200

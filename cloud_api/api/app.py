@@ -1,5 +1,7 @@
 """The HTTP API. Routers only translate: parse, call one service, answer."""
 
+import math
+import time
 import uuid
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +35,7 @@ from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
+from tenant.ratelimit import Limiter
 from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle
 
 T = m.SQLModel.metadata.tables
@@ -50,6 +53,8 @@ def create_app(settings: Settings | None = None, db: Engine | None = None) -> Fa
     app.state.ingest = IngestService(db)
     # in memory, per process: with several workers each counts apart (see the note)
     app.state.login_throttle = LoginThrottle()
+    app.state.rate_limiter = Limiter(1, 1, max_keys=50_000)  # rates come per tenant
+    app.state.plan_cache = {}
     problems.install(app)
 
     @app.middleware("http")
@@ -66,7 +71,7 @@ def create_app(settings: Settings | None = None, db: Engine | None = None) -> Fa
         return {"status": "ok"}
 
     app.include_router(_api_router(), prefix="/api/v1")
-    app.include_router(auth.router(current_tenant), prefix="/api/v1")
+    app.include_router(auth.router(rate_limited_tenant), prefix="/api/v1")
     return app
 
 
@@ -115,7 +120,44 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
     return tenant
 
 
-TenantDep = Annotated[TenantContext, Depends(current_tenant)]
+def rate_limited_tenant(
+    request: Request, tenant: Annotated[TenantContext, Depends(current_tenant)]
+) -> TenantContext:
+    """Token buckets per tenant, and per device for device keys, at the plan's API rate
+    with ten seconds of it as the burst; beyond it 429 rate_limited with Retry-After.
+    In memory per process (several workers each count apart)."""
+    rps = _plan_rps(request, tenant)
+    if rps is None:  # a custom plan: no limit here
+        return tenant
+    limiter, now_s = request.app.state.rate_limiter, time.monotonic()
+    keys = [("tenant", tenant.id)]
+    device_id = getattr(request.state, "device_id", None)
+    if device_id is not None:
+        keys.append(("device", device_id))
+    for key in keys:
+        ok, wait_s = limiter.take(key, now_s, rate_per_s=rps, burst=rps * RATE_BURST_S)
+        if not ok:
+            raise subscriptions.Refused(
+                429, "rate_limited", f"more than {rps} requests a second", math.ceil(wait_s)
+            )
+    return tenant
+
+
+RATE_BURST_S = 10
+PLAN_CACHE_S = 60.0
+
+
+def _plan_rps(request: Request, tenant: TenantContext) -> int | None:
+    cache = request.app.state.plan_cache
+    hit = cache.get(tenant.id)
+    if hit is None or hit[1] < time.monotonic():
+        with request.app.state.db.connect() as conn:
+            rps = subscriptions.plan_of(conn, tenant.id).api_rps
+        hit = cache[tenant.id] = (rps, time.monotonic() + PLAN_CACHE_S)
+    return hit[0]  # type: ignore[no-any-return]
+
+
+TenantDep = Annotated[TenantContext, Depends(rate_limited_tenant)]
 
 
 def _actor(request: Request) -> tuple[str, str]:
