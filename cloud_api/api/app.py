@@ -19,6 +19,7 @@ from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Forbidden, Unauthorized
 from cloud_api.services import (
+    audit,
     billing,
     boms,
     devices,
@@ -357,7 +358,7 @@ def _master_data_routes(r: APIRouter) -> None:
     def close_period(code: str, tenant: TenantDep, db: DbDep, request: Request) -> dict[str, str]:
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "closed")
-            devices.audit(conn, tenant.id, now_utc(), _actor(request), "period.close", code)
+            audit.audit(conn, tenant.id, now_utc(), _actor(request), "period.close", code)
         return {"period": code, "status": "closed"}
 
     @r.post("/periods/{code}/reopen")
@@ -367,7 +368,7 @@ def _master_data_routes(r: APIRouter) -> None:
         """Reopen a closed period: the owner only, with the reason, audited."""
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "open")
-            devices.audit(
+            audit.audit(
                 conn,
                 tenant.id,
                 now_utc(),

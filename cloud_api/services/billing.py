@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from cloud_api.db import models as m
 from cloud_api.errors import Conflict, NotFound, Rejected
 from cloud_api.services import subscriptions
-from cloud_api.services.devices import audit
+from cloud_api.services.audit import audit
 from tenant import billing
 from tenant import subscriptions as subs
 from tenant.billing import ManualBankTransfer, PaymentProvider

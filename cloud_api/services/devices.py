@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from cloud_api.db import models as m
 from cloud_api.errors import NotFound, Unauthorized
 from cloud_api.services import subscriptions
+from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext
 from tenant.plans import check_limit
 from tenant.security import (
@@ -45,31 +46,6 @@ class Enrolled:
     tenant_id: uuid.UUID
     device_id: uuid.UUID
     key: str  # shown once
-
-
-def audit(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    now: datetime,
-    actor: tuple[str, str],
-    action: str,
-    obj: str = "",
-    ip: str | None = None,
-    detail: str = "",
-) -> None:
-    conn.execute(
-        insert(T["audit_log"]).values(
-            tenant_id=tenant_id,
-            id=uuid.uuid4(),
-            at=now,
-            actor_kind=actor[0],
-            actor_id=actor[1],
-            action=action,
-            object=obj,
-            source_ip=ip,
-            detail=detail,
-        )
-    )
 
 
 def create_enrollment_code(

@@ -17,7 +17,8 @@ T = m.SQLModel.metadata.tables
 DEFAULT_CATEGORY = {"raw": "RAW", "semi_finished": "SEMI", "finished": "FG"}
 
 
-def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uuid.UUID:
+def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uuid.UUID | None:
+    """Insert a row unique by (tenant, code); its id, if the table has one."""
     t = T[table]
     if conn.scalar(
         select(t.c.code).where(t.c.tenant_id == row["tenant_id"], t.c.code == row["code"])
@@ -27,7 +28,7 @@ def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uui
         conn.execute(insert(t).values(**row))
     except IntegrityError as error:  # a concurrent create of the same code
         raise Conflict(f"{table}_exists", f"{what} {row['code']} already exists") from error
-    return row.get("id") or uuid.uuid4()
+    return row.get("id")
 
 
 def id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
@@ -95,16 +96,9 @@ def create_work_center(
 def create_operator_grade(
     conn: Connection, tenant: TenantContext, body: schemas.OperatorGradeCreate
 ) -> uuid.UUID | None:
-    t = T["operator_grade"]
-    if conn.scalar(select(t.c.code).where(t.c.tenant_id == tenant.id, t.c.code == body.code)):
-        raise Conflict("operator_grade_exists", f"operator grade {body.code} already exists")
-    try:
-        conn.execute(insert(t).values(tenant_id=tenant.id, **body.model_dump()))
-    except IntegrityError as error:  # a concurrent create of the same code
-        raise Conflict(
-            "operator_grade_exists", f"operator grade {body.code} already exists"
-        ) from error
-    return None
+    return _insert(
+        conn, "operator_grade", {"tenant_id": tenant.id, **body.model_dump()}, "operator grade"
+    )
 
 
 def create_operator(

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud_api.db import models as m
 from cloud_api.errors import ErpError
+from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext, upsert
 from tenant import metering
 from tenant import subscriptions as subs
@@ -122,8 +123,7 @@ def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
     dates) to every tenant, each in its own transaction, auditing each one. Requests
     apply the transitions lazily too (allows() advances first); this makes the stored
     state and the audit trail follow."""
-    from cloud_api.services import billing
-    from cloud_api.services.devices import audit
+    from cloud_api.services import billing  # billing reads subscriptions: not at the top
 
     s = T["subscription"]
     with db.connect() as conn:

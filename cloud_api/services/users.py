@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from cloud_api.db import models as m
 from cloud_api.errors import Conflict, NotFound, Rejected, Unauthorized
 from cloud_api.services import subscriptions
-from cloud_api.services.devices import audit
+from cloud_api.services.audit import audit
 from cloud_api.services.tenants import NewTenant, create_tenant
 from tenant.plans import check_limit
 from tenant.rbac import ROLES
