@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cloud_api.settings import get_settings
 from edge_agent.cli import edge_app
 from edge_agent.labels.cli import labels_app
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="Shop-floor ERP: edge ingest, stock ledger, valuation and the books.", no_args_is_help=True
@@ -26,7 +29,20 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(edge_app, name="edge")
 app.add_typer(labels_app, name="labels")
 
-DbUrl = Annotated[str | None, typer.Option(help="Database URL (default: $DATABASE_URL).")]
+DbUrl = Annotated[
+    str | None,
+    typer.Option(help="Database URL (default: $PLATFORM_DATABASE_URL, else $DATABASE_URL)."),
+]
+
+
+def _platform_db(database_url: str | None) -> Engine:
+    """The operators' commands work across tenants: erp_platform on PostgreSQL."""
+    from cloud_api.db import tenancy
+    from cloud_api.db.engine import make_engine
+
+    settings = get_settings()
+    url = database_url or settings.platform_database_url or settings.database_url
+    return tenancy.install(make_engine(url))
 
 
 @app.command()
@@ -49,8 +65,13 @@ def db_upgrade(
     """Apply the migrations up to REVISION (default: the newest)."""
     from cloud_api.db.migrate import upgrade
 
-    url = database_url or get_settings().database_url
+    settings = get_settings()
+    url = database_url or settings.owner_database_url or settings.database_url
     upgrade(url, revision)
+    from cloud_api.db.rls import set_login_passwords
+
+    for role in set_login_passwords(url):
+        typer.echo(f"password of {role} set from ${role.upper()}_PASSWORD")
     typer.echo(f"database at {revision}")
 
 
@@ -69,13 +90,12 @@ def tenant_create(
 ) -> None:
     """Create a tenant with the default chart of accounts and its subscription (active
     on the plan, or a trial of it); prints its API key once."""
-    from cloud_api.db.engine import make_engine
     from cloud_api.errors import ErpError
     from cloud_api.services.tenants import create_tenant
     from tenant.plans import TenantError
 
     settings = get_settings()
-    db = make_engine(database_url or settings.database_url)
+    db = _platform_db(database_url)
     try:
         new = create_tenant(
             db,
@@ -98,11 +118,10 @@ def tenant_create(
 def tenant_tick(database_url: DbUrl = None) -> None:
     """Apply the subscriptions' time-driven transitions that are due (run it from cron,
     every few minutes); prints one line per transition."""
-    from cloud_api.db.engine import make_engine
     from cloud_api.domain.clock import now_utc
     from cloud_api.services.subscriptions import tick_all
 
-    db = make_engine(database_url or get_settings().database_url)
+    db = _platform_db(database_url)
     for tenant_id, move in tick_all(db, now_utc()):
         typer.echo(f"{tenant_id} {move.from_state} -> {move.to_state} ({move.reason})")
 
@@ -116,16 +135,16 @@ def tenant_record_payment(
 ) -> None:
     """Record a bank transfer received for a subscription invoice: the invoice is paid
     and the subscription active for its period."""
-    from cloud_api.db.engine import make_engine
+    from cloud_api.db import tenancy
     from cloud_api.domain.clock import now_utc
     from cloud_api.errors import ErpError
     from cloud_api.services.billing import record_payment
     from cloud_api.services.tenants import tenant_by_slug
 
-    db = make_engine(database_url or get_settings().database_url)
+    db = _platform_db(database_url)
     try:
         tenant = tenant_by_slug(db, slug)
-        with db.begin() as conn:
+        with tenancy.as_tenant(tenant.id), db.begin() as conn:
             sub = record_payment(conn, tenant.id, invoice, reference, now_utc())
     except ErpError as error:
         typer.echo(f"error [{error.code}]: {error.message}", err=True)
@@ -138,13 +157,13 @@ def reconcile(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")], database_url: DbUrl = None
 ) -> None:
     """Check every invariant of the books; exit 1 if any difference is found."""
-    from cloud_api.db.engine import make_engine
+    from cloud_api.db import tenancy
     from cloud_api.services.reports import reconcile as run
     from cloud_api.services.tenants import tenant_by_slug
 
-    db = make_engine(database_url or get_settings().database_url)
+    db = _platform_db(database_url)
     tenant = tenant_by_slug(db, slug)
-    with db.connect() as conn:
+    with tenancy.as_tenant(tenant.id), db.connect() as conn:
         diffs = run(conn, tenant)
     for d in diffs:
         typer.echo(f"DIFFERENCE {d.check} {d.key}: expected {d.expected}, got {d.actual}")

@@ -9,7 +9,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    # the tenants' connections: on PostgreSQL the erp_app role (row-level security)
     database_url: str = f"sqlite:///{Path('var') / 'erp.sqlite3'}"
+    # credential lookups, sign-up and cross-tenant jobs: erp_platform (default: the above)
+    platform_database_url: str | None = None
+    # migrations: the owner of the schema, erp_owner (default: database_url)
+    owner_database_url: str | None = None
     api_key_pepper: str = "dev-pepper-change-me"
     max_batch_events: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024

@@ -26,6 +26,7 @@ from cloud_api.db.migrate import upgrade
 from cloud_api.services.tenants import create_tenant
 from cloud_api.settings import get_settings
 from tests.pg_cluster import ClusterError, find_binaries, start_cluster
+from tests.roles import app_engines
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _PG_SKIPS: list[str] = []
@@ -133,7 +134,9 @@ class Api:
             settings.api_key_pepper,
             allow_negative_stock=allow_negative_stock,
         )
-        self.client = TestClient(create_app(settings, db), raise_server_exceptions=True)
+        self.client = TestClient(
+            create_app(settings, *app_engines(db)), raise_server_exceptions=True
+        )
         self.client.headers["Authorization"] = f"Bearer {self.tenant.api_key}"
 
     def post(self, path: str, **kw: Any) -> httpx.Response:

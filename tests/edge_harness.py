@@ -21,6 +21,7 @@ from cloud_api.settings import get_settings
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
 from tests.conftest import Api
+from tests.roles import app_engines
 
 
 def free_port() -> int:
@@ -33,7 +34,7 @@ class CloudServer:
     """The cloud API served over HTTP on 127.0.0.1; `stop()` is an outage."""
 
     def __init__(self, db: Engine) -> None:
-        self.app = create_app(get_settings(), db)
+        self.app = create_app(get_settings(), *app_engines(db))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from cloud_api.api.access import WRITE_ACTIONS
 from cloud_api.api.app import create_app
 from cloud_api.settings import get_settings
+from tests.roles import app_engines
 
 PASSWORD = "tiger-lily walks 42 oak benches"
 
@@ -23,7 +24,7 @@ class Browser:
     token sent on writes as the portal's pages will."""
 
     def __init__(self, db: Engine, app: Any = None) -> None:
-        app = app or create_app(get_settings(), db)
+        app = app or create_app(get_settings(), *app_engines(db))
         self.client = TestClient(app, base_url="https://testserver")
         self.csrf: str | None = None
 
@@ -185,7 +186,7 @@ def test_six_bad_passwords_back_off_and_the_hourly_cap_holds(db: Engine) -> None
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_every_write_route_is_mapped_to_an_action(db: Engine) -> None:
-    app = create_app(get_settings(), db)
+    app = create_app(get_settings(), *app_engines(db))
     open_routes = {
         ("POST", "/api/v1/signup"),
         ("POST", "/api/v1/login"),
@@ -282,7 +283,7 @@ def test_a_tenant_reaches_none_of_another_tenants_objects_by_id(db: Engine) -> N
 
 
 def test_a_tenant_beyond_its_plan_rate_gets_429_and_another_does_not(db: Engine) -> None:
-    app = create_app(get_settings(), db)  # one server: its buckets are per tenant
+    app = create_app(get_settings(), *app_engines(db))  # one server: its buckets are per tenant
     busy, quiet = Browser(db, app), Browser(db, app)
     busy.sign_up(_email("busy"))  # a trial: 5 requests a second, 50 at once
     quiet.sign_up(_email("quiet"))

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, select
 from cloud_api.api import access, auth, problems, schemas
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
+from cloud_api.db import tenancy
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
@@ -42,15 +43,24 @@ from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle
 T = m.SQLModel.metadata.tables
 
 
-def create_app(settings: Settings | None = None, db: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, db: Engine | None = None, platform_db: Engine | None = None
+) -> FastAPI:
+    """`db` is the tenants' engine (erp_app on PostgreSQL: row-level security applies);
+    `platform_db` (erp_platform) resolves credentials before the tenant is known, signs
+    up and runs the cross-tenant jobs. On SQLite both are one engine."""
     settings = settings or get_settings()
-    db = db or make_engine(settings.database_url)
+    db = tenancy.install(db or make_engine(settings.database_url))
+    if platform_db is None:
+        url = settings.platform_database_url
+        platform_db = make_engine(url) if url else db
+    platform_db = tenancy.install(platform_db)
     app = FastAPI(
         title="Shop-floor ERP",
         version="0.1.0",
         description="Edge ingest, stock ledger, valuation and double-entry books.",
     )
-    app.state.db, app.state.settings = db, settings
+    app.state.db, app.state.platform_db, app.state.settings = db, platform_db, settings
     app.state.ingest = IngestService(db)
     # in memory, per process: with several workers each counts apart (see the note)
     app.state.login_throttle = LoginThrottle()
@@ -72,7 +82,10 @@ def create_app(settings: Settings | None = None, db: Engine | None = None) -> Fa
         return {"status": "ok"}
 
     app.include_router(_api_router(), prefix="/api/v1")
-    app.include_router(auth.router(rate_limited_tenant), prefix="/api/v1")
+    app.include_router(auth.router(bound_tenant), prefix="/api/v1")
+    from web.app import mount  # the portal's pages (web/)
+
+    mount(app)
     return app
 
 
@@ -93,8 +106,8 @@ def current_tenant(
         )
     pepper = request.app.state.settings.api_key_pepper
     if not key.startswith(DEVICE_KEY_PREFIX):
-        return tenant_for_key(request.app.state.db, key, pepper)
-    with request.app.state.db.connect() as conn:
+        return tenant_for_key(request.app.state.platform_db, key, pepper)
+    with request.app.state.platform_db.connect() as conn:
         tenant_id, device_id = devices.authenticate(conn, key, pepper, now_utc())
         tenant = tenant_by_id(conn, tenant_id)
     if request.url.path not in DEVICE_PATHS:
@@ -109,8 +122,8 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
     """A portal user's request: a live session, the subscription allowing portal reads
     (writes), the CSRF token on writes, and the role allowed the route's action."""
     now = now_utc()
-    with request.app.state.db.begin() as conn:
-        who = users.principal(conn, token, now)
+    with request.app.state.platform_db.begin() as conn:
+        who = users.principal(conn, token, now)  # switches the transaction to its tenant
         tenant = tenant_by_id(conn, who.tenant_id)
         write = request.method not in ("GET", "HEAD", "OPTIONS")
         subscriptions.gate_portal(conn, tenant, write, who.role, now)
@@ -152,13 +165,24 @@ def _plan_rps(request: Request, tenant: TenantContext) -> int | None:
     cache = request.app.state.plan_cache
     hit = cache.get(tenant.id)
     if hit is None or hit[1] < time.monotonic():
-        with request.app.state.db.connect() as conn:
+        with tenancy.as_tenant(tenant.id), request.app.state.db.connect() as conn:
             rps = subscriptions.plan_of(conn, tenant.id).api_rps
         hit = cache[tenant.id] = (rps, time.monotonic() + PLAN_CACHE_S)
     return hit[0]  # type: ignore[no-any-return]
 
 
-TenantDep = Annotated[TenantContext, Depends(rate_limited_tenant)]
+async def bound_tenant(
+    tenant: Annotated[TenantContext, Depends(rate_limited_tenant)],
+) -> TenantContext:
+    """Bind the request's tenant for row-level security. Async on purpose: it runs in
+    the request's own task, so the handler (a worker thread started with a copy of this
+    context) and everything it calls run their transactions as this tenant. A sync
+    dependency would bind it in a throwaway copy."""
+    tenancy.bind(tenant.id)
+    return tenant
+
+
+TenantDep = Annotated[TenantContext, Depends(bound_tenant)]
 
 
 def _actor(request: Request) -> tuple[str, str]:
@@ -485,7 +509,7 @@ def _device_routes(r: APIRouter) -> None:
         """Exchange an enrollment code for a device and its key (shown once). No other
         credential: the code is it."""
         enrolled = devices.enroll(
-            request.app.state.db,
+            request.app.state.platform_db,
             body.code,
             body.name,
             request.app.state.settings.api_key_pepper,

@@ -67,7 +67,7 @@ def router(tenant_dep: Any) -> APIRouter:
     def sign_up(body: SignUp, request: Request, response: Response) -> dict[str, Any]:
         """A new company: its tenant on a 14-day trial, the owner, and a session."""
         tenant, token = users.sign_up(
-            request.app.state.db,
+            request.app.state.platform_db,
             body.company,
             body.email,
             body.name,
@@ -93,7 +93,7 @@ def router(tenant_dep: Any) -> APIRouter:
             )
         try:
             tenant_id, token = users.log_in(
-                request.app.state.db, body.email, body.password, body.tenant, now_utc()
+                request.app.state.platform_db, body.email, body.password, body.tenant, now_utc()
             )
         except ErpError:
             throttle.record_failure(body.email, time.monotonic())
@@ -131,7 +131,9 @@ def router(tenant_dep: Any) -> APIRouter:
     def add_user(
         body: MemberAdd, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, Any]:
-        with request.app.state.db.begin() as conn:
+        # a user may exist already (another tenant's): the global account lookup is the
+        # platform's; the membership is written as this tenant
+        with request.app.state.platform_db.begin() as conn:
             user_id = users.add_member(
                 conn,
                 tenant.id,

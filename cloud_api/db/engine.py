@@ -36,4 +36,5 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kw)
+    kw = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True, **kw}
+    return create_engine(url, **kw)

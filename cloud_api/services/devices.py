@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cloud_api.db import models as m
+from cloud_api.db import tenancy
 from cloud_api.errors import NotFound, Unauthorized
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
@@ -77,6 +78,7 @@ def enroll(
         if row is None or enrollment_state(row.created_at, row.used_at, now) != "valid":
             raise Unauthorized("invalid_enrollment_code", BAD_CODE)
         tenant_id = row.tenant_id
+        tenancy.switch(conn, tenant_id)
         _check_device_limit(conn, tenant_id)
         device_id = uuid.uuid4()
         spent = conn.execute(

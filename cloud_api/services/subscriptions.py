@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud_api.db import models as m
+from cloud_api.db import tenancy
 from cloud_api.errors import ErpError
 from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext, upsert
@@ -130,7 +131,7 @@ def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
         tenant_ids = list(conn.scalars(select(s.c.tenant_id).order_by(s.c.tenant_id)))
     done = []
     for tenant_id in tenant_ids:
-        with db.begin() as conn:
+        with tenancy.as_tenant(tenant_id), db.begin() as conn:
             billing.issue_due_invoice(conn, tenant_id, now)
             billing.fail_overdue(conn, tenant_id, now)
             sub, moves = subs.advance(load(conn, tenant_id), now)

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from cloud_api.db import models as m
+from cloud_api.db import tenancy
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, Unauthorized
 from cloud_api.services import subscriptions
@@ -43,6 +44,7 @@ def create_tenant(
     with db.begin() as conn:
         if conn.scalar(select(T["tenant"].c.id).where(T["tenant"].c.slug == slug)):
             raise Conflict("tenant_exists", f"a tenant with slug {slug!r} already exists")
+        tenancy.switch(conn, tenant_id)
         conn.execute(
             insert(T["tenant"]).values(
                 id=tenant_id,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cloud_api.db import models as m
+from cloud_api.db import tenancy
 from cloud_api.errors import Conflict, NotFound, Rejected, Unauthorized
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
@@ -65,6 +66,7 @@ def sign_up(
     slug = "t-" + uuid.uuid4().hex[:12]
     tenant = create_tenant(db, slug, company, pepper, plan_code="starter", trial=True)
     with db.begin() as conn:
+        tenancy.switch(conn, tenant.id)
         user_id = _insert_user(conn, email, name, password_hash, now)
         _add_membership(conn, tenant.id, user_id, "owner", now)
         token = create_session(conn, tenant.id, user_id, now)
@@ -116,6 +118,7 @@ def log_in(
         tenant_id = _tenant_of(conn, user.id, tenant_slug)
         if tenant_id is None:
             raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
+        tenancy.switch(conn, tenant_id)
         token = create_session(conn, tenant_id, user.id, now)
         audit(conn, tenant_id, now, ("user", str(user.id)), "user.log_in")
     return tenant_id, token
@@ -165,6 +168,7 @@ def principal(conn: Connection, token: str, now: datetime) -> Principal:
         or TIMES.state(row.created_at, row.last_seen_at, now) != "live"
     ):
         raise Unauthorized("session_expired", "sign in again")
+    tenancy.switch(conn, row.tenant_id)
     if TIMES.should_touch(row.last_seen_at, now):
         conn.execute(update(s).where(s.c.token_hash == row.token_hash).values(last_seen_at=now))
     return Principal(row.tenant_id, row.user_id, row.role, row.token_hash)
