@@ -30,8 +30,8 @@ from rich.table import Table
 from cloud_api.api.app import create_app
 from cloud_api.db.engine import make_engine
 from cloud_api.db.migrate import upgrade
-from cloud_api.services.tenants import create_tenant
 from cloud_api.settings import get_settings
+from edge_agent.cli import enroll_device
 from edge_agent.demo_floor import ShopFloor, shop_floor
 from firmware_bridges.gs1.encode import date_yymmdd, element_string, gtin14
 
@@ -145,9 +145,6 @@ def run_demo(database_url: str, port: int, serve_after: bool) -> int:
     _fresh_database(database_url)
     settings = get_settings().model_copy(update={"database_url": database_url})
     db = make_engine(database_url)
-    tenant = create_tenant(
-        db, "oak-and-pine", "橡松家具 Oak & Pine Furniture Workshop", settings.api_key_pepper
-    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, db), host="127.0.0.1", port=port, log_level="warning")
     )
@@ -159,12 +156,19 @@ def run_demo(database_url: str, port: int, serve_after: bool) -> int:
     day = datetime.now(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=1
     )
+    api_key = _sign_up(base, console)
     with httpx.Client(
-        base_url=base + "/api/v1", headers={"Authorization": f"Bearer {tenant.api_key}"}, timeout=60
+        base_url=base + "/api/v1",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+        transport=_Patient(),
     ) as client:
         _seed_master_data(client)
         office = _Office(client, day)
-        with shop_floor(base, tenant.api_key, day) as floor:
+        code = _ok(client.post("/devices/enrollment-codes", json={"site": "main"}))["code"]
+        device_id, device_key = enroll_device(base, code, "edge-oak-1")  # `erp edge enroll`
+        console.print(f"edge-oak-1 enrolled with a one-time code: device {device_id}")
+        with shop_floor(base, device_key, day) as floor:
             _play_day(floor, office, console)
             drained = floor.drain()
             figures = floor.edge_figures()
@@ -172,7 +176,8 @@ def run_demo(database_url: str, port: int, serve_after: bool) -> int:
         ok = _summary(client, console, figures, drained, problems)
     if serve_after:
         console.print(
-            f"\nAPI serving at {base}/docs — API key: [bold]{tenant.api_key}[/] — Ctrl-C to stop."
+            f"\nPortal: {base}/ — sign in as [bold]{OWNER_EMAIL}[/] with [bold]{OWNER_PASSWORD}[/]"
+            f"\nAPI: {base}/docs — API key: [bold]{api_key}[/] — Ctrl-C to stop."
         )
         try:
             thread.join()
@@ -182,6 +187,38 @@ def run_demo(database_url: str, port: int, serve_after: bool) -> int:
         server.should_exit = True
         thread.join(timeout=10)
     return 0 if ok else 1
+
+
+OWNER_EMAIL = "li.wei@oak-and-pine.example"
+OWNER_PASSWORD = "walnut dovetail joinery 42"
+
+
+def _sign_up(base: str, console: Console) -> str:
+    """The owner signs the company up in the portal (a 14-day trial); the office's
+    scripts use the tenant API key sign-up hands out once."""
+    body = {
+        "company": "橡松家具 Oak & Pine Furniture Workshop",
+        "email": OWNER_EMAIL,
+        "name": "李伟 Li Wei",
+        "password": OWNER_PASSWORD,
+    }
+    signed = _ok(httpx.post(base + "/api/v1/signup", json=body, timeout=60))
+    console.print(f"signed up: tenant {signed['slug']} on a 14-day trial, owner {OWNER_EMAIL}")
+    return str(signed["api_key"])
+
+
+class _Patient(httpx.HTTPTransport):
+    """A well-behaved client: on 429 it waits as long as Retry-After says (a trial's
+    API rate is 5 requests a second) and tries again."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(30):
+            response = super().handle_request(request)
+            if response.status_code != 429:
+                return response
+            response.read()
+            time.sleep(float(response.headers.get("retry-after", "1")))
+        return response
 
 
 def _fresh_database(url: str) -> None:

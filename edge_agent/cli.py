@@ -108,24 +108,37 @@ def enroll(
     import os
     import tomllib
 
-    import httpx
-
     raw = tomllib.loads(config.read_text(encoding="utf-8"))
     cloud, edge = raw.get("cloud", {}), raw.get("edge", {})
     if "api_key_file" not in cloud or "url" not in cloud:
         typer.echo("error: the config needs [cloud] url and api_key_file to enroll", err=True)
         raise typer.Exit(2)
     key_file = config.parent / cloud["api_key_file"]
+    try:
+        device_id, key = enroll_device(cloud["url"], code, name or edge.get("id", "edge"))
+    except EnrollmentRefused as error:
+        typer.echo(f"error: enrollment refused: {error}", err=True)
+        raise typer.Exit(1) from error
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    typer.echo(f"enrolled as device {device_id}; key written to {key_file}")
+
+
+class EnrollmentRefused(Exception):
+    pass
+
+
+def enroll_device(cloud_url: str, code: str, name: str) -> tuple[str, str]:
+    """Exchange a one-time enrollment code for (device id, device key)."""
+    import httpx
+
     response = httpx.post(
-        cloud["url"].rstrip("/") + "/api/v1/devices/enroll",
-        json={"code": code, "name": name or edge.get("id", "edge")},
+        cloud_url.rstrip("/") + "/api/v1/devices/enroll",
+        json={"code": code, "name": name},
         timeout=30,
     )
     if response.status_code != 201:
-        typer.echo(f"error: enrollment refused: {response.json().get('detail')}", err=True)
-        raise typer.Exit(1)
+        raise EnrollmentRefused(response.json().get("detail", response.text))
     body = response.json()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(body["key"] + "\n")
-    typer.echo(f"enrolled as device {body['device_id']}; key written to {key_file}")
+    return body["device_id"], body["key"]

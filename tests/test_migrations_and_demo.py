@@ -46,3 +46,17 @@ def test_demo_posts_the_day_and_reconciles(
     cost_table = printed[printed.index("cost per work order") :]
     rows = [line.split() for line in cost_table.splitlines() if "WO-" in line]
     assert [row[1] for row in rows] == ["WO-LEG-001", "WO-TBL-001"], cost_table
+    # The tenant came through sign-up (a trial, its owner) and the edge through a code.
+    assert "signed up: tenant" in printed and "enrolled with a one-time code" in printed
+    from sqlalchemy import text
+
+    from cloud_api.db.engine import make_engine
+
+    with make_engine(url).connect() as conn:
+        assert conn.scalar(text("SELECT state FROM subscription")) == "trialing"
+        assert conn.scalar(text("SELECT role FROM membership")) == "owner"
+        device = conn.execute(text("SELECT name, revoked_at FROM device")).one()
+        assert tuple(device) == ("edge-oak-1", None)
+        senders = set(conn.scalars(text("SELECT DISTINCT posted_by FROM edge_event")))
+        assert None not in senders
+        assert any(s.startswith("device:") for s in senders), senders

@@ -18,7 +18,7 @@ from cloud_api.db import tenancy
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
-from cloud_api.errors import Conflict, Forbidden, Unauthorized
+from cloud_api.errors import Conflict, Forbidden, NotFound, Unauthorized
 from cloud_api.services import (
     audit,
     billing,
@@ -33,7 +33,7 @@ from cloud_api.services import (
     work_order_cost,
     work_orders,
 )
-from cloud_api.services.ingest import IngestService
+from cloud_api.services.ingest import Actor, IngestService, event_row
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
@@ -81,8 +81,9 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(_api_router(), prefix="/api/v1")
-    app.include_router(auth.router(bound_tenant), prefix="/api/v1")
+    api = {"prefix": "/api/v1", "responses": problems.RESPONSES}
+    app.include_router(_api_router(), **api)
+    app.include_router(auth.router(bound_tenant), **api)
     from web.app import mount  # the portal's pages (web/)
 
     mount(app)
@@ -194,6 +195,11 @@ def _actor(request: Request) -> tuple[str, str]:
     return ("device", str(device_id)) if device_id is not None else ("api_key", "tenant")
 
 
+def _ingest_actor(request: Request) -> Actor:
+    kind, ident = _actor(request)
+    return Actor(kind, ident, getattr(request.state, "role", None))
+
+
 DEVICE_KEY_PREFIX = "dk_live_"
 # What a device key may call (SAAS.md: scopes events:post, work_orders:read, items:read)
 DEVICE_PATHS = frozenset(
@@ -226,7 +232,9 @@ def _api_router() -> APIRouter:
             posted = sum(1 for res in results if res.status == ResultStatus.posted)
             subscriptions.count_posted(conn, tenant.id, posted, received)
 
-        results = request.app.state.ingest.ingest(tenant, batch.events, after=meter)
+        results = request.app.state.ingest.ingest(
+            tenant, batch.events, after=meter, actor=_ingest_actor(request)
+        )
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:
             counts[res.status.value] += 1
@@ -359,19 +367,57 @@ def _master_data_routes(r: APIRouter) -> None:
             "allow_issue_from_reserved": tenant.allow_issue_from_reserved,
             "completion_tolerance": tenant.completion_tolerance,
             "variance_policy": tenant.variance_policy,
+            "reversal_sod_waived": tenant.reversal_sod_waived,
             "timezone": tenant.timezone,
         }
 
     @r.patch("/settings")
     def change_settings(
-        body: schemas.TenantSettings, tenant: TenantDep, db: DbDep
+        body: schemas.TenantSettings, tenant: TenantDep, db: DbDep, request: Request
     ) -> dict[str, Any]:
         values = body.model_dump(exclude_none=True)
         if values:
             t = m.Tenant.__table__  # type: ignore[attr-defined]
             with db.begin() as conn:
                 conn.execute(t.update().where(t.c.id == tenant.id).values(**values))
+                audit.audit(
+                    conn,
+                    tenant.id,
+                    now_utc(),
+                    _actor(request),
+                    "settings.change",
+                    ", ".join(f"{k}={v}" for k, v in sorted(values.items())),
+                    request.client.host if request.client else None,
+                )
         return read_settings(replace(tenant, **values))
+
+    @r.post("/events/{event_id}/reverse", status_code=201)
+    def reverse_event(
+        event_id: uuid.UUID,
+        body: schemas.ReverseEvent,
+        tenant: TenantDep,
+        db: DbDep,
+        request: Request,
+    ) -> EventResult:
+        """Reverse a posted event: its stock moves and journal entry are undone by a
+        linked reversal. Owners and finance managers only, and never the person who
+        posted it (segregation of duties) unless the owner waived that."""
+        with db.connect() as conn:
+            if event_row(conn, tenant.id, event_id) is None:
+                raise NotFound("unknown_event", f"no event {event_id}")
+        event = {
+            "event_id": str(body.reversal_id or uuid.uuid4()),
+            "device_id": "portal",
+            "seq": 0,
+            "type": "reversal",
+            "occurred_at": (body.occurred_at or now_utc()).isoformat(),
+            "payload": {"reverses_event_id": str(event_id), "reason": body.reason},
+        }
+        (result,) = request.app.state.ingest.ingest(tenant, [event], actor=_ingest_actor(request))
+        if result.status in (ResultStatus.posted, ResultStatus.duplicate):
+            return result
+        refused = Forbidden if result.code in ("sod_violation", "forbidden") else Conflict
+        raise refused(result.code or "not_reversed", result.message or "not reversed")
 
     @r.get("/accounts")
     def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
@@ -408,7 +454,16 @@ def _master_data_routes(r: APIRouter) -> None:
         with db.connect() as conn:
             return export.audit_rows(conn, tenant.id, min(max(limit, 1), 10_000))
 
-    @r.get("/export")
+    @r.get(
+        "/export",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "A zip: manifest.json and a CSV per table",
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
     def export_tenant(tenant: TenantDep, db: DbDep) -> Response:
         """All of the tenant's rows, a CSV per table (the audit log included) in a zip,
         with nothing of any other tenant."""
@@ -482,7 +537,7 @@ def _work_order_routes(r: APIRouter) -> None:
             "occurred_at": now_utc().isoformat(),
             "payload": {"work_order": code, "reason": body.reason},
         }
-        (result,) = request.app.state.ingest.ingest(tenant, [event])
+        (result,) = request.app.state.ingest.ingest(tenant, [event], actor=_ingest_actor(request))
         if result.status != ResultStatus.posted:
             raise Conflict(result.code or "close_not_posted", result.message or "not posted")
         with db.connect() as conn:
@@ -599,7 +654,7 @@ def _report_routes(r: APIRouter) -> None:
         tenant: TenantDep,
         db: DbDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> list[dict[str, Any]]:
         with db.connect() as conn:
             return reports.journal(conn, tenant, limit, offset)

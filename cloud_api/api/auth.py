@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_api.domain.clock import now_utc
-from cloud_api.errors import ErpError
+from cloud_api.errors import Conflict, ErpError
 from cloud_api.services import users
 from cloud_api.services.subscriptions import Refused
 from tenant.security import (
@@ -105,8 +105,11 @@ def router(tenant_dep: Any) -> APIRouter:
     def log_out(
         request: Request, response: Response, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, Any]:
+        session_hash = getattr(request.state, "session_hash", None)
+        if session_hash is None:
+            raise Conflict("no_session", "only a portal session signs out; a key is revoked")
         with request.app.state.db.begin() as conn:
-            users.log_out(conn, request.state.session_hash, now_utc())
+            users.log_out(conn, session_hash, now_utc())
         response.set_cookie(**clear_session_cookie())
         return {"signed_out": True}
 

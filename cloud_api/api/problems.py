@@ -5,12 +5,45 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_api.errors import ErpError
 from tenant.plans import TenantError
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457). `code` is stable: clients branch on it, not on `detail`.
+    Some carry more: `errors` (what failed validation), `reason`, `retry_after_s`..."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+
+
+# documented on every API route, so the OpenAPI document tells the truth about errors
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in {
+        400: "Malformed request (not JSON)",
+        401: "No valid credential",
+        402: "The subscription or the plan does not allow it",
+        403: "The role, the device's scope or the CSRF check refuses it",
+        404: "No such object in this tenant",
+        409: "Conflicts with the current state",
+        413: "Body too large",
+        422: "Does not match the schema, or breaks a rule",
+        429: "Rate limit or monthly quota; see Retry-After",
+    }.items()
+}
 
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
@@ -26,6 +59,8 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    _document(app)
+
     @app.exception_handler(ErpError)
     async def _erp(_: Request, exc: ErpError) -> JSONResponse:
         response = problem(exc.status, exc.code, exc.message, **exc.details)
@@ -64,3 +99,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
         return problem(500, "internal_error", "an unexpected error; nothing was written")
+
+
+def _document(app: FastAPI) -> None:
+    """Put the Problem schema into the OpenAPI components the responses refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = Problem.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

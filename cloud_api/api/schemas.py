@@ -17,6 +17,7 @@ class _In(BaseModel):
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]  # what a 32-bit column holds
 
 
 def _gtin14(value: object) -> object:
@@ -79,10 +80,10 @@ class EdgeHeartbeat(_In):
     edge_id: Annotated[str, Field(min_length=1, max_length=64)]
     agent_version: Annotated[str, Field(max_length=64)] | None = None
     sent_at: datetime  # the edge's clock, to measure its offset
-    backlog: Annotated[int, Field(ge=0)] = 0
+    backlog: Count = 0
     oldest_pending_at: datetime | None = None
-    parked: Annotated[int, Field(ge=0)] = 0
-    held: Annotated[int, Field(ge=0)] = 0
+    parked: Count = 0
+    held: Count = 0
     last_sync_error: Annotated[str, Field(max_length=2000)] | None = None
     devices: Annotated[list[dict[str, str | int | float | bool | None]], Field(max_length=200)] = []
 
@@ -110,6 +111,14 @@ class TenantSettings(_In):
     completion_tolerance: Rate | None = None  # 0.05 = completions may reach 105 %
     # where a closed order's residual WIP goes (posting_rules.work_order_close)
     variance_policy: Literal["cost_of_sales", "finished_goods"] | None = None
+    # the owner lets a poster reverse their own entries (a one-person company); audited
+    reversal_sod_waived: bool | None = None
+
+
+class ReverseEvent(_In):
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    occurred_at: datetime | None = None  # default: now (the reversal's posting date)
+    reversal_id: uuid.UUID | None = None  # send one to make a retry idempotent
 
 
 class WorkOrderRelease(_In):

@@ -70,6 +70,9 @@ class Tenant(SQLModel, table=True):
     variance_policy: str = Field(
         default="cost_of_sales", max_length=16, sa_column_kwargs={"server_default": "cost_of_sales"}
     )
+    # Segregation of duties: whoever posted an entry may not reverse it, unless the
+    # owner waives it (a one-person company); the waiver is audited.
+    reversal_sod_waived: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     api_key_hash: str = Field(max_length=64, unique=True)
     created_at: datetime
 
@@ -332,6 +335,8 @@ class EdgeEvent(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text))
     journal_entry_id: uuid.UUID | None = None
     reversed_by: uuid.UUID | None = None
+    # who sent it: user:<id>, device:<id> or api_key:tenant (reversals check it)
+    posted_by: str | None = Field(default=None, max_length=80)
     attempts: int = 1
     received_at: datetime
     posted_at: datetime | None = None

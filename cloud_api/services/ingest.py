@@ -13,6 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,7 @@ from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.errors import Conflict, ErpError, Held, NotFound, Rejected
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
+from tenant.rbac import can
 
 T = m.SQLModel.metadata.tables
 RETRIES = 5
@@ -107,13 +109,15 @@ class IngestService:
         tenant: TenantContext,
         raw_events: list[Any],
         after: Callable[[Connection, list[EventResult]], None] | None = None,
+        actor: Actor | None = None,
     ) -> list[EventResult]:
         """Post a batch in one transaction; `after` runs in it too, with the results
-        (the usage meter counts what posted, so it commits or rolls back with it)."""
+        (the usage meter counts what posted, so it commits or rolls back with it).
+        `actor` is who sent it: recorded on each event, and checked on reversals."""
         for attempt in range(RETRIES):
             try:
                 with self.db.begin() as conn:
-                    results = Batch(conn, tenant).run(raw_events)
+                    results = Batch(conn, tenant, actor).run(raw_events)
                     if after is not None:
                         after(conn, results)
                     return results
@@ -124,13 +128,13 @@ class IngestService:
 
     def repost(self, tenant: TenantContext, event_id: uuid.UUID) -> EventResult:
         with self.db.connect() as conn:
-            row = _event_row(conn, tenant.id, event_id)
+            row = event_row(conn, tenant.id, event_id)
         _require_held(row, event_id)
         return self.ingest(tenant, [json.loads(row.payload)])[0]
 
     def void(self, tenant: TenantContext, event_id: uuid.UUID, reason: str) -> None:
         with self.db.begin() as conn:
-            _require_held(_event_row(conn, tenant.id, event_id), event_id)
+            _require_held(event_row(conn, tenant.id, event_id), event_id)
             ev = T["edge_event"]
             conn.execute(
                 ev.update()
@@ -162,16 +166,35 @@ def _retryable(error: DBAPIError) -> bool:
     return code in {"40001", "40P01"} or "database is locked" in str(error)
 
 
-def _event_row(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> Any:
+def event_row(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> Any:
     ev = T["edge_event"]
     return conn.execute(
         select(ev).where(ev.c.tenant_id == tenant_id, ev.c.event_id == event_id)
     ).first()
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who sends events: a portal user (with their role), a device or the API key."""
+
+    kind: str  # user, device, api_key
+    id: str
+    role: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+REVERSAL_SOD = (
+    "whoever posted an entry may not reverse it: another owner or finance manager must "
+    "(an owner may waive this for a one-person company in the settings)"
+)
+
+
 class Batch:
-    def __init__(self, conn: Connection, tenant: TenantContext) -> None:
-        self.conn, self.tenant = conn, tenant
+    def __init__(self, conn: Connection, tenant: TenantContext, actor: Actor | None = None) -> None:
+        self.conn, self.tenant, self.actor = conn, tenant, actor
         self.buffer = RowBuffer()
         self.md = MasterDataStore(conn, tenant, self.buffer, self._lots_in_stock)
         self.history = SqlHistory(conn, tenant, self.md, self.buffer)
@@ -520,6 +543,7 @@ class Batch:
                 f"event {target} is not posted (yet); a reversal "
                 "waits until the original has posted",
             )
+        self._may_reverse(original)
         if original.type == "reversal":
             raise Rejected(
                 "cannot_reverse_reversal",
@@ -663,6 +687,24 @@ class Batch:
                 }
             )
 
+    def _may_reverse(self, original: Any) -> None:
+        """The RBAC matrix's "reverse posted journal" and its segregation of duties:
+        no device; among users only owners and finance managers, and never the one who
+        posted the original unless the owner waived it. The API key (an integration
+        acting for the owner) and the system's own reversals are not a person."""
+        actor = self.actor
+        if actor is None or actor.kind == "api_key":
+            return
+        if actor.kind == "device":
+            raise Rejected(
+                "reversal_not_allowed",
+                "a device cannot reverse a posted entry; the office reverses it in the portal",
+            )
+        if not can(actor.role or "", "journal.reverse"):
+            raise Rejected("forbidden", f"the role {actor.role} may not reverse a posted entry")
+        if original.posted_by == actor.ref and not self.tenant.reversal_sod_waived:
+            raise Rejected("sod_violation", REVERSAL_SOD)
+
     def _event_row(
         self, event: Event, digest: str, status: str, code: str | None, message: str | None
     ) -> dict[str, Any]:
@@ -682,6 +724,7 @@ class Batch:
             "message": message,
             "journal_entry_id": None,
             "reversed_by": None,
+            "posted_by": self.actor.ref if self.actor else None,
             "attempts": 1,
             "received_at": self.now,
             "posted_at": None,

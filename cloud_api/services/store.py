@@ -59,6 +59,7 @@ class TenantContext:
     allow_issue_from_reserved: bool = False
     completion_tolerance: Decimal = Decimal(0)
     variance_policy: str = "cost_of_sales"
+    reversal_sod_waived: bool = False
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:

@@ -121,6 +121,7 @@ _CONTEXT_COLUMNS = [
     T["tenant"].c.allow_issue_from_reserved,
     T["tenant"].c.completion_tolerance,
     T["tenant"].c.variance_policy,
+    T["tenant"].c.reversal_sod_waived,
 ]
 
 
@@ -132,6 +133,7 @@ def _context(row: Any) -> TenantContext:
         row.allow_issue_from_reserved,
         row.completion_tolerance,
         row.variance_policy,
+        row.reversal_sod_waived,
     )
 
 

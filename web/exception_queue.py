@@ -1,0 +1,64 @@
+"""The exception queue: held events with why, in plain words, and the fix; re-post,
+or void with a reason. Nothing leaves it any other way."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from cloud_api.contract import ResultStatus
+from web import queries
+from web.common import db, notice, parse_uuid, service_call
+from web.reasons import reason_for
+from web.security import PageError, PrincipalDep, Write, writer
+from web.templating import render
+
+VOID_REASON_MIN = 3
+StockPost = Annotated[Write, Depends(writer("stock.post"))]
+
+
+def router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+    _exceptions(r)
+    return r
+
+
+def _exceptions(r: APIRouter) -> None:
+    @r.get("/exceptions", response_class=HTMLResponse)
+    def exception_queue(request: Request, who: PrincipalDep) -> HTMLResponse:
+        with db(request).connect() as conn:
+            held = queries.exceptions(conn, who.tenant.id, "held")
+            voided = queries.exceptions(conn, who.tenant.id, "voided", limit=50)
+        for row in held:
+            row["reason"] = reason_for(row["code"])
+        return render(
+            request,
+            "exceptions.html",
+            who,
+            held=held,
+            voided=voided,
+            notice=notice(request),
+            code=request.query_params.get("code", "")[:64],
+        )
+
+    @r.post("/exceptions/{event_id}/repost")
+    def repost(request: Request, event_id: str, write: StockPost) -> Response:
+        key = parse_uuid(event_id)
+        result = service_call(lambda: request.app.state.ingest.repost(write.who.tenant, key))
+        if result.status == ResultStatus.posted:
+            return RedirectResponse("/exceptions?notice=posted", status_code=303)
+        return RedirectResponse(
+            f"/exceptions?notice=still_held&code={quote(result.code or '')}", status_code=303
+        )
+
+    @r.post("/exceptions/{event_id}/void", response_class=HTMLResponse)
+    def void(request: Request, event_id: str, write: StockPost) -> Response:
+        key = parse_uuid(event_id)
+        reason = write.field("reason", 500)
+        if len(reason) < VOID_REASON_MIN:
+            raise PageError(422, "Give a reason to void the event", "")
+        service_call(lambda: request.app.state.ingest.void(write.who.tenant, key, reason))
+        return RedirectResponse("/exceptions?notice=voided", status_code=303)

@@ -1,0 +1,411 @@
+"""Reads the portal needs that no service offers yet, in SQLAlchemy Core, always
+filtered by the tenant. Each is cheap on purpose: it reads the cached balances
+(valuation pools, WIP balances, stock balances) or one month's journal entries by
+their date index, never the whole ledger. These belong in cloud_api/services later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from cloud_api.db import models as m
+from cloud_api.domain.clock import utc
+from cloud_api.domain.money import ZERO
+
+T = m.SQLModel.metadata.tables
+RAW_STOCK_ACCOUNT = "1403"  # chart.py: 原材料; the other stock account is 1405 库存商品
+COST_OF_SALES_ACCOUNT = "6401"
+ONLINE_WITHIN = timedelta(minutes=5)
+LEDGER_PAGE_ROWS = 200
+
+
+def _dec(value: Any) -> Decimal:
+    return ZERO if value is None else Decimal(value)
+
+
+@dataclass(frozen=True)
+class CategoryValue:
+    code: str
+    name: str
+    stock_account: str
+    value: Decimal
+
+
+@dataclass(frozen=True)
+class StockValue:
+    raw: Decimal
+    wip: Decimal
+    finished: Decimal
+    by_category: list[CategoryValue]
+
+    @property
+    def total(self) -> Decimal:
+        return self.raw + self.wip + self.finished
+
+
+def stock_value(conn: Connection, tenant_id: uuid.UUID) -> StockValue:
+    """Stock at value from the valuation pools (raw = categories booked to 1403, the
+    rest finished and semi-finished, 1405) and WIP from the work orders' balances.
+    The books-check proves both equal to the general ledger's accounts."""
+    vp, item, cat, wb = T["valuation_pool"], T["item"], T["item_category"], T["wip_balance"]
+    rows = conn.execute(
+        select(cat.c.code, cat.c.name, cat.c.stock_account, func.sum(vp.c.value).label("v"))
+        .select_from(vp)
+        .join(item, and_(item.c.tenant_id == vp.c.tenant_id, item.c.id == vp.c.item_id))
+        .join(cat, and_(cat.c.tenant_id == item.c.tenant_id, cat.c.code == item.c.category_code))
+        .where(vp.c.tenant_id == tenant_id)
+        .group_by(cat.c.code, cat.c.name, cat.c.stock_account)
+        .order_by(cat.c.code)
+    ).all()
+    categories = [CategoryValue(r.code, r.name, r.stock_account, _dec(r.v)) for r in rows]
+    raw = sum((c.value for c in categories if c.stock_account == RAW_STOCK_ACCOUNT), ZERO)
+    finished = sum((c.value for c in categories if c.stock_account != RAW_STOCK_ACCOUNT), ZERO)
+    wip = _dec(conn.scalar(select(func.sum(wb.c.value)).where(wb.c.tenant_id == tenant_id)))
+    return StockValue(raw, wip, finished, categories)
+
+
+def held_count(conn: Connection, tenant_id: uuid.UUID) -> int:
+    ev = T["edge_event"]
+    query = select(func.count()).where(ev.c.tenant_id == tenant_id, ev.c.status == "held")
+    return int(conn.scalar(query) or 0)
+
+
+@dataclass(frozen=True)
+class DeviceCounts:
+    online: int
+    offline: int
+    backlog: int  # events waiting in the edges' outboxes, from their heartbeats
+
+
+def device_counts(conn: Connection, tenant_id: uuid.UUID, now: datetime) -> DeviceCounts:
+    d, ag = T["device"], T["edge_agent"]
+    live = conn.execute(
+        select(d.c.last_seen_at).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None))
+    ).scalars()
+    online = offline = 0
+    for seen in live:
+        if seen is not None and utc(seen) >= now - ONLINE_WITHIN:
+            online += 1
+        else:
+            offline += 1
+    backlog = conn.scalar(select(func.sum(ag.c.backlog)).where(ag.c.tenant_id == tenant_id))
+    return DeviceCounts(online, offline, int(backlog or 0))
+
+
+@dataclass(frozen=True)
+class DayOutput:
+    day: date
+    quantity: Decimal
+    value: Decimal
+
+
+@dataclass
+class Sales:
+    revenue: Decimal = ZERO
+    cost_of_sales: Decimal = ZERO
+
+    @property
+    def margin(self) -> Decimal:
+        return self.revenue - self.cost_of_sales
+
+    @property
+    def margin_percent(self) -> Decimal | None:
+        if not self.revenue:
+            return None
+        return (self.margin * 100 / self.revenue).quantize(Decimal("0.1"))
+
+
+def sales_between(conn: Connection, tenant_id: uuid.UUID, first: date, last: date) -> Sales:
+    """Revenue (the revenue accounts, credit − debit) and cost of sales (6401, debit −
+    credit) of the entries dated first..last, found by the entry-date index."""
+    je, jl, acc = T["journal_entry"], T["journal_line"], T["account"]
+    rows = conn.execute(
+        select(
+            acc.c.kind,
+            jl.c.account_code,
+            func.sum(jl.c.debit).label("d"),
+            func.sum(jl.c.credit).label("c"),
+        )
+        .select_from(je)
+        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
+        .join(acc, and_(acc.c.tenant_id == jl.c.tenant_id, acc.c.code == jl.c.account_code))
+        .where(
+            je.c.tenant_id == tenant_id,
+            je.c.entry_date >= first,
+            je.c.entry_date <= last,
+            or_(acc.c.kind == "revenue", jl.c.account_code == COST_OF_SALES_ACCOUNT),
+        )
+        .group_by(acc.c.kind, jl.c.account_code)
+    ).all()
+    sales = Sales()
+    for r in rows:
+        if r.kind == "revenue":
+            sales.revenue += _dec(r.c) - _dec(r.d)
+        else:
+            sales.cost_of_sales += _dec(r.d) - _dec(r.c)
+    return sales
+
+
+def output_by_day(
+    conn: Connection, tenant_id: uuid.UUID, first: date, last: date
+) -> list[DayOutput]:
+    """Good units completed per booking day (a reversed completion counts back), and
+    their value, from the completion moves of the entries dated first..last."""
+    je, mv = T["journal_entry"], T["stock_move"]
+    original = mv.c.mirrors_move_id.is_(None)
+    rows = conn.execute(
+        select(
+            je.c.entry_date,
+            original.label("original"),
+            func.sum(mv.c.quantity).label("q"),
+            func.sum(mv.c.value).label("v"),
+        )
+        .select_from(je)
+        .join(mv, and_(mv.c.tenant_id == je.c.tenant_id, mv.c.event_id == je.c.event_id))
+        .where(
+            je.c.tenant_id == tenant_id,
+            je.c.kind != "revaluation",
+            je.c.entry_date >= first,
+            je.c.entry_date <= last,
+            mv.c.kind == "completion",
+        )
+        .group_by(je.c.entry_date, original)
+    ).all()
+    days: dict[date, list[Decimal]] = {}
+    for r in rows:
+        sign = 1 if r.original else -1
+        acc = days.setdefault(_as_date(r.entry_date), [ZERO, ZERO])
+        acc[0] += sign * _dec(r.q)
+        acc[1] += sign * _dec(r.v)
+    return [DayOutput(day, q, v) for day, (q, v) in sorted(days.items())]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    item: str
+    name: str
+    on_hand: Decimal
+    safety_stock: Decimal
+
+
+def below_safety_stock(
+    conn: Connection, tenant_id: uuid.UUID, limit: int = 20
+) -> tuple[int, list[Shortfall]]:
+    """Items whose stock in all warehouses (the valuation pools) is under their safety
+    stock: how many, and the first `limit` of them by code."""
+    item, vp = T["item"], T["valuation_pool"]
+    on_hand = func.coalesce(func.sum(vp.c.quantity), 0)
+    rows = conn.execute(
+        select(item.c.code, item.c.name, item.c.safety_stock, func.sum(vp.c.quantity).label("q"))
+        .select_from(item)
+        .outerjoin(vp, and_(vp.c.tenant_id == item.c.tenant_id, vp.c.item_id == item.c.id))
+        .where(item.c.tenant_id == tenant_id, item.c.safety_stock > 0)
+        .group_by(item.c.id, item.c.code, item.c.name, item.c.safety_stock)
+        .having(on_hand < item.c.safety_stock)
+        .order_by(item.c.code)
+    ).all()
+    short = [Shortfall(r.code, r.name, _dec(r.q), _dec(r.safety_stock)) for r in rows]
+    return len(short), short[:limit]
+
+
+# -- exception queue ---------------------------------------------------------------
+
+
+def exceptions(
+    conn: Connection, tenant_id: uuid.UUID, status: str, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Held (or voided) events, oldest first, as the /api/v1/exceptions route lists them."""
+    ev = T["edge_event"]
+    query = (
+        select(
+            ev.c.event_id,
+            ev.c.device_id,
+            ev.c.type,
+            ev.c.occurred_at,
+            ev.c.operator,
+            ev.c.code,
+            ev.c.message,
+            ev.c.attempts,
+            ev.c.received_at,
+            ev.c.payload,
+        )
+        .where(ev.c.tenant_id == tenant_id, ev.c.status == status)
+        .order_by(ev.c.occurred_at if status == "held" else ev.c.received_at.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def event(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> dict[str, Any] | None:
+    ev = T["edge_event"]
+    row = (
+        conn.execute(select(ev).where(ev.c.tenant_id == tenant_id, ev.c.event_id == event_id))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def entry_lines(
+    conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """The journal lines an event booked (its own entry and any revaluations it caused
+    are found by the line's source event), with both account names."""
+    jl, acc, je = T["journal_line"], T["account"], T["journal_entry"]
+    rows = conn.execute(
+        select(
+            je.c.entry_date,
+            je.c.kind,
+            jl.c.entry_id,
+            jl.c.line_no,
+            jl.c.account_code,
+            acc.c.name_zh,
+            acc.c.name_en,
+            jl.c.debit,
+            jl.c.credit,
+        )
+        .select_from(je)
+        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
+        .join(acc, and_(acc.c.tenant_id == jl.c.tenant_id, acc.c.code == jl.c.account_code))
+        .where(je.c.tenant_id == tenant_id, je.c.event_id == event_id)
+        .order_by(je.c.posted_at, jl.c.entry_id, jl.c.line_no)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+# -- inventory -----------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    item: str
+    name: str
+    unit: str
+    location: str
+    quantity: Decimal
+    value: Decimal
+    safety_stock: Decimal
+    lots: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
+def positions(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    search: str = "",
+    limit: int = 500,
+    item_id: uuid.UUID | None = None,
+) -> list[Position]:
+    """On hand per item × internal location from the valuation pools (quantity and
+    value), with the lots from the stock balances; of one item, or of the items whose
+    code or name contains `search`."""
+    vp, item, loc, sb = T["valuation_pool"], T["item"], T["location"], T["stock_balance"]
+    query = (
+        select(
+            item.c.id.label("item_id"),
+            loc.c.id.label("location_id"),
+            item.c.code.label("item"),
+            item.c.name,
+            item.c.unit,
+            item.c.safety_stock,
+            item.c.lot_tracked,
+            loc.c.code.label("location"),
+            vp.c.quantity,
+            vp.c.value,
+        )
+        .select_from(vp)
+        .join(item, and_(item.c.tenant_id == vp.c.tenant_id, item.c.id == vp.c.item_id))
+        .join(loc, and_(loc.c.tenant_id == vp.c.tenant_id, loc.c.id == vp.c.location_id))
+        .where(vp.c.tenant_id == tenant_id, or_(vp.c.quantity != 0, vp.c.value != 0))
+        .order_by(item.c.code, loc.c.code)
+        .limit(limit)
+    )
+    if item_id is not None:
+        query = query.where(vp.c.item_id == item_id)
+    if search:
+        pattern = "%" + search.replace("\\", "").replace("%", "").replace("_", "") + "%"
+        query = query.where(or_(item.c.code.ilike(pattern), item.c.name.ilike(pattern)))
+    rows = conn.execute(query).all()
+    out = {
+        (r.item_id, r.location_id): Position(
+            r.item,
+            r.name,
+            r.unit,
+            r.location,
+            _dec(r.quantity),
+            _dec(r.value),
+            _dec(r.safety_stock),
+        )
+        for r in rows
+    }
+    tracked = [r.item_id for r in rows if r.lot_tracked]
+    if tracked:
+        for b in conn.execute(
+            select(sb.c.item_id, sb.c.location_id, sb.c.lot, sb.c.quantity)
+            .where(sb.c.tenant_id == tenant_id, sb.c.item_id.in_(tracked), sb.c.quantity != 0)
+            .order_by(sb.c.lot)
+        ):
+            if (b.item_id, b.location_id) in out:
+                out[(b.item_id, b.location_id)].lots.append((b.lot, _dec(b.quantity)))
+    return list(out.values())
+
+
+def item_by_code(conn: Connection, tenant_id: uuid.UUID, code: str) -> dict[str, Any] | None:
+    item = T["item"]
+    row = (
+        conn.execute(select(item).where(item.c.tenant_id == tenant_id, item.c.code == code))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def stock_ledger_page(
+    conn: Connection, tenant_id: uuid.UUID, item_id: uuid.UUID, page: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of an item's moves, newest first, each with its source event, device
+    and operator and its value after revaluations; and whether there are more."""
+    mv, rv, ev, loc = T["stock_move"], T["stock_revaluation"], T["edge_event"], T["location"]
+    src, dst = loc.alias("src"), loc.alias("dst")
+    revalued = (
+        select(func.sum(rv.c.delta_value))
+        .where(rv.c.tenant_id == mv.c.tenant_id, rv.c.move_id == mv.c.id)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(
+            mv.c.occurred_at,
+            mv.c.event_id,
+            mv.c.kind,
+            mv.c.lot,
+            mv.c.quantity,
+            mv.c.value,
+            revalued.label("delta"),
+            src.c.code.label("from_code"),
+            src.c.kind.label("from_kind"),
+            dst.c.code.label("to_code"),
+            dst.c.kind.label("to_kind"),
+            ev.c.type.label("event_type"),
+            ev.c.device_id,
+            ev.c.operator,
+        )
+        .select_from(mv)
+        .join(src, and_(src.c.tenant_id == mv.c.tenant_id, src.c.id == mv.c.from_location_id))
+        .join(dst, and_(dst.c.tenant_id == mv.c.tenant_id, dst.c.id == mv.c.to_location_id))
+        .join(ev, and_(ev.c.tenant_id == mv.c.tenant_id, ev.c.event_id == mv.c.event_id))
+        .where(mv.c.tenant_id == tenant_id, mv.c.item_id == item_id)
+        .order_by(mv.c.occurred_at.desc(), mv.c.event_id.desc(), mv.c.line_no.desc())
+        .limit(LEDGER_PAGE_ROWS + 1)
+        .offset(page * LEDGER_PAGE_ROWS)
+    ).mappings()
+    moves = [{**r, "effective": _dec(r["value"]) + _dec(r["delta"])} for r in rows]
+    return moves[:LEDGER_PAGE_ROWS], len(moves) > LEDGER_PAGE_ROWS

@@ -1,0 +1,105 @@
+"""Why an event is held, in plain words, and what fixes it: one entry per held code
+(cloud_api raises them as `Held(code, message)`). The texts are message ids, shown
+translated; the service's own message, with the figures, is shown under them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _(message: str) -> str:
+    """Marks a message id for the catalogs; translated when rendered."""
+    return message
+
+
+@dataclass(frozen=True)
+class Reason:
+    title: str
+    fix: str
+    link: str | None = None  # the page where the fix is made, if the portal has it
+
+
+REASONS: dict[str, Reason] = {
+    "insufficient_stock": Reason(
+        _("Not enough stock"),
+        _("Receive the missing stock (or post the count), then re-post."),
+        "/inventory",
+    ),
+    "reserved_for_other_orders": Reason(
+        _("The stock is reserved for other work orders"),
+        _("Receive more, or release or close the orders that hold it, then re-post."),
+    ),
+    "backflush_lot_unavailable": Reason(
+        _("A lot needed for backflush is not in stock"),
+        _("Receive the lot, then re-post this completion."),
+        "/inventory",
+    ),
+    "item_has_no_cost": Reason(
+        _("The item has no cost yet"),
+        _("Post the item's first receipt, then re-post."),
+    ),
+    "period_closed": Reason(
+        _("The period is closed"),
+        _("Open the period (owner, with a reason), then re-post."),
+    ),
+    "unknown_item": Reason(
+        _("Unknown item"),
+        _("Map the unknown item: create it with this code, then re-post."),
+    ),
+    "unknown_location": Reason(
+        _("Unknown location"),
+        _("Create the location with this code, then re-post."),
+    ),
+    "unknown_work_order": Reason(
+        _("Unknown work order"),
+        _("Create and release the work order, then re-post."),
+    ),
+    "unknown_work_center": Reason(
+        _("Unknown work centre"),
+        _("Create the work centre with this code, then re-post."),
+    ),
+    "work_order_not_released": Reason(
+        _("The work order is not released"),
+        _("Release the work order, then re-post."),
+    ),
+    "work_order_closed": Reason(
+        _("The work order is closed"),
+        _("Book it to an open work order instead, or void this event with a reason."),
+    ),
+    "completion_exceeds_order": Reason(
+        _("More completed than the order allows"),
+        _("Raise the work order's quantity or the completion tolerance, then re-post."),
+    ),
+    "return_exceeds_issued": Reason(
+        _("More returned than was issued"),
+        _("Check the quantity; void this event with a reason and post the right one."),
+    ),
+    "event_not_posted": Reason(
+        _("The event it reverses has not posted"),
+        _("Fix and re-post the original event first, then re-post this one."),
+    ),
+    "reversal_not_possible": Reason(
+        _("It can no longer be reversed"),
+        _("Return the goods with a new event instead, and void this one with a reason."),
+    ),
+    "missing_virtual_location": Reason(
+        _("A system location is missing"),
+        _("Contact support: the tenant's virtual locations are incomplete."),
+    ),
+}
+UNKNOWN = Reason(
+    _("Held"),
+    _("Read the message below, fix the cause, then re-post; or void it with a reason."),
+)
+
+
+UNKNOWN_MASTER_DATA = Reason(
+    _("Unknown master data"),
+    _("Create the missing record named below, then re-post."),
+)
+
+
+def reason_for(code: str | None) -> Reason:
+    if code and code.startswith("unknown_") and code not in REASONS:
+        return UNKNOWN_MASTER_DATA
+    return REASONS.get(code or "", UNKNOWN)
