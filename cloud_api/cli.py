@@ -126,6 +126,30 @@ def tenant_tick(database_url: DbUrl = None) -> None:
         typer.echo(f"{tenant_id} {move.from_state} -> {move.to_state} ({move.reason})")
 
 
+@tenant_app.command("purge")
+def tenant_purge(
+    owner_database_url: Annotated[
+        str | None, typer.Option(help="The schema owner's URL (default: $OWNER_DATABASE_URL).")
+    ] = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Delete every tenant whose subscription is due for purge (canceled 90 days ago),
+    keeping a deletion record (run it from cron, daily); prints one line per tenant."""
+    from cloud_api.db import tenancy
+    from cloud_api.db.engine import make_engine
+    from cloud_api.domain.clock import now_utc
+    from cloud_api.services.purge import purge_due
+
+    settings = get_settings()
+    owner_url = owner_database_url or settings.owner_database_url or settings.database_url
+    owner = tenancy.install(make_engine(owner_url))
+    for done in purge_due(owner, _platform_db(database_url), now_utc()):
+        typer.echo(
+            f"{done.tenant_id} {done.slug}: purged, {done.rows_deleted} rows and "
+            f"{done.users_deleted} users deleted"
+        )
+
+
 @tenant_app.command("record-payment")
 def tenant_record_payment(
     slug: Annotated[str, typer.Argument(help="The tenant.")],

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     # migrations: the owner of the schema, erp_owner (default: database_url)
     owner_database_url: str | None = None
     api_key_pepper: str = "dev-pepper-change-me"
+    # the API rate buckets and the login throttle, shared by every worker; without it
+    # each process keeps its own (fine for one process: the demo)
+    redis_url: str | None = None
+    redis_prefix: str = "erp"
     max_batch_events: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
 

@@ -5,7 +5,7 @@ are one engine."""
 
 from sqlalchemy import Engine
 
-from cloud_api.db import rls
+from cloud_api.db import rls, tenancy
 from cloud_api.db.engine import make_engine
 
 _ENGINES: dict[str, Engine] = {}
@@ -16,7 +16,7 @@ def as_role(db: Engine, role: str) -> Engine:
         return db
     url = db.url.set(username=role).render_as_string(hide_password=False)
     if url not in _ENGINES:
-        _ENGINES[url] = make_engine(url)
+        _ENGINES[url] = tenancy.install(make_engine(url))
     return _ENGINES[url]
 
 

@@ -22,7 +22,7 @@ from tenant import metering
 from tenant import subscriptions as subs
 from tests.conftest import Api
 from tests.edge_harness import cloud
-from tests.factory import receipt, setup_workshop
+from tests.factory import issue, receipt, setup_workshop
 
 T = m.SQLModel.metadata.tables
 
@@ -260,3 +260,22 @@ def test_renewal_invoice_overdue_then_paid_by_transfer(db: Engine) -> None:
     with db.begin() as conn, pytest.raises(Exception, match="is paid"):
         record_payment(conn, api.tenant.id, invoice["number"], "again", paid_at)
     assert "invoice.paid" in _audit_actions(api) and "invoice.overdue" in _audit_actions(api)
+
+
+def test_held_events_are_metered_when_they_post_not_when_they_are_held(api: Api) -> None:
+    """A held event is not a posted one; re-posted from the queue, it counts once.
+    Closes and reversals posted by the API count like any posted event."""
+    setup_workshop(api)
+    (held,) = api.events(issue(1, "RAW", "2"))  # no stock yet
+    assert held["status"] == "held"
+    assert api.get("/subscription").json()["events_this_month"] == 0
+    (posted,) = api.events(receipt(0, "RAW", "5", "2"))  # before the issue: it can post
+    assert api.get("/subscription").json()["events_this_month"] == 1
+    reposted = api.post(f"/exceptions/{held['event_id']}/repost")
+    assert reposted.status_code == 200 and reposted.json()["status"] == "posted"
+    assert api.get("/subscription").json()["events_this_month"] == 2
+    again = api.post(f"/exceptions/{held['event_id']}/repost")
+    assert again.status_code == 409  # not held any more: nothing posts, nothing counts
+    reversed_ = api.post(f"/events/{posted['event_id']}/reverse", json={"reason": "x"})
+    assert reversed_.status_code == 409  # its stock went to WO1: the reversal is held
+    assert api.get("/subscription").json()["events_this_month"] == 2

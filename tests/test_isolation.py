@@ -61,7 +61,10 @@ def seed(api: Api) -> dict[str, Any]:
         },
     )
     assert viewer.status_code == 201, viewer.text
+    token = api.post("/api-tokens", json={"name": "bridge", "scopes": ["items:read"]})
+    assert token.status_code == 201, token.text
     return {
+        "token_id": token.json()["id"],
         "event_id": held[0],
         "device_id": enrolled.json()["device_id"],
         "device_key": enrolled.json()["key"],
@@ -151,6 +154,7 @@ def test_every_write_by_id_with_bs_ids_is_404_and_b_is_untouched(
         "/api/v1/devices/{device_id}/rotate",
         "/api/v1/devices/{device_id}/revoke",
         "/api/v1/users/{user_id}",
+        "/api/v1/api-tokens/{token_id}/revoke",
     }
     bodies = {
         "void": {"reason": "not mine"},

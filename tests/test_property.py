@@ -122,9 +122,14 @@ def test_arrival_order_does_not_change_the_books(sqlite_db: Any, ops: list[Any])
     for ev in sorted(posted, key=lambda e: (e["occurred_at"], uuid.UUID(e["event_id"]))):
         (result,) = in_order.events(ev)
         assert result["status"] == "posted", result
-    assert shuffled.balances() == in_order.balances()
+    assert _nonzero(shuffled.balances()) == _nonzero(in_order.balances())
     assert _stock(shuffled) == _stock(in_order)
     assert in_order.reconcile() == []
+
+
+def _nonzero(balances: dict[str, Any]) -> dict[str, Any]:
+    """An account whose lines net to zero has the same balance as one without lines."""
+    return {code: value for code, value in balances.items() if value != 0}
 
 
 def _stock(api: Api) -> list[tuple[str, str, str, str]]:

@@ -45,22 +45,69 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/users"): "users.manage",
     ("POST", "/api/v1/logout"): "session",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
+    ("POST", "/api/v1/api-tokens"): "users.manage",
+    ("POST", "/api/v1/api-tokens/{token_id}/revoke"): "users.manage",
 }
 # reads that not every role may do
 READ_ACTIONS = {
     "/api/v1/export": "export",
     "/api/v1/audit-log": "export",
     "/api/v1/subscription/invoices": "users.manage",  # billing: the owner's
+    "/api/v1/api-tokens": "users.manage",
 }
+# What a scoped integration token needs (tenant/security/keys.py API_SCOPES): the writes
+# it may do, and reads by path prefix (the first that matches). Anything else: refused.
+TOKEN_WRITES = {
+    ("POST", "/api/v1/edge/events"): "events:post",
+    ("POST", "/api/v1/edge/heartbeat"): "events:post",
+}
+TOKEN_READS = (
+    ("/api/v1/export", "export:read"),
+    ("/api/v1/audit-log", "export:read"),
+    ("/api/v1/work-orders", "work_orders:read"),
+    ("/api/v1/reports/stock", "stock:read"),  # and stock-ledger
+    ("/api/v1/reports/wip", "stock:read"),
+    ("/api/v1/reports", "reports:read"),
+    ("/api/v1/accounts", "reports:read"),
+    ("/api/v1/edge/masterdata", "items:read"),
+    ("/api/v1/items", "items:read"),
+    ("/api/v1/locations", "items:read"),
+    ("/api/v1/boms", "items:read"),
+    ("/api/v1/customers", "items:read"),
+    ("/api/v1/suppliers", "items:read"),
+    ("/api/v1/work-centers", "items:read"),
+    ("/api/v1/operators", "items:read"),
+    ("/api/v1/operator-grades", "items:read"),
+)
 CSRF_HEADER = "X-CSRF-Token"
 API_PREFIX = "/api/v1"
 
 
-def action_of(request: Request) -> str:
+def _route_path(request: Request) -> str:
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
-    if not path.startswith(API_PREFIX):  # the route as its router declared it
-        path = API_PREFIX + path
+    return path if path.startswith(API_PREFIX) else API_PREFIX + path
+
+
+def scope_needed(request: Request) -> str | None:
+    path = _route_path(request)
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return next((scope for prefix, scope in TOKEN_READS if path.startswith(prefix)), None)
+    return TOKEN_WRITES.get((request.method, path))
+
+
+def require_scope(request: Request, scopes: frozenset[str]) -> None:
+    needed = scope_needed(request)
+    if needed is None or needed not in scopes:
+        what = f"{request.method} {_route_path(request)}"
+        raise Forbidden(
+            "insufficient_scope",
+            f"this token may not {what}" + (f": it needs the scope {needed}" if needed else ""),
+        )
+
+
+def action_of(request: Request) -> str:
+    path = _route_path(request)
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return READ_ACTIONS.get(path, "read")
     return WRITE_ACTIONS.get((request.method, path), "unmapped")

@@ -8,8 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
-from sqlalchemy import Connection, Engine, select
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from sqlalchemy import Engine, select
 
 from cloud_api.api import access, auth, problems, schemas
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
@@ -20,6 +20,7 @@ from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Forbidden, NotFound, Unauthorized
 from cloud_api.services import (
+    api_tokens,
     audit,
     billing,
     boms,
@@ -37,8 +38,10 @@ from cloud_api.services.ingest import Actor, IngestService, event_row
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
+from tenant import shared_limits
 from tenant.ratelimit import Limiter
 from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle
+from tenant.security.keys import API_TOKEN_PREFIX, is_legacy_tenant_key
 
 T = m.SQLModel.metadata.tables
 
@@ -61,10 +64,14 @@ def create_app(
         description="Edge ingest, stock ledger, valuation and double-entry books.",
     )
     app.state.db, app.state.platform_db, app.state.settings = db, platform_db, settings
-    app.state.ingest = IngestService(db)
-    # in memory, per process: with several workers each counts apart (see the note)
-    app.state.login_throttle = LoginThrottle()
-    app.state.rate_limiter = Limiter(1, 1, max_keys=50_000)  # rates come per tenant
+    app.state.ingest = IngestService(db, meter=subscriptions.count_posted)
+    if settings.redis_url:  # one budget for all workers
+        app.state.rate_limiter, app.state.login_throttle = shared_limits.shared(
+            settings.redis_url, settings.redis_prefix
+        )
+    else:  # in memory, per process: with several workers each would count apart
+        app.state.login_throttle = LoginThrottle()
+        app.state.rate_limiter = Limiter(1, 1, max_keys=50_000)  # rates come per tenant
     app.state.plan_cache = {}
     problems.install(app)
 
@@ -106,6 +113,13 @@ def current_tenant(
             "send the tenant's API key as 'Authorization: Bearer <key>' or 'X-API-Key'",
         )
     pepper = request.app.state.settings.api_key_pepper
+    if key.startswith(API_TOKEN_PREFIX) and not is_legacy_tenant_key(key):
+        with request.app.state.platform_db.begin() as conn:
+            tenant_id, keyid, scopes = api_tokens.authenticate(conn, key, pepper, now_utc())
+            tenant = tenant_by_id(conn, tenant_id)
+        access.require_scope(request, scopes)
+        request.state.api_token_id = keyid
+        return tenant
     if not key.startswith(DEVICE_KEY_PREFIX):
         return tenant_for_key(request.app.state.platform_db, key, pepper)
     with request.app.state.platform_db.connect() as conn:
@@ -140,7 +154,7 @@ def rate_limited_tenant(
 ) -> TenantContext:
     """Token buckets per tenant, and per device for device keys, at the plan's API rate
     with ten seconds of it as the burst; beyond it 429 rate_limited with Retry-After.
-    In memory per process (several workers each count apart)."""
+    Shared through Redis when REDIS_URL is set, else per process."""
     rps = _plan_rps(request, tenant)
     if rps is None:  # a custom plan: no limit here
         return tenant
@@ -192,7 +206,10 @@ def _actor(request: Request) -> tuple[str, str]:
     if user_id is not None:
         return ("user", str(user_id))
     device_id = getattr(request.state, "device_id", None)
-    return ("device", str(device_id)) if device_id is not None else ("api_key", "tenant")
+    if device_id is not None:
+        return ("device", str(device_id))
+    token = getattr(request.state, "api_token_id", None)
+    return ("api_token", token) if token is not None else ("api_key", "tenant")
 
 
 def _ingest_actor(request: Request) -> Actor:
@@ -228,12 +245,8 @@ def _api_router() -> APIRouter:
         with db.connect() as conn:
             subscriptions.check_ingest(conn, tenant, received)
 
-        def meter(conn: Connection, results: list[EventResult]) -> None:
-            posted = sum(1 for res in results if res.status == ResultStatus.posted)
-            subscriptions.count_posted(conn, tenant.id, posted, received)
-
         results = request.app.state.ingest.ingest(
-            tenant, batch.events, after=meter, actor=_ingest_actor(request)
+            tenant, batch.events, actor=_ingest_actor(request)
         )
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:
@@ -594,6 +607,39 @@ def _device_routes(r: APIRouter) -> None:
         with db.begin() as conn:
             devices.revoke(conn, tenant, device_id, now_utc())
         return {"device_id": str(device_id), "revoked": True}
+
+    @r.post("/api-tokens", status_code=201)
+    def create_api_token(
+        body: schemas.ApiTokenCreate, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
+        """A scoped token for an integration; the token is in this answer only."""
+        with db.begin() as conn:
+            return api_tokens.create(
+                conn,
+                tenant,
+                body.name,
+                body.scopes,
+                request.app.state.settings.api_key_pepper,
+                now_utc(),
+                _actor(request),
+            )
+
+    @r.get("/api-tokens")
+    def list_api_tokens(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return api_tokens.list_tokens(conn, tenant)
+
+    @r.post("/api-tokens/{token_id}/revoke")
+    def revoke_api_token(
+        token_id: Annotated[str, Path(pattern="^[0-9a-f]{16}$")],
+        tenant: TenantDep,
+        db: DbDep,
+        request: Request,
+    ) -> dict[str, str]:
+        """Revoked at once: the next request with it is 401."""
+        with db.begin() as conn:
+            api_tokens.revoke(conn, tenant, token_id, now_utc(), _actor(request))
+        return {"id": token_id, "status": "revoked"}
 
     @r.get("/subscription")
     def read_subscription(tenant: TenantDep, db: DbDep) -> dict[str, Any]:

@@ -115,6 +115,13 @@ class TenantSettings(_In):
     reversal_sod_waived: bool | None = None
 
 
+class ApiTokenCreate(_In):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    scopes: Annotated[
+        list[Annotated[str, Field(max_length=32)]], Field(min_length=1, max_length=10)
+    ]
+
+
 class ReverseEvent(_In):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
     occurred_at: datetime | None = None  # default: now (the reversal's posting date)

@@ -673,6 +673,35 @@ class Device(SQLModel, table=True):
     last_seen_at: datetime | None = None
 
 
+class TenantDeletion(SQLModel, table=True):
+    """What is left of a purged tenant (SAAS.md: canceled, day 90): a record that it
+    existed and was deleted, when, and how many rows went. Global: no tenant_id."""
+
+    __tablename__ = "tenant_deletion"
+    tenant: uuid.UUID = Field(primary_key=True)
+    slug: str = Field(max_length=64)
+    purged_at: datetime
+    rows_deleted: int
+    users_deleted: int
+
+
+class ApiToken(SQLModel, table=True):
+    """An integration's token: `tk_<keyid>_<secret>`, scoped (tenant/security/keys.py
+    API_SCOPES), stored as HMAC(pepper, secret), revocable; looked up by its key id."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (Index("uq_api_token_keyid", "keyid", unique=True),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    keyid: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    scopes: str = Field(max_length=200)  # space-separated
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime
+    created_by: str = Field(max_length=80)  # user:<id> or api_key:tenant
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
 class DeviceKey(SQLModel, table=True):
     """A device's key: `dk_live_<keyid>_<secret>`, stored as HMAC(pepper, secret) and
     looked up by its random key id. At most two live per device (rotation overlap)."""

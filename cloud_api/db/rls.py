@@ -17,6 +17,7 @@ statement, a trigger refuses to change or delete their rows.
 """
 
 import os
+from typing import Any
 
 from sqlalchemy import text
 
@@ -119,8 +120,40 @@ END $$
 """
 
 
+# Since 0017: the one exception, the purge of a canceled tenant after 90 days, run by
+# the schema owner with `app.purging` set to that tenant (services/purge.py); row-level
+# security still limits it to that tenant's rows.
+REFUSE_CHANGE_UNLESS_PURGING = """
+CREATE OR REPLACE FUNCTION erp_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+       AND current_setting('app.purging', true) = OLD.tenant_id::text THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION '% is append-only: post a reversal instead', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
 def owned_by_owner(table: str) -> str:
     return f"ALTER TABLE {table} OWNER TO {OWNER}"
+
+
+def protect_new_table(op: Any, table: str, lookup: bool = False) -> None:
+    """For a migration that adds a tenant table: ownership, ENABLE + FORCE RLS, the
+    tenant_isolation policy and grants; `lookup` lets erp_platform resolve credentials
+    in it before the tenant is known. A no-op on SQLite."""
+    conn = op.get_bind()
+    if conn.dialect.name != "postgresql":
+        return
+    superuser = conn.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+    statements = [owned_by_owner(table)] if superuser else []
+    statements += enable_tenant_rls(table)
+    if lookup:
+        statements += platform_lookup(table)
+    for statement in statements:
+        op.execute(statement)
 
 
 def set_login_passwords(url: str) -> list[str]:

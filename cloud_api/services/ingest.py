@@ -100,26 +100,28 @@ def open_posting_date(day: date, closed: set[str]) -> date:
     raise Held("period_closed", "no open period to book into")
 
 
+# counts what a transaction posted toward the tenant's month (subscriptions.count_posted)
+Meter = Callable[[Connection, uuid.UUID, int, datetime], None]
+
+
 class IngestService:
-    def __init__(self, db: Engine) -> None:
-        self.db = db
+    def __init__(self, db: Engine, meter: Meter | None = None) -> None:
+        self.db, self.meter = db, meter
 
     def ingest(
-        self,
-        tenant: TenantContext,
-        raw_events: list[Any],
-        after: Callable[[Connection, list[EventResult]], None] | None = None,
-        actor: Actor | None = None,
+        self, tenant: TenantContext, raw_events: list[Any], actor: Actor | None = None
     ) -> list[EventResult]:
-        """Post a batch in one transaction; `after` runs in it too, with the results
-        (the usage meter counts what posted, so it commits or rolls back with it).
+        """Post a batch in one transaction. The meter counts what posted in the same
+        transaction, so the count commits or rolls back with the postings: a batch from
+        the edge, a held event re-posted from the queue, a close or a reversal alike.
         `actor` is who sent it: recorded on each event, and checked on reversals."""
         for attempt in range(RETRIES):
             try:
                 with self.db.begin() as conn:
                     results = Batch(conn, tenant, actor).run(raw_events)
-                    if after is not None:
-                        after(conn, results)
+                    posted = sum(1 for r in results if r.status == ResultStatus.posted)
+                    if self.meter is not None and posted:
+                        self.meter(conn, tenant.id, posted, now_utc())
                     return results
             except (IntegrityError, OperationalError) as error:
                 if attempt == RETRIES - 1 or not _retryable(error):
@@ -429,14 +431,17 @@ class Batch:
     def _check_completion_quantity(self, moves: list[MoveRecord]) -> None:
         """A completion may go beyond the planned quantity only within the tenant's
         tolerance; beyond it the event is held (raise the planned quantity, or use
-        another order)."""
+        another order). Counted in event time, like stock: the units completed (net of
+        reversed completions) as of this completion and at every later point of the
+        order's timeline, so a late completion is judged by what had been made by then
+        and cannot push later ones over: the books do not depend on arrival order."""
         for mv in moves:
             if not (mv.is_new and mv.kind == "completion" and mv.source.kind == "production"):
                 continue
             pool = self.engine.slot(("wip", mv.work_order_id)).pool
             assert isinstance(pool, WipPool)
             limit = pool.planned_quantity * (1 + self.tenant.completion_tolerance)
-            made = pool.completed_quantity + mv.quantity + mv.scrap_quantity
+            made = self._most_made_from(mv)
             if made > limit:
                 order = self.md.work_order_by_id(mv.work_order_id)
                 raise Held(
@@ -447,6 +452,24 @@ class Batch:
                     completed=str(pool.completed_quantity),
                     limit=str(limit),
                 )
+
+    def _most_made_from(self, new: MoveRecord) -> Decimal:
+        """The most units (good + scrap) the order will have completed at any point of
+        its timeline from `new` on, `new` included."""
+        assert new.work_order_id is not None
+        steps = [(new.position, new.quantity + new.scrap_quantity)]
+        for record in self.history.records(("wip", new.work_order_id)):
+            if isinstance(record, MoveRecord) and record.kind == "completion":
+                units = record.quantity + record.scrap_quantity
+                made = record.source.kind == "production"  # else reversed back into WIP
+                steps.append((record.position, units if made else -units))
+        steps.sort(key=lambda step: step[0])
+        running, most = ZERO, ZERO
+        for position, units in steps:
+            running += units
+            if position >= new.position:
+                most = max(most, running)
+        return most
 
     def _follow_orders(
         self, event: Event, moves: list[MoveRecord], charges: list[ChargeRecord]

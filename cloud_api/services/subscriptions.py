@@ -71,6 +71,12 @@ def gate_portal(
     _raise_unless(subs.allows(load(conn, tenant.id), action, now=now, role=role))
 
 
+def gate_login(conn: Connection, tenant_id: Any, role: str, now: datetime) -> None:
+    """Signing in is refused where the portal would be: a locked canceled tenant for
+    everyone, a suspended one for all but the owner."""
+    _raise_unless(subs.allows(load(conn, tenant_id), "portal_read", now=now, role=role))
+
+
 def _raise_unless(decision: subs.Decision) -> None:
     if not decision.ok:
         raise Refused(decision.http_status, decision.code, decision.message, decision.retry_after_s)

@@ -119,6 +119,11 @@ def log_in(
         if tenant_id is None:
             raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
         tenancy.switch(conn, tenant_id)
+        ms = T["membership"]
+        role = conn.scalar(
+            select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user.id)
+        )
+        subscriptions.gate_login(conn, tenant_id, role, now)
         token = create_session(conn, tenant_id, user.id, now)
         audit(conn, tenant_id, now, ("user", str(user.id)), "user.log_in")
     return tenant_id, token

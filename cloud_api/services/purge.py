@@ -1,0 +1,84 @@
+"""Purging a canceled tenant (SAAS.md: canceled → locked at day 30 → purge at day 90).
+
+The platform finds the tenants whose subscription is due for purge; for each, the
+schema's owner deletes every row of that tenant, the ledgers included, in one
+transaction bound to the tenant (row-level security lets it see nothing else) with
+`app.purging` set to it (the one case the append-only trigger lets a ledger row go).
+A deletion record stays; the tenant's users who belong to no other tenant go too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, text
+
+from cloud_api.db import models as m
+from cloud_api.db import tenancy
+
+T = m.SQLModel.metadata.tables
+
+
+@dataclass(frozen=True)
+class Purged:
+    tenant_id: uuid.UUID
+    slug: str
+    rows_deleted: int
+    users_deleted: int
+
+
+def purge_due(owner_db: Engine, platform_db: Engine, now: datetime) -> list[Purged]:
+    s = T["subscription"]
+    with platform_db.connect() as conn:
+        due = list(conn.scalars(select(s.c.tenant_id).where(s.c.purge_due.is_(True))))
+    return [purge_tenant(owner_db, platform_db, tenant_id, now) for tenant_id in due]
+
+
+def purge_tenant(
+    owner_db: Engine, platform_db: Engine, tenant_id: uuid.UUID, now: datetime
+) -> Purged:
+    ms = T["membership"]
+    with tenancy.as_tenant(tenant_id), platform_db.connect() as conn:
+        members = list(conn.scalars(select(ms.c.user_id).where(ms.c.tenant_id == tenant_id)))
+    with tenancy.as_tenant(tenant_id), owner_db.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT set_config('app.purging', :t, true)"), {"t": str(tenant_id)})
+        slug = conn.scalar(select(T["tenant"].c.slug).where(T["tenant"].c.id == tenant_id))
+        rows = _delete_rows(conn, tenant_id)
+        conn.execute(
+            insert(T["tenant_deletion"]).values(
+                tenant=tenant_id,
+                slug=slug or "",
+                purged_at=now,
+                rows_deleted=rows,
+                users_deleted=0,
+            )
+        )
+    users = _delete_orphan_users(platform_db, members)
+    with owner_db.begin() as conn:
+        td = T["tenant_deletion"]
+        conn.execute(td.update().where(td.c.tenant == tenant_id).values(users_deleted=users))
+    return Purged(tenant_id, slug or "", rows, users)
+
+
+def _delete_rows(conn: Connection, tenant_id: uuid.UUID) -> int:
+    rows = 0
+    for table in reversed(m.tenant_tables()):  # children before their parents
+        rows += conn.execute(delete(table).where(table.c.tenant_id == tenant_id)).rowcount
+    rows += conn.execute(delete(T["tenant"]).where(T["tenant"].c.id == tenant_id)).rowcount
+    return rows
+
+
+def _delete_orphan_users(platform_db: Engine, members: list[uuid.UUID]) -> int:
+    """The purged tenant's members who belong to no other tenant (their memberships
+    went with the tenant)."""
+    if not members:
+        return 0
+    u, ms = T["app_user"], T["membership"]
+    with platform_db.begin() as conn:
+        still_member = exists().where(ms.c.user_id == u.c.id)
+        orphans = conn.scalar(select(func.count()).where(u.c.id.in_(members), ~still_member))
+        conn.execute(delete(u).where(u.c.id.in_(members), ~still_member))
+    return int(orphans or 0)
