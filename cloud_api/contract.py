@@ -123,6 +123,30 @@ class WorkOrderClosePayload(_Strict):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(exact_decimal),
+    Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False),
+]
+
+
+class JournalLine(_Strict):
+    account: Annotated[str, Field(min_length=1, max_length=16)]
+    debit: Amount = Decimal(0)
+    credit: Amount = Decimal(0)
+    customer: Code | None = None
+    supplier: Code | None = None
+    memo: Annotated[str, Field(max_length=200)] = ""
+
+
+class JournalEntryPayload(_Strict):
+    """A manual entry (accruals, bank charges, depreciation...): balanced lines on
+    accounts the stock and WIP sub-ledgers do not own."""
+
+    memo: Annotated[str, Field(min_length=1, max_length=200)]
+    lines: Annotated[list[JournalLine], Field(min_length=2, max_length=100)]
+
+
 class ReversalPayload(_Strict):
     reverses_event_id: UUID
     reason: Annotated[str, Field(min_length=1, max_length=200)]
@@ -138,6 +162,7 @@ class EventType(StrEnum):
     stock_count = "stock_count"
     work_order_close = "work_order_close"
     reversal = "reversal"
+    journal_entry = "journal_entry"
 
 
 ShortText = Annotated[str, Field(max_length=64)]
@@ -229,6 +254,11 @@ class Reversal(_Envelope):
     payload: ReversalPayload
 
 
+class JournalEntry(_Envelope):
+    type: Literal[EventType.journal_entry]
+    payload: JournalEntryPayload
+
+
 Event = Annotated[
     PurchaseReceipt
     | MaterialIssue
@@ -238,7 +268,8 @@ Event = Annotated[
     | SalesShipment
     | StockCount
     | WorkOrderClose
-    | Reversal,
+    | Reversal
+    | JournalEntry,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

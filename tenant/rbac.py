@@ -7,6 +7,7 @@ Actions:
 - stock.post        post events (stock movements, completions, labour), re-post or void
                     a held one
 - production.write  work orders: create, release, cancel, close
+- journal.post      draft and post a manual journal entry
 - journal.reverse   reverse a posted entry (never one's own: segregation of duties)
 - period.close      close a fiscal period
 - period.reopen     reopen one (owner only; audited)
@@ -34,6 +35,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "masterdata.write": frozenset({"owner", "warehouse", "production"}),
     "stock.post": frozenset({"owner", "warehouse", "production"}),
     "production.write": frozenset({"owner", "production"}),
+    "journal.post": frozenset({"owner", "finance_mgr", "accountant"}),
     "journal.reverse": frozenset({"owner", "finance_mgr"}),  # + segregation of duties
     "period.close": frozenset({"owner", "finance_mgr"}),
     "period.reopen": frozenset({"owner"}),

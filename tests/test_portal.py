@@ -1,16 +1,20 @@
 """The owner portal through a TestClient, on SQLite and PostgreSQL (as erp_app, so
 row-level security applies): sign-in redirects, CSRF and Origin on every form, the
 role check of each write, tenant isolation, the figures pages show after posting,
-the exception queue, devices and the language switch."""
+the exception queue, devices, the language stored per user, production (release,
+close, cancel, the cost report), finance (trial balance, journal, statements,
+receivables by age, period close and reopen), the subscription and the members."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
+from decimal import Decimal as D
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -27,8 +31,20 @@ from tests.portal_helpers import PASSWORD, Portal, csrf_of, email, message_ids
 from tests.roles import app_engines
 from web.dashboard import BooksCheckCache
 from web.i18n import Formats, translations
+from web.queries import ReceivableLine
+from web.statements import aging, bucket_of
 
 PAGES = ["/", "/inventory", "/exceptions", "/devices", "/inventory/RAW"]
+NEW_PAGES = [
+    "/production",
+    "/finance/trial-balance",
+    "/finance/journal",
+    "/finance/statements",
+    "/finance/receivables",
+    "/finance/periods",
+    "/subscription",
+    "/users",
+]
 
 
 def _event(type_: str, payload: dict[str, Any], minutes_ago: float = 1) -> dict[str, Any]:
@@ -95,7 +111,7 @@ def owner(db: Engine) -> Portal:
 
 def test_pages_redirect_to_the_login_without_a_live_session(db: Engine) -> None:
     anonymous = Portal(db)
-    for page in PAGES:
+    for page in PAGES + NEW_PAGES + ["/production/WO1"]:
         response = anonymous.get(page)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=" + page.split("?")[0])
@@ -273,6 +289,8 @@ def test_a_viewer_sees_no_write_buttons_and_is_refused(db: Engine, owner: Portal
     address = owner.add_member("viewer")
     viewer = Portal(db)
     assert viewer.log_in(address).status_code == 303
+    assert "异常" in viewer.get("/exceptions").text  # an account's default language
+    assert viewer.post("/language", {"lang": "en", "next": "/"}).status_code == 303
     queue = viewer.get("/exceptions").text
     assert f"event-{held['event_id']}" in queue and "/repost" not in queue and "/void" not in queue
     devices = viewer.get("/devices").text
@@ -335,24 +353,40 @@ def test_devices_are_enrolled_rotated_and_revoked(owner: Portal) -> None:
     assert again.status_code == 404
 
 
-def test_the_language_follows_the_cookie_then_the_browser(db: Engine, owner: Portal) -> None:
-    assert "Dashboard" in owner.get("/").text
-    assert "仪表盘" in owner.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).text
-    switched = owner.post("/language", {"lang": "zh_CN", "next": "/inventory"})
+def test_the_language_is_the_users_own_in_every_session(db: Engine, owner: Portal) -> None:
+    address = email("owner")
+    Portal(db).sign_up(address)  # in English: the sign-up page's language is stored
+    first = Portal(db)
+    assert first.log_in(address).status_code == 303
+    page = first.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).text
+    assert "Dashboard" in page and "仪表盘" not in page  # the user's, not the browser's
+    switched = first.post("/language", {"lang": "zh_CN", "next": "/inventory"})
     assert switched.status_code == 303 and switched.headers["location"] == "/inventory"
-    page = owner.get("/", headers={"Accept-Language": "en"}).text
+    assert _locale_of(db, address) == "zh-CN"
+    page = first.get("/", headers={"Accept-Language": "en"}).text
     assert "仪表盘" in page and "库存价值" in page and "¥0.00" in page
-    assert owner.post("/language", {"lang": "en", "next": "//evil"}).headers["location"] == "/"
-    assert "Dashboard" in owner.get("/").text
-    forged = owner.client.post("/language", data={"lang": "zh_CN", "csrf_token": "x"})
-    assert forged.status_code == 403
-    login = Portal(db)  # before sign-in, bound to the pre-session cookie
+    second = Portal(db)  # another browser of the same user: no cookie, an English one
+    assert second.log_in(address).status_code == 303
+    assert "仪表盘" in second.get("/", headers={"Accept-Language": "en"}).text
+    assert "Dashboard" in owner.get("/").text  # another user keeps their own
+    assert second.post("/language", {"lang": "en", "next": "//evil"}).headers["location"] == "/"
+    assert _locale_of(db, address) == "en"
+    assert "Dashboard" in first.get("/").text  # the first browser follows, cookie or not
+    forged = first.client.post("/language", data={"lang": "zh_CN", "csrf_token": "x"})
+    assert forged.status_code == 403 and _locale_of(db, address) == "en"
+    login = Portal(db)  # before sign-in: the cookie, bound to the pre-session, then the browser
+    assert "登录" in login.get("/login", headers={"Accept-Language": "zh-CN"}).text
     token = csrf_of(login.get("/login").text)
-    assert (
-        login.client.post("/language", data={"lang": "zh_CN", "csrf_token": token}).status_code
-        == 303
-    )
-    assert "登录" in login.get("/login").text
+    chosen = login.client.post("/language", data={"lang": "zh_CN", "csrf_token": token})
+    assert chosen.status_code == 303
+    assert "登录" in login.get("/login", headers={"Accept-Language": "en"}).text
+    assert _locale_of(db, address) == "en"  # a pre-login choice is nobody's account
+
+
+def _locale_of(db: Engine, address: str) -> str:
+    u = m.SQLModel.metadata.tables["app_user"]
+    with db.connect() as conn:
+        return str(conn.scalar(select(u.c.locale).where(u.c.email == address)))
 
 
 def test_every_message_has_a_chinese_translation() -> None:
@@ -392,3 +426,320 @@ def test_the_books_check_is_cached_then_refreshed_in_the_background(db: Engine) 
         refreshed = cache.get(engine, tenant, fresh=False)
         assert refreshed is not first and refreshed.checked_at >= first.checked_at
         assert cache.get(engine, tenant, fresh=True) is not refreshed  # "check now"
+
+
+# -- the second slice: production, finance, subscription, members ------------------
+
+
+def month_of_work() -> list[dict[str, Any]]:
+    """Receive 10 boards at 10, issue 4 to WO1, an hour of labour (40 + 10 overhead),
+    complete the 10 tables (90), ship 5 at 20 (+ 13 % VAT)."""
+    return [
+        receipt("RAW", "10", "10"),
+        issue("RAW", "4"),
+        _event("labour", {"work_order": "WO1", "work_center": "WC", "hours": "1"}, 6),
+        _event(
+            "production_completion", {"work_order": "WO1", "location": "WH", "quantity": "10"}, 4
+        ),
+        shipment("CUS", "5", "20", days_ago=0),
+    ]
+
+
+def shipment(customer: str, qty: str, price: str, days_ago: float) -> dict[str, Any]:
+    payload = {"customer": customer, "item": "TBL", "location": "WH", "quantity": qty}
+    return _event("sales_shipment", payload | {"unit_price": price}, days_ago * 1440 + 2)
+
+
+def row_text(html: str, element_id: str) -> str:
+    """The text of the table row with `element_id`."""
+    found = re.search(rf'<tr[^>]*id="{element_id}"[^>]*>(.*?)</tr>', html, re.S)
+    assert found, f"no row {element_id}"
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+
+
+def member(db: Engine, owner: Portal, role: str) -> Portal:
+    """A signed-in member with `role`, in English."""
+    browser = Portal(db)
+    assert browser.log_in(owner.add_member(role)).status_code == 303
+    assert browser.post("/language", {"lang": "en", "next": "/"}).status_code == 303
+    return browser
+
+
+def this_month() -> str:
+    return now_utc().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+
+
+def test_the_new_pages_answer_an_empty_tenant_and_refuse_bad_input(owner: Portal) -> None:
+    for page in NEW_PAGES:
+        response = owner.get(page)
+        assert response.status_code == 200, (page, response.text[:500])
+        assert 'name="csrf_token"' in response.text and f'href="{page}"' in response.text
+    assert "No work orders yet." in owner.get("/production").text
+    assert "Nothing is posted yet." in owner.get("/finance/trial-balance").text
+    empty = owner.get("/finance/statements?period=2026-01").text
+    assert "CN¥0.00" in row_text(empty, "bs-total-assets") and "balances." in empty
+    for period in ("2026-13", "abc", "2026-1", "20260-01", "2026-01'--"):
+        assert owner.get(f"/finance/statements?period={period}").status_code == 404
+    assert owner.get("/production/NOPE").status_code == 404
+    assert owner.get("/finance/journal?page=-1").status_code == 200
+    assert owner.post("/finance/periods/2026-13/close", page="/finance/periods").status_code == 404
+    assert owner.post("/users/not-a-uuid/remove", page="/users").status_code == 404
+
+
+def test_finance_pages_show_the_posted_figures(owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    results = post_events(owner, *month_of_work())
+    assert [r["status"] for r in results] == ["posted"] * 5, results
+    tb = owner.get("/finance/trial-balance").text
+    expected = {
+        "1122": ("应收账款", "Accounts receivable", "CN¥113.00 CN¥0.00 CN¥113.00 Dr"),
+        "1403": ("原材料", "Raw materials", "CN¥100.00 CN¥40.00 CN¥60.00 Dr"),
+        "1405": ("库存商品", "Finished goods", "CN¥90.00 CN¥45.00 CN¥45.00 Dr"),
+        "2211": ("应付职工薪酬", "Employee benefits payable", "CN¥0.00 CN¥40.00 -CN¥40.00 Cr"),
+        "2221": ("应交税费", "Taxes payable (VAT)", "CN¥0.00 CN¥13.00 -CN¥13.00 Cr"),
+        "5001": ("生产成本", "Production cost", "CN¥90.00 CN¥90.00 CN¥0.00"),
+        "5101": ("制造费用", "Manufacturing overhead", "CN¥0.00 CN¥10.00 -CN¥10.00 Cr"),
+        "6001": ("主营业务收入", "Revenue from main operations", "CN¥0.00 CN¥100.00 -CN¥100.00 Cr"),
+        "6401": ("主营业务成本", "Cost of sales", "CN¥45.00 CN¥0.00 CN¥45.00 Dr"),
+    }
+    for code, (zh, en, figures) in expected.items():
+        text = row_text(tb, f"account-{code}")
+        assert zh in text and en in text and text.endswith(figures), (code, text)
+    assert "account-1002" not in tb  # no postings: not listed
+    assert row_text(tb, "tb-total") == "Total CN¥438.00 CN¥438.00 Balanced"
+
+    journal = owner.get("/finance/journal").text
+    issue_id = results[1]["event_id"]
+    assert journal.count(f'href="/events/{issue_id}"') == 2  # Dr 5001 / Cr 1403
+    assert "1122 应收账款 · Accounts receivable" in journal
+    source = owner.get(f"/events/{issue_id}")  # the drill-down's target
+    assert source.status_code == 200 and "Material issue" in source.text
+
+    month = this_month()
+    page = owner.get(f"/finance/statements?period={month}").text
+    assert row_text(page, "is-revenue").endswith("CN¥100.00")
+    assert row_text(page, "is-cost-of-sales").endswith("CN¥45.00")
+    assert row_text(page, "is-gross-profit").endswith("CN¥55.00")
+    assert row_text(page, "is-profit") == "Profit for the period CN¥55.00"
+    assert row_text(page, "bs-assets").endswith("CN¥218.00")  # 113 + 60 + 45
+    assert row_text(page, "bs-production").endswith("-CN¥10.00")  # overhead applied
+    assert row_text(page, "bs-liabilities").endswith("CN¥153.00")  # 100 + 40 + 13
+    assert row_text(page, "bs-profit").endswith("CN¥55.00")
+    total_assets = row_text(page, "bs-total-assets").split()[-1]
+    total_claims = row_text(page, "bs-total-liabilities-equity").split()[-1]
+    assert total_assets == total_claims == "CN¥208.00"  # assets = liabilities + equity + profit
+    assert "The balance sheet balances." in page and "does not balance" not in page
+    before = owner.get("/finance/statements?period=2020-01").text  # before anything posted
+    assert row_text(before, "is-profit").endswith("CN¥0.00")
+    assert row_text(before, "bs-total-assets").endswith("CN¥0.00")
+    owner.post("/language", {"lang": "zh_CN", "next": "/"})
+    zh = owner.get(f"/finance/statements?period={month}").text
+    assert "资产负债表" in zh and "¥208.00" in row_text(zh, "bs-total-assets")
+
+
+def test_receivables_are_aged_by_entry_date(owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    _Setup(owner).create("/customers", {"code": "CUS2", "name": "Second customer"})
+    stock = receipt("TBL", "10", "50", minutes_ago=130 * 1440)
+    shipped = [shipment("CUS", "1", "100", days) for days in (10, 45, 75, 100)]
+    results = post_events(owner, stock, *shipped, shipment("CUS2", "2", "50", 3))
+    assert [r["status"] for r in results] == ["posted"] * 6, results
+    page = owner.get("/finance/receivables").text
+    # 0-30, 31-60, 61-90, 90+, total: each shipment of 100 + 13 VAT
+    assert row_text(page, "customer-CUS") == (
+        "CUS · Customer CN¥113.00 CN¥113.00 CN¥113.00 CN¥113.00 CN¥452.00"
+    )
+    assert row_text(page, "customer-CUS2") == (
+        "CUS2 · Second customer CN¥113.00 CN¥0.00 CN¥0.00 CN¥0.00 CN¥113.00"
+    )
+    assert row_text(page, "receivables-total").endswith(
+        "CN¥226.00 CN¥113.00 CN¥113.00 CN¥113.00 CN¥565.00"
+    )
+
+
+def test_work_orders_are_released_closed_and_cancelled_from_the_pages(owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    bom = {"item": "TBL", "lines": [{"item": "RAW", "quantity": "2"}], "activate": True}
+    _Setup(owner).create("/boms", bom)
+    _Setup(owner).create("/work-orders", {"code": "WO3", "item": "TBL", "planned_quantity": "5"})
+    assert [r["status"] for r in post_events(owner, *month_of_work())] == ["posted"] * 5
+    listed = owner.get("/production").text
+    assert "Completed" in row_text(listed, "wo-WO1") and "100 %" in row_text(listed, "wo-WO1")
+    assert "Draft" in row_text(listed, "wo-WO3")
+
+    page = owner.get("/production/WO1").text
+    assert row_text(page, "cost-material") == "Material CN¥0.00 CN¥40.00 CN¥40.00"
+    assert row_text(page, "cost-labour") == "Labour CN¥0.00 CN¥40.00 CN¥40.00"
+    assert row_text(page, "cost-overhead") == "Overhead CN¥0.00 CN¥10.00 CN¥10.00"
+    assert row_text(page, "cost-total").endswith("CN¥90.00 CN¥90.00")
+    assert "CN¥9.00" in card(page, "unit-cost")
+    closed = owner.post("/production/WO1/close", {"reason": "done"}, page="/production/WO1")
+    assert (
+        closed.status_code == 303 and closed.headers["location"] == "/production/WO1?notice=closed"
+    )
+    assert 'id="order-status">Closed<' in owner.get("/production/WO1").text
+    again = owner.post("/production/WO1/close", {"reason": "twice"}, page="/production/WO1")
+    assert again.status_code == 409
+    assert owner.api("GET", "/work-orders/WO1").json()["status"] == "closed"
+
+    short = owner.post("/production/WO3/release", page="/production/WO3")
+    assert short.status_code == 409 and "RAW needs 10" in short.text  # the stock is 6
+    assert owner.api("GET", "/work-orders/WO3").json()["status"] == "draft"
+    released = owner.post("/production/WO3/release", {"allow_shortages": "1"}, "/production/WO3")
+    assert released.headers["location"] == "/production/WO3?notice=released"
+    assert owner.api("GET", "/work-orders/WO3").json()["status"] == "released"
+    detail = owner.get("/production/WO3").text
+    assert re.search(r"RAW.*?10.*?0.*?6.*?4", " ".join(re.sub(r"<[^>]+>", " ", detail).split()))
+    assert "RAW" in row_text(owner.get("/production").text, "wo-WO3")  # short: 4
+
+    cancelled = owner.post("/production/WO2/cancel", page="/production/WO2")
+    assert cancelled.headers["location"] == "/production/WO2?notice=cancelled"
+    assert owner.api("GET", "/work-orders/WO2").json()["status"] == "cancelled"
+    assert owner.post("/production/WO1/cancel", page="/production/WO1").status_code == 409
+    assert owner.post("/production/NOPE/release", page="/production").status_code == 404
+
+
+def test_a_viewer_sees_no_new_write_buttons_and_posts_are_refused(
+    db: Engine, owner: Portal
+) -> None:
+    setup_workshop(_Setup(owner))
+    viewer = member(db, owner, "viewer")
+    order = viewer.get("/production/WO1").text
+    assert "order-actions" not in order and "/close" not in order and "Cost report" in order
+    periods = viewer.get("/finance/periods").text
+    assert f"period-{this_month()}" in periods and "/close" not in periods
+    members = viewer.get("/users").text
+    assert "invite-form" not in members and "/remove" not in members and "/role" not in members
+    subscription = viewer.get("/subscription").text
+    assert "meter-events" in subscription and 'id="invoices"' not in subscription
+    assert "Invoices" not in subscription
+    writes = [
+        ("/production/WO2/cancel", {}),
+        ("/production/WO1/close", {"reason": "x"}),
+        (f"/finance/periods/{this_month()}/close", {}),
+        (f"/finance/periods/{this_month()}/reopen", {"reason": "because"}),
+        (
+            "/users/invite",
+            {"email": email("x"), "name": "X", "role": "owner", "password": PASSWORD},
+        ),
+    ]
+    for path, form in writes:
+        refused = viewer.post(path, form)
+        assert refused.status_code == 403 and "Not allowed for your role" in refused.text, path
+    assert owner.api("GET", "/work-orders/WO2").json()["status"] == "released"
+    assert f"period-{this_month()}" in owner.get("/finance/periods").text
+    assert "closed" not in row_text(owner.get("/finance/periods").text, f"period-{this_month()}")
+
+
+def test_a_finance_manager_closes_a_period_and_only_the_owner_reopens(
+    db: Engine, owner: Portal
+) -> None:
+    setup_workshop(_Setup(owner))
+    month = this_month()
+    finance = member(db, owner, "finance_mgr")
+    page = finance.get("/finance/periods").text
+    assert f"/finance/periods/{month}/close" in page and "/reopen" not in page
+    closed = finance.post(f"/finance/periods/{month}/close", page="/finance/periods")
+    assert closed.headers["location"] == "/finance/periods?notice=period_closed"
+    assert "Closed" in row_text(finance.get("/finance/periods").text, f"period-{month}")
+    (held,) = post_events(owner, receipt("RAW", "1", "1", minutes_ago=1))
+    assert held["status"] == "held" and held["code"] == "period_closed"
+    assert "/reopen" not in finance.get("/finance/periods").text
+    refused = finance.post(f"/finance/periods/{month}/reopen", {"reason": "a mistake"})
+    assert refused.status_code == 403
+    assert "/reopen" in owner.get("/finance/periods").text
+    no_reason = owner.post(f"/finance/periods/{month}/reopen", {"reason": " "}, "/finance/periods")
+    assert no_reason.status_code == 422
+    assert "Closed" in row_text(owner.get("/finance/periods").text, f"period-{month}")
+    reopened = owner.post(f"/finance/periods/{month}/reopen", {"reason": "late invoice"})
+    assert reopened.headers["location"] == "/finance/periods?notice=period_reopened"
+    assert "Open" in row_text(owner.get("/finance/periods").text, f"period-{month}")
+    log = owner.api("GET", "/audit-log").json()
+    close_rows = [r for r in log if r["action"] == "period.close" and r["object"] == month]
+    reopen_rows = [r for r in log if r["action"] == "period.reopen" and r["object"] == month]
+    assert len(close_rows) == 1 and close_rows[0]["actor_kind"] == "user"
+    assert len(reopen_rows) == 1 and reopen_rows[0]["detail"] == "late invoice"
+    assert close_rows[0]["actor_id"] != reopen_rows[0]["actor_id"]  # two people
+
+
+def test_the_subscription_page_shows_usage_against_the_plan(db: Engine, owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    post_events(owner, receipt("RAW", "1", "1"), receipt("RAW", "2", "1"))
+    owner.add_member("warehouse")
+    page = owner.get("/subscription").text
+    assert "Trial" in card(page, "state")
+    assert row_text(page, "meter-events").startswith("Events posted this month 2 ")
+    assert row_text(page, "meter-users").startswith("Users 2 ")
+    assert row_text(page, "meter-devices").startswith("Devices 0 ")
+    assert "<meter" in page and "No invoices yet." in page
+
+
+def test_the_owner_invites_changes_roles_and_removes_members(db: Engine, owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    address = email("clerk")
+    form = {"email": address, "name": "Clerk", "role": "warehouse", "password": "short"}
+    weak = owner.post("/users/invite", form, page="/users")
+    assert weak.status_code == 422 and "Use at least 12 characters." in weak.text
+    invited = owner.post("/users/invite", form | {"password": PASSWORD}, page="/users")
+    assert invited.headers["location"] == "/users?notice=invited"
+    members = owner.get("/users").text
+    listed = {m["email"]: m for m in owner.api("GET", "/users").json()}
+    clerk_id = listed[address]["id"]
+    assert "Warehouse" in row_text(members, f"member-{clerk_id}")
+    clerk = Portal(db)
+    assert clerk.log_in(address).status_code == 303
+    assert clerk.get("/users").status_code == 200
+
+    changed = owner.post(f"/users/{clerk_id}/role", {"role": "production"}, page="/users")
+    assert changed.headers["location"] == "/users?notice=role_changed"
+    assert "/production/WO2/cancel" in clerk.get("/production/WO2").text  # may now
+    unknown = owner.post(f"/users/{clerk_id}/role", {"role": "emperor"}, page="/users")
+    assert unknown.status_code == 422
+
+    owner_id = listed[next(a for a, m in listed.items() if m["role"] == "owner")]["id"]
+    demote = owner.post(f"/users/{owner_id}/role", {"role": "viewer"}, page="/users")
+    assert demote.status_code == 409 and "The last owner" in demote.text
+    remove_self = owner.post(f"/users/{owner_id}/remove", page="/users")
+    assert remove_self.status_code == 409
+    assert owner.get("/users").status_code == 200  # still the owner
+
+    removed = owner.post(f"/users/{clerk_id}/remove", page="/users")
+    assert removed.headers["location"] == "/users?notice=removed"
+    assert clerk.get("/").status_code == 303  # the session ended with the membership
+    assert f"member-{clerk_id}" not in owner.get("/users").text
+    assert owner.post(f"/users/{clerk_id}/remove", page="/users").status_code == 404
+    assert Portal(db).log_in(address).status_code == 401  # a member of no tenant now
+    log = [r["action"] for r in owner.api("GET", "/audit-log").json()]
+    assert {"member.add", "member.role", "member.remove"} <= set(log)
+
+    second = owner.add_member("owner")  # with another owner, one may step down
+    listed = {m["email"]: m for m in owner.api("GET", "/users").json()}
+    other = Portal(db)
+    assert other.log_in(second).status_code == 303
+    stepped = other.post(f"/users/{listed[second]['id']}/role", {"role": "viewer"}, page="/users")
+    assert stepped.status_code == 303
+    assert "invite-form" not in other.get("/users").text
+
+
+def test_aging_applies_credits_to_the_oldest_debits_first() -> None:
+    assert [bucket_of(d) for d in (0, 30, 31, 60, 61, 90, 91, 400)] == [
+        "0-30",
+        "0-30",
+        "31-60",
+        "31-60",
+        "61-90",
+        "61-90",
+        "90+",
+        "90+",
+    ]
+    today = date(2026, 6, 30)
+
+    def line(days: int, debit: str = "0", credit: str = "0") -> ReceivableLine:
+        return ReceivableLine("C", "Cust", today - timedelta(days=days), D(debit), D(credit))
+
+    (row,) = aging([line(100, "50"), line(40, "30"), line(5, "20"), line(2, credit="60")], today)
+    assert row.buckets == {"0-30": D("20"), "31-60": D("20"), "61-90": D(0), "90+": D(0)}
+    assert row.total == D("40")  # 100 owed, 60 received: the oldest 50 and 10 of the 30
+    (over,) = aging([line(70, "10"), line(1, credit="15")], today)
+    assert over.buckets["0-30"] == D("-5") and over.total == D("-5")  # paid in advance
+    assert aging([line(70, "10"), line(1, credit="10")], today) == []  # settled

@@ -221,6 +221,8 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
     page.get_by_role("link", name="Devices").click()
     assert "handheld-1" in page.locator("#device-list").inner_text()
 
+    production_and_books(page, db)
+
     page.get_by_role("button", name="中文").click()
     page.goto(server.url + "/")
     assert page.locator("h1").inner_text() == "仪表盘"
@@ -230,10 +232,59 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
     assert page.locator("h1").inner_text() == "Dashboard"
 
     page.set_viewport_size({"width": 360, "height": 740})  # a handheld's browser
-    for path in ("/", "/inventory", "/exceptions", "/devices", "/inventory/BOLT"):
+    for path in (
+        "/",
+        "/inventory",
+        "/exceptions",
+        "/devices",
+        "/inventory/BOLT",
+        "/production",
+        "/production/WO1",
+        "/finance/trial-balance",
+        "/finance/statements",
+    ):
         page.goto(server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (path, overflow)  # wide tables scroll inside their box
+
+
+def production_and_books(page: Any, db: Engine) -> None:
+    """The work orders, WO1's cost report and its close; the trial balance with both
+    account names, a journal line to its source event; the statements balancing."""
+    page.get_by_role("link", name="Production").click()
+    row = page.locator("#wo-WO1")
+    assert "Completed" in row.inner_text() and "100 %" in row.inner_text()
+    assert page.locator("#wo-WO2 progress").count() == 1
+    shoot(page, "production", db)
+    row.get_by_role("link", name="WO1").click()
+    assert "CN¥46.00" in page.locator("#cost-material").inner_text()  # 4 boards, 3 bolts
+    assert "CN¥96.00" in page.locator("#cost-total").inner_text()
+    assert "CN¥9.00" in card(page, "unit-cost")
+    shoot(page, "work-order", db)
+    page.locator("summary", has_text="Close…").click()
+    page.get_by_label("Reason").fill("all ten made")
+    page.get_by_role("button", name="Close", exact=True).click()
+    assert page.locator("#order-status").inner_text() == "Closed"
+    assert "CN¥6.00" in card(page, "settled-variance")  # the bolts issued after completion
+
+    page.get_by_role("link", name="Finance").click()
+    raw = page.locator("#account-1403").inner_text()
+    assert "原材料" in raw and "Raw materials" in raw and "CN¥74.00" in raw
+    assert "Balanced" in page.locator("#tb-total").inner_text()
+    shoot(page, "trial-balance", db)
+    page.get_by_role("link", name="Journal").click()
+    page.locator("#journal a.source").first.click()
+    assert "/events/" in page.url and page.locator("#journal-lines").is_visible()
+
+    page.get_by_role("link", name="Finance").click()
+    page.get_by_role("link", name="Statements").click()
+    assets = page.locator("#bs-total-assets").inner_text().split()[-1]
+    claims = page.locator("#bs-total-liabilities-equity").inner_text().split()[-1]
+    assert (
+        assets == claims and "The balance sheet balances." in page.locator("#bs-check").inner_text()
+    )
+    assert "CN¥49.00" in page.locator("#is-profit").inner_text()  # 55 − the variance 6
+    shoot(page, "statements", db)
 
 
 def test_a_viewer_cannot_reach_a_write_action(
@@ -259,11 +310,19 @@ def test_a_viewer_cannot_reach_a_write_action(
     viewer.get_by_label("Password").fill(PASSWORD)
     viewer.get_by_role("button", name="Sign in").click()
     viewer.wait_for_url(server.url + "/exceptions")
+    assert viewer.locator("h1").inner_text() == "异常队列"  # an account's default language
+    viewer.get_by_role("button", name="English").click()  # stored on the viewer's account
+    viewer.wait_for_url(server.url + "/exceptions")
     row = viewer.locator(f"#event-{held['event_id']}")
     assert "Not enough stock" in row.inner_text()
     assert row.get_by_role("button", name="Re-post").count() == 0
     viewer.get_by_role("link", name="Devices").click()
     assert viewer.get_by_role("button", name="Enroll a device").count() == 0
+    viewer.get_by_role("link", name="Production").click()
+    viewer.get_by_role("link", name="WO1").click()
+    assert viewer.locator("#order-actions").count() == 0
+    viewer.goto(server.url + "/finance/periods")
+    assert viewer.get_by_role("button", name="Close the period").count() == 0
 
     token = viewer.locator("input[name=csrf_token]").first.get_attribute("value")
     refused = context.request.post(

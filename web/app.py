@@ -6,7 +6,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from web import dashboard, devices, exception_queue, inventory, signin
+from web import (
+    dashboard,
+    devices,
+    exception_queue,
+    finance,
+    inventory,
+    members,
+    production,
+    signin,
+    subscription,
+)
 from web.security import LoginRequired, PageError, login_url
 from web.templating import render
 
@@ -16,7 +26,17 @@ STATIC_DIR = Path(__file__).parent / "static"
 def mount(app: FastAPI) -> None:
     """Add the portal's pages and static files to the app."""
     app.state.books_check = dashboard.BooksCheckCache()
-    for module in (signin, dashboard, inventory, exception_queue, devices):
+    for module in (
+        signin,
+        dashboard,
+        inventory,
+        production,
+        finance,
+        exception_queue,
+        devices,
+        subscription,
+        members,
+    ):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

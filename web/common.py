@@ -14,7 +14,22 @@ from cloud_api.errors import ErpError
 from web.security import PageError
 
 Result = TypeVar("Result")
-NOTICES = frozenset({"posted", "still_held", "voided", "revoked"})
+NOTICES = frozenset(
+    {
+        "posted",
+        "still_held",
+        "voided",
+        "revoked",
+        "released",
+        "closed",
+        "cancelled",
+        "period_closed",
+        "period_reopened",
+        "invited",
+        "role_changed",
+        "removed",
+    }
+)
 
 
 def db(request: Request) -> Engine:

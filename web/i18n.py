@@ -49,6 +49,11 @@ def normalise(tag: str | None) -> str | None:
     return None
 
 
+def tag_of(lang: str) -> str:
+    """How a language is stored on the user (app_user.locale): a BCP 47 tag."""
+    return lang.replace("_", "-")
+
+
 def choose(cookie: str | None, accept_language: str | None) -> str:
     """The `lang` cookie if it names a language we have; else the first one the
     browser accepts (by q-value); else English."""
@@ -83,6 +88,10 @@ class Formats:
         """An amount in the tenant's currency, e.g. ¥1,234.50 or CN¥1,234.50."""
         value = Decimal(amount or 0)
         return format_currency(value, self.currency, locale=self.locale)
+
+    def money_in(self, amount: Decimal | int | None, currency: str) -> str:
+        """An amount in another currency (what the platform bills, say)."""
+        return format_currency(Decimal(amount or 0), currency, locale=self.locale)
 
     def qty(self, quantity: Decimal | int | None) -> str:
         """A quantity with its significant decimals only (up to six)."""

@@ -39,11 +39,16 @@ STATES = {
     "canceled": _("Cancelled"),
     "incomplete": _("Incomplete"),
 }
+# href, title, and the path prefix that marks the entry as the current page
 NAV = [
-    ("/", _("Dashboard")),
-    ("/inventory", _("Inventory")),
-    ("/exceptions", _("Exceptions")),
-    ("/devices", _("Devices")),
+    ("/", _("Dashboard"), "/"),
+    ("/inventory", _("Inventory"), "/inventory"),
+    ("/production", _("Production"), "/production"),
+    ("/finance/trial-balance", _("Finance"), "/finance"),
+    ("/exceptions", _("Exceptions"), "/exceptions"),
+    ("/devices", _("Devices"), "/devices"),
+    ("/subscription", _("Subscription"), "/subscription"),
+    ("/users", _("Users"), "/users"),
 ]
 
 

@@ -12,11 +12,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from cloud_api.db import models as m
 from cloud_api.domain.clock import utc
 from cloud_api.domain.money import ZERO
+from cloud_api.services import users
 
 T = m.SQLModel.metadata.tables
 RAW_STOCK_ACCOUNT = "1403"  # chart.py: 原材料; the other stock account is 1405 库存商品
@@ -409,3 +410,310 @@ def stock_ledger_page(
     ).mappings()
     moves = [{**r, "effective": _dec(r["value"]) + _dec(r["delta"])} for r in rows]
     return moves[:LEDGER_PAGE_ROWS], len(moves) > LEDGER_PAGE_ROWS
+
+
+# -- the user's language -----------------------------------------------------------
+
+
+def set_locale(platform_db: Engine, user_id: uuid.UUID, locale: str) -> None:
+    """Store a user's language on their own account. app_user is global: the tenants'
+    role may only read it, so this runs on the platform engine, for that one user."""
+    u = T["app_user"]
+    with platform_db.begin() as conn:
+        conn.execute(update(u).where(u.c.id == user_id).values(locale=locale))
+
+
+def set_locale_of_session(platform_db: Engine, token: str, locale: str, now: datetime) -> None:
+    """At sign-up: the new owner's language is the one the sign-up page was shown in."""
+    u = T["app_user"]
+    with platform_db.begin() as conn:
+        user_id = users.principal(conn, token, now).user_id
+        conn.execute(update(u).where(u.c.id == user_id).values(locale=locale))
+
+
+# -- production ----------------------------------------------------------------------
+
+OPEN_ORDER_STATUSES = ("released", "in_progress", "completed")  # postings still come
+
+
+@dataclass
+class OrderRow:
+    code: str
+    item: str
+    item_name: str
+    unit: str
+    status: str
+    planned: Decimal
+    completed: Decimal  # good units
+    created_at: datetime
+    short_items: list[str] = field(default_factory=list)
+
+    @property
+    def progress_percent(self) -> int:
+        if self.planned <= 0:
+            return 0
+        return int(min(self.completed * 100 / self.planned, Decimal(100)))
+
+
+def work_orders(conn: Connection, tenant_id: uuid.UUID, limit: int = 200) -> list[OrderRow]:
+    """The newest `limit` work orders with their good quantity completed (the WIP
+    balance) and, for the open ones, the components still short."""
+    wo, item, wb = T["work_order"], T["item"], T["wip_balance"]
+    rows = conn.execute(
+        select(
+            wo.c.id,
+            wo.c.code,
+            wo.c.status,
+            wo.c.planned_quantity,
+            wo.c.created_at,
+            item.c.code.label("item"),
+            item.c.name,
+            item.c.unit,
+            wb.c.good_quantity,
+        )
+        .select_from(wo)
+        .join(item, and_(item.c.tenant_id == wo.c.tenant_id, item.c.id == wo.c.item_id))
+        .outerjoin(wb, and_(wb.c.tenant_id == wo.c.tenant_id, wb.c.work_order_id == wo.c.id))
+        .where(wo.c.tenant_id == tenant_id)
+        .order_by(wo.c.created_at.desc(), wo.c.code)
+        .limit(limit)
+    ).all()
+    short = shortages(conn, tenant_id, [r.id for r in rows if r.status in OPEN_ORDER_STATUSES])
+    return [
+        OrderRow(
+            r.code,
+            r.item,
+            r.name,
+            r.unit,
+            r.status,
+            _dec(r.planned_quantity),
+            _dec(r.good_quantity),
+            r.created_at,
+            short.get(r.id, []),
+        )
+        for r in rows
+    ]
+
+
+def shortages(
+    conn: Connection, tenant_id: uuid.UUID, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
+    """The item codes of each order's components still short: planned − issued − held
+    > 0, as work_orders.read computes it for one order (issued = the net of material
+    moves into the order's WIP), here for many orders in three queries."""
+    if not order_ids:
+        return {}
+    woc, rv, mv, item, loc = (
+        T["work_order_component"],
+        T["reservation"],
+        T["stock_move"],
+        T["item"],
+        T["location"],
+    )
+    src, dst = loc.alias("src"), loc.alias("dst")
+    issued: dict[tuple[uuid.UUID, uuid.UUID], Decimal] = {}
+    for r in conn.execute(
+        select(
+            mv.c.work_order_id,
+            mv.c.item_id,
+            src.c.kind.label("from_kind"),
+            dst.c.kind.label("to_kind"),
+            func.sum(mv.c.quantity).label("q"),
+        )
+        .select_from(mv)
+        .join(src, and_(src.c.tenant_id == mv.c.tenant_id, src.c.id == mv.c.from_location_id))
+        .join(dst, and_(dst.c.tenant_id == mv.c.tenant_id, dst.c.id == mv.c.to_location_id))
+        .where(
+            mv.c.tenant_id == tenant_id,
+            mv.c.work_order_id.in_(order_ids),
+            mv.c.kind.not_in(["completion", "settlement"]),
+        )
+        .group_by(mv.c.work_order_id, mv.c.item_id, src.c.kind, dst.c.kind)
+    ):
+        sign = int(r.to_kind == "production") - int(r.from_kind == "production")
+        key = (r.work_order_id, r.item_id)
+        issued[key] = issued.get(key, ZERO) + sign * _dec(r.q)
+    held: dict[tuple[uuid.UUID, int], Decimal] = {}
+    for r in conn.execute(
+        select(rv.c.work_order_id, rv.c.line_no, rv.c.quantity, rv.c.consumed, rv.c.released).where(
+            rv.c.tenant_id == tenant_id, rv.c.work_order_id.in_(order_ids)
+        )
+    ):
+        key2 = (r.work_order_id, r.line_no)
+        held[key2] = held.get(key2, ZERO) + _dec(r.quantity) - _dec(r.consumed) - _dec(r.released)
+    out: dict[uuid.UUID, list[str]] = {}
+    for c in conn.execute(
+        select(
+            woc.c.work_order_id,
+            woc.c.line_no,
+            woc.c.item_id,
+            woc.c.planned_quantity,
+            item.c.code,
+        )
+        .select_from(woc)
+        .join(item, and_(item.c.tenant_id == woc.c.tenant_id, item.c.id == woc.c.item_id))
+        .where(woc.c.tenant_id == tenant_id, woc.c.work_order_id.in_(order_ids))
+        .order_by(woc.c.work_order_id, woc.c.line_no)
+    ):
+        got = issued.get((c.work_order_id, c.item_id), ZERO)
+        left = _dec(c.planned_quantity) - got - held.get((c.work_order_id, c.line_no), ZERO)
+        if left > 0:
+            out.setdefault(c.work_order_id, []).append(c.code)
+    return out
+
+
+# -- finance -------------------------------------------------------------------------
+
+RECEIVABLES_ACCOUNT = "1122"
+JOURNAL_PAGE_ENTRIES = 50
+
+
+@dataclass(frozen=True)
+class AccountSums:
+    """An account with its debits and credits over some entries."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    kind: str
+    debit: Decimal
+    credit: Decimal
+
+
+def account_sums(
+    conn: Connection, tenant_id: uuid.UUID, period: str, cumulative: bool
+) -> list[AccountSums]:
+    """Every account of the chart with the sums of its journal lines in `period`
+    (YYYY-MM), or up to and including it when `cumulative`; by code."""
+    je, jl, acc = T["journal_entry"], T["journal_line"], T["account"]
+    in_period = je.c.period <= period if cumulative else je.c.period == period
+    sums = (
+        select(
+            jl.c.account_code,
+            func.sum(jl.c.debit).label("d"),
+            func.sum(jl.c.credit).label("c"),
+        )
+        .select_from(je)
+        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
+        .where(je.c.tenant_id == tenant_id, in_period)
+        .group_by(jl.c.account_code)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(acc.c.code, acc.c.name_zh, acc.c.name_en, acc.c.kind, sums.c.d, sums.c.c)
+        .select_from(acc)
+        .outerjoin(sums, sums.c.account_code == acc.c.code)
+        .where(acc.c.tenant_id == tenant_id)
+        .order_by(acc.c.code)
+    ).all()
+    return [AccountSums(r.code, r.name_zh, r.name_en, r.kind, _dec(r.d), _dec(r.c)) for r in rows]
+
+
+def account_names(conn: Connection, tenant_id: uuid.UUID) -> dict[str, tuple[str, str]]:
+    acc = T["account"]
+    rows = conn.execute(
+        select(acc.c.code, acc.c.name_zh, acc.c.name_en).where(acc.c.tenant_id == tenant_id)
+    )
+    return {r.code: (r.name_zh, r.name_en) for r in rows}
+
+
+@dataclass(frozen=True)
+class ReceivableLine:
+    customer: str
+    customer_name: str
+    entry_date: date
+    debit: Decimal
+    credit: Decimal
+
+
+def receivable_lines(conn: Connection, tenant_id: uuid.UUID) -> list[ReceivableLine]:
+    """The lines of the receivables account, with their customer, oldest first."""
+    je, jl, cu = T["journal_entry"], T["journal_line"], T["customer"]
+    rows = conn.execute(
+        select(je.c.entry_date, jl.c.debit, jl.c.credit, cu.c.code, cu.c.name)
+        .select_from(je)
+        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
+        .outerjoin(cu, and_(cu.c.tenant_id == jl.c.tenant_id, cu.c.id == jl.c.customer_id))
+        .where(je.c.tenant_id == tenant_id, jl.c.account_code == RECEIVABLES_ACCOUNT)
+        .order_by(je.c.entry_date, je.c.posted_at, jl.c.line_no)
+    ).all()
+    return [
+        ReceivableLine(
+            r.code or "", r.name or "", _as_date(r.entry_date), _dec(r.debit), _dec(r.credit)
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class PeriodRow:
+    code: str
+    status: str  # open, closed
+    changed_at: datetime | None
+    entries: int
+
+
+def periods(conn: Connection, tenant_id: uuid.UUID, current: str) -> list[PeriodRow]:
+    """The months with postings or a status, and the current one; newest first. A
+    month with no status row is open."""
+    fp, je = T["fiscal_period"], T["journal_entry"]
+    status = {
+        r.code: (r.status, r.changed_at)
+        for r in conn.execute(
+            select(fp.c.code, fp.c.status, fp.c.changed_at).where(fp.c.tenant_id == tenant_id)
+        )
+    }
+    counts = {
+        r.period: int(r.n)
+        for r in conn.execute(
+            select(je.c.period, func.count().label("n"))
+            .where(je.c.tenant_id == tenant_id)
+            .group_by(je.c.period)
+        )
+    }
+    codes = sorted({*status, *counts, current}, reverse=True)
+    return [PeriodRow(c, *status.get(c, ("open", None)), counts.get(c, 0)) for c in codes]
+
+
+# -- members -------------------------------------------------------------------------
+
+
+def owner_count(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """The tenant's owners, locked on PostgreSQL until the transaction ends, so two
+    concurrent demotions cannot both see another owner left."""
+    ms = T["membership"]
+    query = select(ms.c.user_id).where(ms.c.tenant_id == tenant_id, ms.c.role == "owner")
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return len(conn.execute(query).all())
+
+
+def role_of(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+    ms = T["membership"]
+    return conn.scalar(  # type: ignore[no-any-return]
+        select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)
+    )
+
+
+def remove_member(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> int:
+    """End a user's membership of this tenant and revoke their live sessions in it
+    (their account, and their other tenants, stay). How many sessions were revoked."""
+    ms, s = T["membership"], T["user_session"]
+    conn.execute(ms.delete().where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id))
+    revoked = conn.execute(
+        update(s)
+        .where(s.c.tenant_id == tenant_id, s.c.user_id == user_id, s.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    return int(revoked or 0)
+
+
+def live_devices(conn: Connection, tenant_id: uuid.UUID) -> int:
+    d = T["device"]
+    query = select(func.count()).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None))
+    return int(conn.scalar(query) or 0)
+
+
+def member_count(conn: Connection, tenant_id: uuid.UUID) -> int:
+    ms = T["membership"]
+    return int(conn.scalar(select(func.count()).where(ms.c.tenant_id == tenant_id)) or 0)

@@ -35,6 +35,7 @@ from tenant.security import (
     csrf_token,
     new_session_token,
 )
+from web import i18n
 
 T = m.SQLModel.metadata.tables
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -78,6 +79,7 @@ class Principal:
     csrf: str
     subscription: Subscription
     writable: bool  # the subscription allows portal writes now (SAAS.md's table)
+    language: str = i18n.DEFAULT_LANGUAGE  # the user's own (app_user.locale)
 
     def can(self, action: str) -> bool:
         """May this user do `action` now: the role (tenant/rbac.py), and for anything
@@ -165,14 +167,14 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
         name, currency = conn.execute(
             select(t.c.name, t.c.currency).where(t.c.id == tenant.id)
         ).one()
-        user_name = conn.scalar(select(u.c.name).where(u.c.id == found.user_id))
+        user = conn.execute(select(u.c.name, u.c.locale).where(u.c.id == found.user_id)).first()
     current, _ = subs.advance(sub, now)
     return Principal(
         tenant=tenant,
         tenant_name=name,
         currency=currency,
         user_id=found.user_id,
-        user_name=user_name or "",
+        user_name=user.name if user else "",
         role=found.role,
         session_token=token,
         session_hash=found.session_hash,
@@ -185,6 +187,7 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
             current.trial_ends_at,
             _days_left(current.trial_ends_at, now),
         ),
+        language=i18n.normalise(user.locale if user else None) or i18n.DEFAULT_LANGUAGE,
     )
 
 

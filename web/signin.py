@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
@@ -22,21 +23,24 @@ from tenant.security import (
     clear_session_cookie,
     session_cookie,
 )
-from web import i18n
+from web import i18n, queries
 from web.security import (
     CSRF_FIELD,
     FORM_EXPIRED,
     PRESESSION_COOKIE,
     RELOAD,
+    LoginRequired,
     PageError,
+    Principal,
     Write,
     anonymous_form,
     form_fields,
     safe_next,
     same_origin,
+    signed_in,
     writer,
 )
-from web.templating import render
+from web.templating import language_of, render
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -94,6 +98,9 @@ def router() -> APIRouter:
         except ErpError as error:
             status = getattr(error, "status", 400)
             return render(request, "signup.html", status=status, values=values, error=error.message)
+        queries.set_locale_of_session(
+            request.app.state.platform_db, token, i18n.tag_of(language_of(request)), now_utc()
+        )
         response = render(request, "welcome.html", api_key=tenant.api_key, slug=tenant.slug)
         response.set_cookie(**session_cookie(token))
         return response
@@ -154,16 +161,24 @@ def router() -> APIRouter:
     @r.post("/language")
     async def language(request: Request) -> Response:
         """Any page's language switch: a form with the CSRF token of the session, or of
-        the pre-session on the sign-in pages. Sets the `lang` cookie."""
+        the pre-session on the sign-in pages. Sets the `lang` cookie (the choice before
+        sign-in) and, for a signed-in user, stores the language on their account."""
         form = await form_fields(request)
         pepper = request.app.state.settings.api_key_pepper
         submitted = form.get(CSRF_FIELD)
-        if not same_origin(request) or not any(
-            check_csrf(request.cookies.get(name), submitted, pepper)
-            for name in (SESSION_COOKIE, PRESESSION_COOKIE)
+        if not same_origin(request):
+            raise PageError(403, FORM_EXPIRED, RELOAD)
+        by_session = check_csrf(request.cookies.get(SESSION_COOKIE), submitted, pepper)
+        if not by_session and not check_csrf(
+            request.cookies.get(PRESESSION_COOKIE), submitted, pepper
         ):
             raise PageError(403, FORM_EXPIRED, RELOAD)
         lang = i18n.normalise(form.get("lang")) or i18n.DEFAULT_LANGUAGE
+        who = await _session_user(request) if by_session else None
+        if who is not None:
+            await run_in_threadpool(
+                queries.set_locale, request.app.state.platform_db, who.user_id, i18n.tag_of(lang)
+            )
         response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         response.set_cookie(
             i18n.LANG_COOKIE, lang, max_age=LANG_COOKIE_MAX_AGE_S, path="/", samesite="lax"
@@ -171,6 +186,15 @@ def router() -> APIRouter:
         return response
 
     return r
+
+
+async def _session_user(request: Request) -> Principal | None:
+    """The signed-in user, if the session is still live and the subscription lets
+    them in (otherwise the switch only sets the cookie)."""
+    try:
+        return await signed_in(request)
+    except (LoginRequired, PageError):
+        return None
 
 
 def _sign_up_problem(values: dict[str, str], password: str) -> str | None:

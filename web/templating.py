@@ -68,6 +68,11 @@ ENV = make_environment()
 
 
 def language_of(request: Request) -> str:
+    """A signed-in user's own language (stored on the user, so every browser and
+    session of theirs gets it); before sign-in the `lang` cookie, then the browser's."""
+    who = getattr(request.state, "portal_principal", None)
+    if who is not None:
+        return who.language  # type: ignore[no-any-return]
     return i18n.choose(
         request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
     )

@@ -36,6 +36,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
         for path in ("", "/{code}/release", "/{code}/cancel", "/{code}/close")
     },
     ("POST", "/api/v1/events/{event_id}/reverse"): "journal.reverse",
+    ("POST", "/api/v1/journal-entries"): "journal.post",
     ("POST", "/api/v1/periods/{code}/close"): "period.close",
     ("POST", "/api/v1/periods/{code}/reopen"): "period.reopen",
     ("PATCH", "/api/v1/settings"): "settings.write",

@@ -4,7 +4,8 @@ import math
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from cloud_api.db import tenancy
 from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
-from cloud_api.errors import Conflict, Forbidden, NotFound, Unauthorized
+from cloud_api.errors import Conflict, Forbidden, NotFound, Rejected, Unauthorized
 from cloud_api.services import (
     api_tokens,
     audit,
@@ -210,6 +211,30 @@ def _actor(request: Request) -> tuple[str, str]:
         return ("device", str(device_id))
     token = getattr(request.state, "api_token_id", None)
     return ("api_token", token) if token is not None else ("api_key", "tenant")
+
+
+def _post_now(request: Request, tenant: TenantContext, event: dict[str, Any]) -> EventResult:
+    """Post one event the portal or an integration builds, synchronously: posted (or
+    already posted: the id is the idempotency key), else refused with its reason and
+    nothing kept: 403 for a role or segregation of duties, 422 for a bad entry, 409
+    for what the state forbids now (a closed period, already reversed...)."""
+    (result,) = request.app.state.ingest.ingest(
+        tenant, [event], actor=_ingest_actor(request), hold=False
+    )
+    if result.status in (ResultStatus.posted, ResultStatus.duplicate):
+        return result
+    code, message = result.code or "not_posted", result.message or "not posted"
+    if code in ("sod_violation", "forbidden", "journal_not_allowed"):
+        raise Forbidden(code, message)
+    if result.status == ResultStatus.rejected and code not in REFUSED_BY_STATE:
+        raise Rejected(code, message)
+    raise Conflict(code, message)
+
+
+# a rejected reversal's reasons that are the state of things, not a malformed request
+REFUSED_BY_STATE = frozenset(
+    {"already_reversed", "cannot_reverse_reversal", "cannot_reverse_close", "idempotency_conflict"}
+)
 
 
 def _ingest_actor(request: Request) -> Actor:
@@ -426,11 +451,27 @@ def _master_data_routes(r: APIRouter) -> None:
             "occurred_at": (body.occurred_at or now_utc()).isoformat(),
             "payload": {"reverses_event_id": str(event_id), "reason": body.reason},
         }
-        (result,) = request.app.state.ingest.ingest(tenant, [event], actor=_ingest_actor(request))
-        if result.status in (ResultStatus.posted, ResultStatus.duplicate):
-            return result
-        refused = Forbidden if result.code in ("sod_violation", "forbidden") else Conflict
-        raise refused(result.code or "not_reversed", result.message or "not reversed")
+        return _post_now(request, tenant, event)
+
+    @r.post("/journal-entries", status_code=201)
+    def post_journal_entry(
+        body: schemas.JournalEntryCreate, tenant: TenantDep, request: Request
+    ) -> EventResult:
+        """A manual journal entry (owners, finance managers, accountants): balanced
+        lines on accounts no sub-ledger owns, dated `entry_date`. Posted now or refused
+        with the reason (a closed period: 409), never held."""
+        event = {
+            "event_id": str(body.entry_id or uuid.uuid4()),
+            "device_id": "portal",
+            "seq": 0,
+            "type": "journal_entry",
+            "occurred_at": datetime.combine(body.entry_date, dtime(12), tzinfo=UTC).isoformat(),
+            "payload": {
+                "memo": body.memo,
+                "lines": [line.model_dump(mode="json") for line in body.lines],
+            },
+        }
+        return _post_now(request, tenant, event)
 
     @r.get("/accounts")
     def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Request and response bodies of the master-data endpoints (Create / Public)."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -9,7 +9,14 @@ from biip import ParseError
 from biip.gtin import Gtin
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from cloud_api.contract import Code, NonNegativeQuantity, Quantity, Rate, exact_decimal
+from cloud_api.contract import (
+    Code,
+    JournalLine,
+    NonNegativeQuantity,
+    Quantity,
+    Rate,
+    exact_decimal,
+)
 
 
 class _In(BaseModel):
@@ -120,6 +127,13 @@ class ApiTokenCreate(_In):
     scopes: Annotated[
         list[Annotated[str, Field(max_length=32)]], Field(min_length=1, max_length=10)
     ]
+
+
+class JournalEntryCreate(_In):
+    entry_date: date
+    memo: Annotated[str, Field(min_length=1, max_length=200)]
+    lines: Annotated[list[JournalLine], Field(min_length=2, max_length=100)]
+    entry_id: uuid.UUID | None = None  # send one to make a retry idempotent
 
 
 class ReverseEvent(_In):

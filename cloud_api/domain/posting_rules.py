@@ -28,6 +28,7 @@ from typing import Protocol
 
 from cloud_api.contract import (
     Event,
+    JournalEntry,
     Labour,
     LabourPayload,
     MaterialIssue,
@@ -151,6 +152,15 @@ class MasterData(Protocol):
         ...
 
     def variance_policy(self) -> str: ...
+    def accounts(self) -> set[str]:
+        """The codes of the tenant's chart of accounts."""
+        ...
+
+    def control_accounts(self) -> set[str]:
+        """The accounts the stock and WIP sub-ledgers own (stock accounts of the item
+        categories, and WIP): no manual line may touch them."""
+        ...
+
     def operator_rate(self, code: str) -> Decimal | None: ...
     def output_location(self, order: WorkOrderRef, at: datetime) -> LocationRef | None: ...
     def lots_on_hand(self, item: ItemRef, location: LocationRef) -> list[LotStock]:
@@ -562,6 +572,41 @@ def work_order_close(event: WorkOrderClose, md: MasterData) -> Plan:
     return Plan(f"close of work order {p.work_order}{reason}", moves=moves)
 
 
+def journal_entry(event: JournalEntry, md: MasterData) -> Plan:
+    """A manual journal entry, as balanced as every other: each line a debit or a credit,
+    on an account of the chart that no sub-ledger owns (stock and WIP accounts move only
+    with stock moves, so the books-check stays exact); receivables name a customer."""
+    p = event.payload
+    accounts, control = md.accounts(), md.control_accounts()
+    lines = []
+    for n, line in enumerate(p.lines, 1):
+        if (line.debit > 0) == (line.credit > 0):
+            raise Rejected("bad_journal_line", f"line {n}: give a debit or a credit, not both")
+        if line.account not in accounts:
+            raise Rejected("unknown_account", f"line {n}: no account {line.account} in the chart")
+        if line.account in control:
+            raise Rejected(
+                "control_account",
+                f"line {n}: {line.account} is kept by the stock or WIP ledger; post stock "
+                "moves (a receipt, an issue, a count) instead",
+            )
+        if line.account == RECEIVABLES and line.customer is None:
+            raise Rejected("customer_required", f"line {n}: receivables need a customer")
+        lines.append(
+            LineSpec(
+                line.account,
+                debit=line.debit,
+                credit=line.credit,
+                customer=md.customer(line.customer) if line.customer else None,
+                supplier=md.supplier(line.supplier) if line.supplier else None,
+            )
+        )
+    debit, credit = sum(x.debit for x in lines), sum(x.credit for x in lines)
+    if debit != credit:
+        raise Rejected("unbalanced_entry", f"debits {debit} and credits {credit} differ")
+    return Plan(p.memo, lines=lines)
+
+
 RULES = {
     "purchase_receipt": purchase_receipt,
     "material_issue": material_issue,
@@ -571,6 +616,7 @@ RULES = {
     "sales_shipment": sales_shipment,
     "stock_count": stock_count,
     "work_order_close": work_order_close,
+    "journal_entry": journal_entry,
 }
 
 # Rules whose plan may read the ledger (a count's difference is counted minus on hand

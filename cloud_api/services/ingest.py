@@ -109,16 +109,22 @@ class IngestService:
         self.db, self.meter = db, meter
 
     def ingest(
-        self, tenant: TenantContext, raw_events: list[Any], actor: Actor | None = None
+        self,
+        tenant: TenantContext,
+        raw_events: list[Any],
+        actor: Actor | None = None,
+        hold: bool = True,
     ) -> list[EventResult]:
         """Post a batch in one transaction. The meter counts what posted in the same
         transaction, so the count commits or rolls back with the postings: a batch from
         the edge, a held event re-posted from the queue, a close or a reversal alike.
-        `actor` is who sent it: recorded on each event, and checked on reversals."""
+        `actor` is who sent it: recorded on each event, and checked on reversals.
+        `hold=False` keeps nothing of an event that cannot post now (a synchronous
+        caller answers the reason instead of filling the exception queue)."""
         for attempt in range(RETRIES):
             try:
                 with self.db.begin() as conn:
-                    results = Batch(conn, tenant, actor).run(raw_events)
+                    results = Batch(conn, tenant, actor, hold).run(raw_events)
                     posted = sum(1 for r in results if r.status == ResultStatus.posted)
                     if self.meter is not None and posted:
                         self.meter(conn, tenant.id, posted, now_utc())
@@ -195,8 +201,14 @@ REVERSAL_SOD = (
 
 
 class Batch:
-    def __init__(self, conn: Connection, tenant: TenantContext, actor: Actor | None = None) -> None:
-        self.conn, self.tenant, self.actor = conn, tenant, actor
+    def __init__(
+        self,
+        conn: Connection,
+        tenant: TenantContext,
+        actor: Actor | None = None,
+        hold: bool = True,
+    ) -> None:
+        self.conn, self.tenant, self.actor, self.hold = conn, tenant, actor, hold
         self.buffer = RowBuffer()
         self.md = MasterDataStore(conn, tenant, self.buffer, self._lots_in_stock)
         self.history = SqlHistory(conn, tenant, self.md, self.buffer)
@@ -351,7 +363,8 @@ class Batch:
             self._check_completion_quantity(moves)
             outcome = self.engine.post([*moves, *charges])
         except Held as held:
-            self._keep_held(event, digest, row, held)
+            if self.hold:  # a synchronous caller (the portal) answers 409 and keeps nothing
+                self._keep_held(event, digest, row, held)
             return EventResult(
                 event_id=str(event.event_id),
                 status=ResultStatus.held,
@@ -516,7 +529,20 @@ class Batch:
     def plan(self, event: Event) -> rules.Plan:
         if isinstance(event, Reversal):
             return self._reversal_plan(event)
+        if event.type == "journal_entry":
+            self._may_post_journal()
         return rules.RULES[event.type](event, self.md)  # type: ignore[operator]
+
+    def _may_post_journal(self) -> None:
+        """The RBAC matrix's "draft / post journal": owners, finance managers and
+        accountants; a device posts only what its events' rules book."""
+        actor = self.actor
+        if actor is None or actor.kind == "api_key":
+            return
+        if actor.kind == "device":
+            raise Rejected("journal_not_allowed", "a device cannot post a manual journal entry")
+        if not can(actor.role or "", "journal.post"):
+            raise Rejected("forbidden", f"the role {actor.role} may not post journal entries")
 
     def records(
         self, event: Event, plan: rules.Plan, occurred: datetime

@@ -37,6 +37,7 @@ from cloud_api.domain.clock import utc
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, PoolKey, Record, Slot
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.pools import Layer, StockPool, WipPool
+from cloud_api.domain.posting_rules import WIP as WIP_ACCOUNT
 from cloud_api.domain.refs import (
     ComponentRef,
     ItemRef,
@@ -331,6 +332,17 @@ class MasterDataStore:
 
     def variance_policy(self) -> str:
         return self.tenant.variance_policy
+
+    def accounts(self) -> set[str]:
+        a = T["account"]
+        return set(self.conn.scalars(select(a.c.code).where(a.c.tenant_id == self.tenant.id)))
+
+    def control_accounts(self) -> set[str]:
+        cat = T["item_category"]
+        stock = self.conn.scalars(
+            select(cat.c.stock_account).where(cat.c.tenant_id == self.tenant.id)
+        )
+        return {*stock, WIP_ACCOUNT}
 
     def operator_rate(self, code: str) -> Decimal | None:
         """The labour rate of the operator's grade; None for an operator without a

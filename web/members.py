@@ -1,0 +1,148 @@
+"""Users and roles: the tenant's members; the owner invites one with a role, changes
+a role, removes a member (whose sessions in this tenant end at once). The last owner
+can be neither removed nor demoted."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from cloud_api.domain.clock import now_utc
+from cloud_api.errors import ErpError
+from cloud_api.services import audit, users
+from tenant.rbac import ROLES
+from web import queries
+from web.common import db, notice, parse_uuid, service_call
+from web.security import PageError, Principal, PrincipalDep, Write, writer
+from web.signin import EMAIL
+from web.templating import render
+
+
+def _(message: str) -> str:
+    """Marks a message id for the catalogs; the page translates it."""
+    return message
+
+
+ManageUsers = Annotated[Write, Depends(writer("users.manage"))]
+LAST_OWNER = _("The last owner cannot be removed or demoted")
+
+
+def router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+    _pages(r)
+    _actions(r)
+    return r
+
+
+def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> HTMLResponse:
+    with db(request).connect() as conn:
+        members = users.members(conn, who.tenant.id)
+    context: dict[str, Any] = {"values": {}, "error": None}
+    context.update(shown)
+    return render(
+        request,
+        "users.html",
+        who,
+        status=status,
+        members=members,
+        roles=ROLES,
+        notice=notice(request),
+        **context,
+    )
+
+
+def _pages(r: APIRouter) -> None:
+    @r.get("/users", response_class=HTMLResponse)
+    def member_list(request: Request, who: PrincipalDep) -> HTMLResponse:
+        return _page(request, who)
+
+
+def _actions(r: APIRouter) -> None:
+    @r.post("/users/invite", response_class=HTMLResponse)
+    def invite(request: Request, write: ManageUsers) -> Response:
+        values = {k: write.field(k, 254) for k in ("email", "name", "role")}
+        password = write.form.get("password", "")[:256]
+        problem = _invite_problem(values, password)
+        if problem:
+            return _page(request, write.who, 422, values=values, error=problem)
+        who = write.who
+
+        def call() -> None:
+            # the account may exist (another tenant's): the global lookup is the
+            # platform's, the membership is written as this tenant (as the JSON route)
+            with request.app.state.platform_db.begin() as conn:
+                users.add_member(
+                    conn,
+                    who.tenant.id,
+                    values["email"],
+                    values["name"][:200],
+                    values["role"],
+                    password,
+                    now_utc(),
+                    who.user_id,
+                )
+
+        try:
+            call()
+        except ErpError as error:  # a weak password, a taken seat: the form again
+            status = getattr(error, "status", 400)
+            return _page(request, who, status, values=values, error=error.message)
+        return RedirectResponse("/users?notice=invited", status_code=303)
+
+    @r.post("/users/{user_id}/role")
+    def change_role(request: Request, user_id: str, write: ManageUsers) -> Response:
+        member, role, who = parse_uuid(user_id), write.field("role", 16), write.who
+
+        def call() -> None:
+            with db(request).begin() as conn:
+                _keep_an_owner(conn, who, member, role)
+                users.change_role(conn, who.tenant.id, member, role, now_utc(), who.user_id)
+
+        service_call(call)
+        return RedirectResponse("/users?notice=role_changed", status_code=303)
+
+    @r.post("/users/{user_id}/remove")
+    def remove(request: Request, user_id: str, write: ManageUsers) -> Response:
+        member, who = parse_uuid(user_id), write.who
+        with db(request).begin() as conn:
+            current = queries.role_of(conn, who.tenant.id, member)
+            if current is None:
+                raise PageError(404, "Not found", user_id[:80])
+            _keep_an_owner(conn, who, member, None)
+            now = now_utc()
+            revoked = queries.remove_member(conn, who.tenant.id, member, now)
+            audit.audit(
+                conn,
+                who.tenant.id,
+                now,
+                ("user", str(who.user_id)),
+                "member.remove",
+                str(member),
+                detail=f"was {current}; {revoked} sessions revoked",
+            )
+        if member == who.user_id:  # removed themselves: this session is over too
+            return RedirectResponse("/login", status_code=303)
+        return RedirectResponse("/users?notice=removed", status_code=303)
+
+
+def _keep_an_owner(conn: Any, who: Principal, member: uuid.UUID, role: str | None) -> None:
+    """Refuse (409) to remove or demote the tenant's last owner (`role` None: removal)."""
+    if role == "owner" or queries.role_of(conn, who.tenant.id, member) != "owner":
+        return
+    if queries.owner_count(conn, who.tenant.id) <= 1:
+        raise PageError(409, LAST_OWNER, "")
+
+
+def _invite_problem(values: dict[str, str], password: str) -> str | None:
+    if not EMAIL.match(values["email"]):
+        return _("Give a valid email address.")
+    if not values["name"]:
+        return _("Give the member's name.")
+    if values["role"] not in ROLES:
+        return _("Choose a role.")
+    if not password:
+        return _("Choose a password of 12 to 256 characters.")
+    return None
