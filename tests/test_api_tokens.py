@@ -66,7 +66,8 @@ def test_the_token_is_shown_once_stored_hashed_and_revocable(api: Api) -> None:
     assert [t["id"] for t in listed] == [made["id"]]
     assert "token" not in listed[0] and made["token"] not in api.get("/api-tokens").text
     with api.db.connect() as conn:
-        stored = conn.execute(select(T["api_token"])).all()
+        tokens = T["api_token"]
+        stored = conn.execute(select(tokens).where(tokens.c.tenant_id == api.tenant.id)).all()
     assert all(made["token"].split("_", 2)[2] not in str(row) for row in stored)
     assert _as(api, made["token"], "GET", "/items").status_code == 200
     tampered = made["token"][:-1] + ("A" if made["token"][-1] != "A" else "B")

@@ -294,3 +294,29 @@ def test_a_tenant_beyond_its_plan_rate_gets_429_and_another_does_not(db: Engine)
     assert limited.json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
     assert quiet.call("GET", "/items").status_code == 200
+
+
+def test_members_are_removed_and_the_last_owner_stays(db: Engine) -> None:
+    owner = Browser(db)
+    signed = owner.sign_up(_email("owner"))
+    me = owner.call("GET", "/me").json()["user_id"]
+    demoted = owner.call("PATCH", f"/users/{me}", json={"role": "viewer"})
+    assert demoted.status_code == 409 and demoted.json()["code"] == "last_owner"
+    assert owner.call("DELETE", f"/users/{me}").status_code == 409
+    email = _email("clerk")
+    added = owner.call(
+        "POST",
+        "/users",
+        json={"email": email, "name": "c", "role": "warehouse", "password": PASSWORD},
+    )
+    clerk = Browser(db, owner.client.app)
+    assert clerk.log_in(email).status_code == 200
+    assert clerk.call("GET", "/items").status_code == 200
+    assert clerk.call("DELETE", f"/users/{me}").status_code == 403  # not the clerk's to do
+    gone = owner.call("DELETE", f"/users/{added.json()['user_id']}")
+    assert gone.status_code == 200 and gone.json()["sessions_revoked"] == 1
+    assert clerk.call("GET", "/items").status_code == 401  # the session went with it
+    assert clerk.log_in(email).status_code == 401  # no tenant of theirs any more
+    assert owner.call("DELETE", f"/users/{added.json()['user_id']}").status_code == 404
+    actions = [a["action"] for a in owner.call("GET", "/audit-log").json()]
+    assert "member.remove" in actions and signed

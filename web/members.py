@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
-from cloud_api.services import audit, users
+from cloud_api.services import users
 from tenant.rbac import ROLES
 from web import queries
 from web.common import db, notice, parse_uuid, service_call
@@ -107,29 +107,23 @@ def _actions(r: APIRouter) -> None:
     @r.post("/users/{user_id}/remove")
     def remove(request: Request, user_id: str, write: ManageUsers) -> Response:
         member, who = parse_uuid(user_id), write.who
-        with db(request).begin() as conn:
-            current = queries.role_of(conn, who.tenant.id, member)
-            if current is None:
-                raise PageError(404, "Not found", user_id[:80])
-            _keep_an_owner(conn, who, member, None)
-            now = now_utc()
-            revoked = queries.remove_member(conn, who.tenant.id, member, now)
-            audit.audit(
-                conn,
-                who.tenant.id,
-                now,
-                ("user", str(who.user_id)),
-                "member.remove",
-                str(member),
-                detail=f"was {current}; {revoked} sessions revoked",
-            )
+
+        def call() -> None:
+            with db(request).begin() as conn:
+                if queries.role_of(conn, who.tenant.id, member) is None:
+                    raise PageError(404, "Not found", user_id[:80])
+                _keep_an_owner(conn, who, member, None)  # the translated page first
+                users.remove_member(conn, who.tenant.id, member, now_utc(), who.user_id)
+
+        service_call(call)
         if member == who.user_id:  # removed themselves: this session is over too
             return RedirectResponse("/login", status_code=303)
         return RedirectResponse("/users?notice=removed", status_code=303)
 
 
 def _keep_an_owner(conn: Any, who: Principal, member: uuid.UUID, role: str | None) -> None:
-    """Refuse (409) to remove or demote the tenant's last owner (`role` None: removal)."""
+    """Refuse (409) to remove or demote the tenant's last owner (`role` None: removal),
+    with the page's own words; users.remove_member and change_role refuse it too."""
     if role == "owner" or queries.role_of(conn, who.tenant.id, member) != "owner":
         return
     if queries.owner_count(conn, who.tenant.id) <= 1:

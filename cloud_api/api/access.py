@@ -46,6 +46,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/users"): "users.manage",
     ("POST", "/api/v1/logout"): "session",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
+    ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",
     ("POST", "/api/v1/api-tokens/{token_id}/revoke"): "users.manage",
 }

@@ -167,4 +167,16 @@ def router(tenant_dep: Any) -> APIRouter:
             )
         return {"user_id": str(user_id), "role": body.role}
 
+    @r.delete("/users/{user_id}")
+    def remove_user(
+        user_id: uuid.UUID, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, Any]:
+        """The member leaves this tenant and their sessions in it end; the last owner
+        cannot be removed (409 last_owner)."""
+        with request.app.state.db.begin() as conn:
+            revoked = users.remove_member(
+                conn, tenant.id, user_id, now_utc(), getattr(request.state, "user_id", None)
+            )
+        return {"user_id": str(user_id), "removed": True, "sessions_revoked": revoked}
+
     return r

@@ -35,6 +35,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
         def _begin_immediate(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
+        # no row-level security here: every statement must name its tenant itself
+        from cloud_api.db.tenancy import install_guard
+
+        return install_guard(engine)
     kw = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True, **kw}
     return create_engine(url, **kw)

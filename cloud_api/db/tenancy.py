@@ -67,3 +67,81 @@ def install(engine: Engine) -> Engine:
 def _on_begin(conn: Any) -> None:
     tenant_id = _current.get()
     conn.exec_driver_sql(_SET, {"tenant": "" if tenant_id is None else str(tenant_id)})
+
+
+# -- the guard where row-level security is missing (SQLite) ---------------------------
+
+
+class TenantFilterMissing(AssertionError):
+    """A statement reads or changes a tenant table without naming the tenant: a bug
+    that on a database without row-level security could show one tenant another's
+    rows. Raised before the statement runs."""
+
+
+CROSS_TENANT = "cross_tenant"  # execution option: a reviewed lookup across tenants
+
+
+def install_guard(engine: Engine) -> Engine:
+    """Refuse every SELECT, UPDATE or DELETE on a tenant table whose WHERE (or a join's
+    ON) does not constrain that table's tenant_id (the tenant table's id), unless the
+    statement carries `.execution_options(cross_tenant=True)` (credential lookups and
+    the cross-tenant jobs, each reviewed). Raw SQL (text) is not inspected: it lives in
+    the migrations, rls.py and a few reviewed lines. The guard on SQLite; PostgreSQL
+    has row-level security behind the same filters."""
+    if not event.contains(engine, "before_execute", _guard):
+        event.listen(engine, "before_execute", _guard)
+    return engine
+
+
+def _guard(
+    conn: Any, clauseelement: Any, multiparams: Any, params: Any, execution_options: Any
+) -> None:
+    from sqlalchemy.sql import Delete, Select, Update
+
+    if not isinstance(clauseelement, Select | Update | Delete):
+        return
+    if execution_options.get(CROSS_TENANT) or clauseelement.get_execution_options().get(
+        CROSS_TENANT
+    ):
+        return
+    missing = _unfiltered_tables(clauseelement)
+    if missing:
+        raise TenantFilterMissing(
+            f"no tenant filter on {', '.join(sorted(missing))} in: {str(clauseelement)[:300]}"
+        )
+
+
+def _unfiltered_tables(statement: Any) -> set[str]:
+    from sqlalchemy import Table
+    from sqlalchemy.sql import Join, Select, visitors
+
+    tables: list[Any] = []
+    criteria: list[Any] = []
+    if isinstance(statement, Select):
+        froms = list(statement.get_final_froms())
+        while froms:
+            item = froms.pop()
+            if isinstance(item, Join):
+                froms += [item.left, item.right]
+                criteria.append(item.onclause)
+            elif isinstance(item, Table):
+                tables.append(item)
+        criteria.append(statement.whereclause)
+        criteria.extend(statement._having_criteria)
+    else:
+        tables.append(statement.table)
+        criteria.append(statement.whereclause)
+    named: set[tuple[str, str]] = set()
+    for clause in criteria:
+        if clause is None or clause is False or clause == ():
+            continue
+        for element in visitors.iterate(clause):
+            table = getattr(element, "table", None)
+            if table is not None and getattr(element, "name", None) in ("tenant_id", "id"):
+                named.add((table.name, element.name))
+    missing = set()
+    for table in tables:
+        column = "id" if table.name == "tenant" else "tenant_id"
+        if column in table.c and (table.name, column) not in named:
+            missing.add(table.name)
+    return missing

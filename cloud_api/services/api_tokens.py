@@ -94,7 +94,8 @@ def authenticate(
     except BadKey as error:
         raise Unauthorized("invalid_api_token", BAD_TOKEN) from error
     t = T["api_token"]
-    row = conn.execute(select(t).where(t.c.keyid == keyid)).first()
+    lookup = select(t).where(t.c.keyid == keyid).execution_options(cross_tenant=True)
+    row = conn.execute(lookup).first()
     if (
         row is None
         or row.revoked_at is not None

@@ -74,7 +74,8 @@ def enroll(
         raise Unauthorized("invalid_enrollment_code", BAD_CODE) from error
     ec = T["enrollment_code"]
     with db.begin() as conn:
-        row = conn.execute(select(ec).where(ec.c.code_hash == code_hash)).first()
+        lookup = select(ec).where(ec.c.code_hash == code_hash)
+        row = conn.execute(lookup.execution_options(cross_tenant=True)).first()  # the code
         if row is None or enrollment_state(row.created_at, row.used_at, now) != "valid":
             raise Unauthorized("invalid_enrollment_code", BAD_CODE)
         tenant_id = row.tenant_id
@@ -83,7 +84,7 @@ def enroll(
         device_id = uuid.uuid4()
         spent = conn.execute(
             update(ec)
-            .where(ec.c.code_hash == code_hash, ec.c.used_at.is_(None))
+            .where(ec.c.tenant_id == tenant_id, ec.c.code_hash == code_hash, ec.c.used_at.is_(None))
             .values(used_at=now, device_id=device_id)
         ).rowcount
         if spent != 1:

@@ -32,7 +32,8 @@ class Purged:
 def purge_due(owner_db: Engine, platform_db: Engine, now: datetime) -> list[Purged]:
     s = T["subscription"]
     with platform_db.connect() as conn:
-        due = list(conn.scalars(select(s.c.tenant_id).where(s.c.purge_due.is_(True))))
+        due_now = select(s.c.tenant_id).where(s.c.purge_due.is_(True))
+        due = list(conn.scalars(due_now.execution_options(cross_tenant=True)))
     return [purge_tenant(owner_db, platform_db, tenant_id, now) for tenant_id in due]
 
 

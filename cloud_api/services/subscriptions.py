@@ -134,7 +134,8 @@ def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
 
     s = T["subscription"]
     with db.connect() as conn:
-        tenant_ids = list(conn.scalars(select(s.c.tenant_id).order_by(s.c.tenant_id)))
+        every = select(s.c.tenant_id).order_by(s.c.tenant_id)
+        tenant_ids = list(conn.scalars(every.execution_options(cross_tenant=True)))
     done = []
     for tenant_id in tenant_ids:
         with tenancy.as_tenant(tenant_id), db.begin() as conn:

@@ -42,7 +42,8 @@ def create_tenant(
     key = new_api_key()
     tenant_id = uuid.uuid4()
     with db.begin() as conn:
-        if conn.scalar(select(T["tenant"].c.id).where(T["tenant"].c.slug == slug)):
+        taken = select(T["tenant"].c.id).where(T["tenant"].c.slug == slug)
+        if conn.scalar(taken.execution_options(cross_tenant=True)):  # slugs are global
             raise Conflict("tenant_exists", f"a tenant with slug {slug!r} already exists")
         tenancy.switch(conn, tenant_id)
         conn.execute(
@@ -141,7 +142,9 @@ def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:
     t = T["tenant"]
     with db.connect() as conn:
         row = conn.execute(
-            select(*_CONTEXT_COLUMNS).where(t.c.api_key_hash == hash_api_key(api_key, pepper))
+            select(*_CONTEXT_COLUMNS)
+            .where(t.c.api_key_hash == hash_api_key(api_key, pepper))
+            .execution_options(cross_tenant=True)  # the credential names the tenant
         ).first()
     if row is None:
         raise Unauthorized("invalid_api_key", "the API key is not valid")
@@ -158,7 +161,8 @@ def tenant_by_id(conn: Connection, tenant_id: uuid.UUID) -> TenantContext:
 def tenant_by_slug(db: Engine, slug: str) -> TenantContext:
     t = T["tenant"]
     with db.connect() as conn:
-        row = conn.execute(select(*_CONTEXT_COLUMNS).where(t.c.slug == slug)).first()
+        query = select(*_CONTEXT_COLUMNS).where(t.c.slug == slug)
+        row = conn.execute(query.execution_options(cross_tenant=True)).first()  # operators
     if row is None:
         raise Unauthorized("unknown_tenant", f"no tenant {slug!r}")
     return _context(row)

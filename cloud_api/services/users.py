@@ -181,7 +181,8 @@ def principal(conn: Connection, token: str, now: datetime) -> Principal:
 
 def log_out(conn: Connection, session_hash: str, now: datetime) -> None:
     s = T["user_session"]
-    conn.execute(update(s).where(s.c.token_hash == session_hash).values(revoked_at=now))
+    ended = update(s).where(s.c.token_hash == session_hash).values(revoked_at=now)
+    conn.execute(ended.execution_options(cross_tenant=True))  # the session's own row
 
 
 def add_member(
@@ -217,11 +218,65 @@ def add_member(
     return user_id
 
 
+LAST_OWNER = "a tenant keeps at least one owner: make another member owner first"
+
+
+def _keep_an_owner(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str | None
+) -> None:
+    """Refuse (409) to remove (`role` None) or demote the tenant's last owner. The
+    owners' rows are locked on PostgreSQL, so two concurrent demotions cannot each see
+    the other still there."""
+    ms = T["membership"]
+    current = conn.scalar(
+        select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)
+    )
+    if role == "owner" or current != "owner":
+        return
+    query = select(ms.c.user_id).where(ms.c.tenant_id == tenant_id, ms.c.role == "owner")
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    if len(conn.execute(query).all()) <= 1:
+        raise Conflict("last_owner", LAST_OWNER)
+
+
+def remove_member(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime, by: Any
+) -> int:
+    """End a user's membership of this tenant and revoke their sessions in it (their
+    account and their other tenants stay); the last owner cannot go. Returns how many
+    sessions were revoked."""
+    ms, s = T["membership"], T["user_session"]
+    current = conn.scalar(
+        select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)
+    )
+    if current is None:
+        raise NotFound("unknown_member", f"no member {user_id} in this tenant")
+    _keep_an_owner(conn, tenant_id, user_id, None)
+    conn.execute(ms.delete().where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id))
+    revoked = conn.execute(
+        update(s)
+        .where(s.c.tenant_id == tenant_id, s.c.user_id == user_id, s.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    audit(
+        conn,
+        tenant_id,
+        now,
+        ("user", str(by)),
+        "member.remove",
+        str(user_id),
+        detail=f"was {current}; {revoked} sessions revoked",
+    )
+    return int(revoked or 0)
+
+
 def change_role(
     conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, now: datetime, by: Any
 ) -> None:
     if role not in ROLES:
         raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
+    _keep_an_owner(conn, tenant_id, user_id, role)
     ms = T["membership"]
     changed = conn.execute(
         update(ms).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id).values(role=role)
