@@ -250,5 +250,23 @@ def bench_edge(
     run_bench(what, events, database_url)
 
 
+@bench_app.command("portal")
+def bench_portal(
+    moves: Annotated[
+        int, typer.Option(help="Stock moves to post before timing.", min=1)
+    ] = 1_000_000,
+    requests: Annotated[int, typer.Option(help="Timed GETs of each page.", min=1)] = 200,
+    database_url: Annotated[
+        str,
+        typer.Option(help="PostgreSQL server; the bench creates and drops its own database."),
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+) -> None:
+    """Post MOVES stock moves for one tenant, then time the portal's dashboard and stock
+    page (p50/p95/p99/max) against /healthz."""
+    from bench.portal import main as run_bench
+
+    run_bench(moves=moves, requests=requests, database_url=database_url)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

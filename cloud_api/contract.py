@@ -11,7 +11,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
 MAX_BATCH_EVENTS = 1000
 
@@ -48,7 +56,40 @@ Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")]
 Lot = Annotated[str, Field(max_length=64)]
 
 
-class _Strict(BaseModel):
+def storable_text(data: Any) -> Any:
+    """Refuse, anywhere in a body, text no database column can keep: a NUL character
+    (PostgreSQL's text cannot hold U+0000) or a lone surrogate (not UTF-8). A model
+    validator (mode="before") of every request body, so it answers 422 before any
+    write instead of failing in the database."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            raise ValueError("text may not contain the NUL character (U+0000)")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError("text must be valid Unicode (a lone surrogate)") from error
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            storable_text(key)
+            storable_text(value)
+    elif isinstance(data, list | tuple):
+        for value in data:
+            storable_text(value)
+    return data
+
+
+class RequestBody(BaseModel):
+    """The base of every request body: unknown fields refused, text storable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return storable_text(data)
+
+
+class _Strict(RequestBody):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -99,6 +99,13 @@ def test_body_too_large_is_413(api: Api) -> None:
 # -- per event: rejected ------------------------------------------------------------
 
 
+def _posted_as_ascii_json(api: Api, path: str, body: Any) -> httpx.Response:
+    """JSON with \\u escapes, as a client may send a lone surrogate (which httpx's own
+    UTF-8 encoding of `json=` cannot)."""
+    content = json.dumps(body).encode("ascii")
+    return api.post(path, content=content, headers={"content-type": "application/json"})
+
+
 def _with_payload(**changes: Any) -> dict[str, Any]:
     ev = receipt(0, "RAW", "1", "1")
     ev["payload"].update(changes)
@@ -132,6 +139,10 @@ BAD_EVENTS = {
     "naive_occurred_at": (_naive(), "occurred_at"),
     "unknown_envelope_field": ({**receipt(0, "RAW", "1", "1"), "sneaky": 1}, "sneaky"),
     "event_id_not_uuid": ({**receipt(0, "RAW", "1", "1"), "event_id": "nope"}, "event_id"),
+    # text no database keeps: PostgreSQL's text refuses NUL, UTF-8 a lone surrogate
+    "nul_in_text": (_with_payload(lot="L\x001"), "NUL"),
+    "lone_surrogate": (_with_payload(lot="L\ud8001"), "surrogate"),
+    "nul_in_envelope": ({**receipt(0, "RAW", "1", "1"), "operator": "OP\x00"}, "NUL"),
 }
 
 
@@ -140,7 +151,7 @@ def test_malformed_event_is_rejected_alone(api: Api, case: str) -> None:
     setup_workshop(api)
     bad, field = copy.deepcopy(BAD_EVENTS[case])
     bad["event_id"] = bad["event_id"] if case == "event_id_not_uuid" else str(uuid.uuid4())
-    results = api.events(bad, good())
+    results = _posted_as_ascii_json(api, EVENTS, {"events": [bad, good()]}).json()["results"]
     assert len(results) == 2
     assert results[0]["status"] == "rejected", results[0]
     assert results[0]["code"] == "invalid_event"
@@ -278,6 +289,14 @@ def test_duplicate_item_code_is_409(api: Api) -> None:
 def test_unknown_field_in_item_is_422(api: Api) -> None:
     response = api.post("/items", json={"code": "X", "name": "X", "kind": "raw", "colour": 1})
     assert_problem(response, 422, "invalid_request")
+    assert api.get("/items").json() == []
+
+
+@pytest.mark.parametrize("name", ["Board\x00", "Board\udc00"])
+def test_text_no_database_keeps_is_422(api: Api, name: str) -> None:
+    response = _posted_as_ascii_json(api, "/items", {"code": "X", "name": name, "kind": "raw"})
+    body = assert_problem(response, 422, "invalid_request")
+    assert "NUL" in str(body) or "surrogate" in str(body), body
     assert api.get("/items").json() == []
 
 

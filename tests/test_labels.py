@@ -55,7 +55,7 @@ from edge_agent.labels.kinds import (
 )
 from edge_agent.labels.printers import SerialPrinter, TcpPrinter, printer_from_url
 from edge_agent.labels.queue import PrintQueue
-from edge_agent.labels.render import render_image, render_png, render_svg
+from edge_agent.labels.render import cjk_font, render_image, render_png, render_svg
 from edge_agent.labels.zpl import render_zpl
 from firmware_bridges.gs1.encode import gs1_check_digit
 
@@ -192,6 +192,37 @@ def test_svg_shows_gs1_interpretation_line_and_exact_quantity() -> None:
     svg = render_svg(lot).decode()
     assert "(01)07032069804988(17)270531(3101)000025(10)0329" in svg
     assert "Quantity 2.500 KG" in svg
+
+
+# --- Chinese names -----------------------------------------------------------------------
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _ink_of_caption(name: str) -> Image.Image:
+    """The caption line with the item's name, cropped to its ink."""
+    image = render_image(ItemLabel("OAK-LEG", name))
+    line = image.crop((0, 0, image.width, 140))  # the first two caption lines at 300 dpi
+    box = Image.eval(line, lambda v: 255 - v).getbbox()
+    assert box is not None
+    return line.crop(box)
+
+
+def test_chinese_names_print_as_their_own_glyphs_not_boxes() -> None:
+    if cjk_font() is None:
+        message = "no CJK font (Debian's fonts-wqy-microhei, which .ci/run installs)"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    # A font without the glyphs draws every character as the same box: two names of
+    # the same length would come out pixel for pixel alike.
+    oak, walnut = _ink_of_caption("橡木桌腿"), _ink_of_caption("胡桃木面")
+    assert oak.size[0] > 100
+    assert oak.tobytes() != walnut.tobytes()
+    label = ItemLabel("OAK-LEG", "橡木桌腿", gtin="5901234123457")
+    assert scanned(label) == expected(label)  # the symbol still scans under it
+    svg = render_svg(label).decode()
+    assert "橡木桌腿" in svg and "WenQuanYi Micro Hei" in svg
 
 
 # --- ZPL -------------------------------------------------------------------------------

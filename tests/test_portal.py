@@ -651,8 +651,12 @@ def test_a_finance_manager_closes_a_period_and_only_the_owner_reopens(
     assert "/reopen" in owner.get("/finance/periods").text
     no_reason = owner.post(f"/finance/periods/{month}/reopen", {"reason": " "}, "/finance/periods")
     assert no_reason.status_code == 422
+    nul_only = owner.post(
+        f"/finance/periods/{month}/reopen", {"reason": "\x00"}, "/finance/periods"
+    )
+    assert nul_only.status_code == 422  # a NUL is no reason, and never reaches the database
     assert "Closed" in row_text(owner.get("/finance/periods").text, f"period-{month}")
-    reopened = owner.post(f"/finance/periods/{month}/reopen", {"reason": "late invoice"})
+    reopened = owner.post(f"/finance/periods/{month}/reopen", {"reason": "late\x00 invoice"})
     assert reopened.headers["location"] == "/finance/periods?notice=period_reopened"
     assert "Open" in row_text(owner.get("/finance/periods").text, f"period-{month}")
     log = owner.api("GET", "/audit-log").json()
@@ -744,3 +748,148 @@ def test_aging_applies_credits_to_the_oldest_debits_first() -> None:
     (over,) = aging([line(70, "10"), line(1, credit="15")], today)
     assert over.buckets["0-30"] == D("-5") and over.total == D("-5")  # paid in advance
     assert aging([line(70, "10"), line(1, credit="10")], today) == []  # settled
+
+
+# -- the third slice: turnover, receivables by age and trends; labels ---------------
+
+
+def test_the_dashboard_shows_turnover_aging_and_the_trends(owner: Portal) -> None:
+    setup_workshop(_Setup(owner))
+    empty = owner.get("/").text
+    assert "Inventory turnover, last 90 days — " in card(empty, "turnover")
+    assert "Days of stock — " in card(empty, "days-of-stock")  # no sales: no figure
+    assert "CN¥0.00" in card(empty, "receivables-open")
+    early = [
+        receipt("TBL", "2", "50", minutes_ago=120 * 1440),  # before the 90 days
+        receipt("BOLT", "10", "2", minutes_ago=100 * 1440),
+        shipment("CUS", "1", "100", days_ago=100),  # cost 50, before the 90 days
+        shipment("CUS", "1", "100", days_ago=40),  # cost 50, in them
+    ]
+    results = post_events(owner, *early, *month_of_work())
+    assert [r["status"] for r in results] == ["posted"] * 9, results
+    page = owner.get("/").text
+    # stock now: raw 60 + 20, finished 45 = 125; 90 days ago: a table at 50 and the
+    # bolts at 20 = 70; average 97.5; cost of sales in the 90 days 50 + 45 = 95
+    assert "CN¥125.00" in card(page, "stock-total")
+    turns = card(page, "turnover")
+    assert "0.97 ×" in turns and "CN¥95.00" in turns and "CN¥97.50" in turns
+    assert "Days of stock 118.4 " in card(page, "days-of-stock")  # 125 / (95 / 90)
+    assert "CN¥339.00" in card(page, "receivables-open")  # three shipments of 113
+    assert text_of(page, "aging-0-30") == "CN¥113.00"
+    assert text_of(page, "aging-31-60") == "CN¥113.00"
+    assert text_of(page, "aging-61-90") == "CN¥0.00"
+    assert text_of(page, "aging-90plus") == "CN¥113.00"
+    receivables = owner.get("/finance/receivables").text  # the same figures, shared
+    assert row_text(receivables, "receivables-total").endswith(
+        "CN¥113.00 CN¥113.00 CN¥0.00 CN¥113.00 CN¥339.00"
+    )
+    trend = re.search(r'id="margin-trend">(.*?)</svg>', page, re.S)
+    assert trend and "<polyline" in trend.group(1)
+    today = now_utc().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%m-%d")
+    assert f"<title>{today}: CN¥55.00</title>" in trend.group(1)  # 100 − 45, today
+    assert "CN¥100.00" in card(page, "revenue")  # the one 40 days ago is another month's
+    aged = re.search(r'id="aging-chart">(.*?)</svg>', page, re.S)
+    assert aged and aged.group(1).count('class="chart-bar"') == 4
+    assert "90+ days" in aged.group(1) and "CN¥113.00" in aged.group(1)
+
+
+def test_turnover_is_cost_of_sales_over_the_average_stock() -> None:
+    from web.turnover import turnover
+
+    moved = {"6401": D("95"), "2202": D("-100"), "1122": D("226"), "6001": D("-200")}
+    moved |= {"2221": D("-26"), "2211": D("-40"), "5101": D("-10")}
+    t = turnover(D("125"), moved, "6401")
+    assert t.opening_value == D("70") and t.average_value == D("97.5")
+    assert t.turns == D("0.97") and t.days_of_stock == D("118.4")
+    none = turnover(D("125"), {"2202": D("-125")}, "6401")
+    assert none.turns is None and none.days_of_stock is None and none.opening_value == 0
+
+
+def _labelled_workshop(owner: Portal) -> None:
+    """The workshop, an oil with a GTIN received in lot L-42, an operator, a bin."""
+    setup_workshop(_Setup(owner))
+    oil = {"code": "OIL", "name": "Oil", "kind": "raw", "lot_tracked": True}
+    _Setup(owner).create("/items", oil | {"gtin": "4006381333931"})
+    _Setup(owner).create("/operators", {"code": "OP-7", "name": "Wang Fang"})
+    _Setup(owner).create("/locations", {"code": "BIN-1", "name": "Bin 1", "kind": "bin"})
+    lots = [("OIL", "L-42", "2027-01-31"), ("GLUE", "G-1", "2027-02-28")]
+    events = [receipt(i, "12", "3") for i, _, _ in lots]
+    for event, (_, lot, expiry) in zip(events, lots, strict=True):
+        event["payload"] |= {"lot": lot, "expiry": expiry}
+    assert [r["status"] for r in post_events(owner, *events)] == ["posted"] * 2
+
+
+def _sheet(portal: Portal, kind: str, codes: list[str], copies: str, fmt: str) -> Any:
+    query = [("kind", kind), ("copies", copies), ("format", fmt)] + [("code", c) for c in codes]
+    return portal.get("/labels/sheet", params=query)
+
+
+def test_labels_are_printed_as_sheets_of_the_tenants_own_codes(db: Engine, owner: Portal) -> None:
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    _labelled_workshop(owner)
+    form = owner.get("/labels").text
+    assert 'href="/labels"' in form and 'value="RAW"' in form and 'value="OIL"' in form
+    lots = owner.get("/labels?kind=lot").text
+    assert 'value="OIL|L-42"' in lots and "OIL · L-42 · 12 pcs" in lots
+    assert 'value="GLUE|G-1"' not in lots and "the item has no GTIN" in lots  # offered, disabled
+    for kind, code in [("location", "BIN-1"), ("work_order", "WO1"), ("badge", "OP-7")]:
+        assert f'value="{code}"' in owner.get(f"/labels?kind={kind}").text
+
+    png = _sheet(owner, "item", ["RAW", "OIL"], "2", "png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.headers["content-disposition"] == 'attachment; filename="labels-item.png"'
+    image = Image.open(io.BytesIO(png.content))
+    assert image.size == (2480, 3508)  # A4 at 300 dpi
+    read = sorted(r.text for r in zxingcpp.read_barcodes(image))
+    assert read == ["(01)04006381333931"] * 2 + ["OIL"] * 2 + ["RAW"] * 2
+
+    one = _sheet(owner, "badge", ["OP-7"], "1", "pdf")
+    many = _sheet(owner, "badge", ["OP-7"], "100", "pdf")
+    for response, pages in ((one, 1), (many, 3)):  # 40 badges a page
+        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+        assert len(re.findall(rb"/Type\s*/Page(?!s)", response.content)) == pages
+    too_long = _sheet(owner, "badge", ["OP-7"], "100", "png")
+    assert too_long.status_code == 422 and "choose PDF" in too_long.text
+
+    svg = _sheet(owner, "lot", ["OIL|L-42"], "3", "svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.content.startswith(b"<?xml") and b'width="210.000mm"' in svg.content
+    assert svg.content.count(b"<svg") == 1 + 3 * 2  # the page; each label and its bars
+    assert b"(01)04006381333931(17)270131" in svg.content
+
+
+def test_labels_refuse_other_tenants_codes_and_bad_input(db: Engine, owner: Portal) -> None:
+    _labelled_workshop(owner)
+    other = Portal(db)
+    other.sign_up(company="Other works")
+    other.api("POST", "/items", json={"code": "SECRET", "name": "Theirs", "kind": "raw"})
+    assert _sheet(other, "item", ["SECRET"], "1", "pdf").status_code == 200
+    assert 'value="SECRET"' not in owner.get("/labels").text
+    assert _sheet(owner, "item", ["SECRET"], "1", "pdf").status_code == 404
+    assert _sheet(owner, "item", ["RAW", "SECRET"], "1", "pdf").status_code == 404
+    assert _sheet(other, "item", ["RAW"], "1", "pdf").status_code == 404
+    assert owner.get("/labels?kind=nope").status_code == 404
+    assert _sheet(owner, "nope", ["RAW"], "1", "pdf").status_code == 404
+    for copies in ("0", "101", "abc", "²", "-1", "", "1" * 40):
+        assert _sheet(owner, "item", ["RAW"], copies, "pdf").status_code == 422, copies
+    assert _sheet(owner, "item", ["RAW"], "1", "gif").status_code == 422
+    assert _sheet(owner, "item", [], "1", "pdf").status_code == 422
+    assert (
+        _sheet(owner, "item", ["RAW", "BOLT", "GLUE", "TBL", "OIL", "X"], "100", "pdf").status_code
+        == 422
+    )
+    no_gtin = _sheet(owner, "lot", ["GLUE|G-1"], "1", "pdf")
+    assert no_gtin.status_code == 422 and "the item has no GTIN" in no_gtin.text
+
+
+def test_a_viewer_prints_labels(db: Engine, owner: Portal) -> None:
+    """Printing writes nothing: a read, which every role may do."""
+    _labelled_workshop(owner)
+    viewer = member(db, owner, "viewer")
+    assert 'id="label-form"' in viewer.get("/labels?kind=badge").text
+    sheet = _sheet(viewer, "badge", ["OP-7"], "2", "pdf")
+    assert sheet.status_code == 200 and sheet.content.startswith(b"%PDF")

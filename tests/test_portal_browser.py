@@ -183,7 +183,14 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
     assert "CN¥100.00" in card(page, "revenue") and "55.0 %" in card(page, "margin")
     assert "CN¥9.00" in card(page, "output-month")
     assert page.locator("svg.chart rect.chart-bar").count() > 1
+    # stock 105 now, none 90 days ago: average 52.5; cost of sales 45
+    assert "0.86 ×" in card(page, "turnover") and "210.0" in card(page, "days-of-stock")
+    assert "CN¥113.00" in card(page, "receivables-open")
+    assert page.locator("#aging-chart svg rect.chart-bar").count() == 4
+    assert page.locator("#margin-trend svg polyline").count() == 1
     shoot(page, "dashboard", db)
+    print_labels(page, db)
+    page.get_by_role("link", name="Dashboard").click()
 
     (held,) = ingest.events(issue("BOLT", "3", minutes_ago=3))
     assert held["status"] == "held"
@@ -242,10 +249,28 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
         "/production/WO1",
         "/finance/trial-balance",
         "/finance/statements",
+        "/labels",
     ):
         page.goto(server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, (path, overflow)  # wide tables scroll inside their box
+
+
+def print_labels(page: Any, db: Engine) -> None:
+    """The labels page from the menu: two items ticked, two copies, a PDF downloaded."""
+    page.get_by_role("link", name="Labels").click()
+    assert page.locator("h1").inner_text() == "Labels"
+    page.locator("#label-codes input[value=RAW]").check()
+    page.locator("#label-codes input[value=TBL]").check()
+    page.get_by_label("Copies of each").fill("2")
+    shoot(page, "labels", db)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the sheet").click()
+    assert download.value.suggested_filename == "labels-item.pdf"
+    with open(download.value.path(), "rb") as sheet:
+        assert sheet.read(5) == b"%PDF-"
+    page.get_by_role("link", name="Operator badges").click()
+    assert page.locator("#no-codes").is_visible()  # the workshop has no operators
 
 
 def production_and_books(page: Any, db: Engine) -> None:

@@ -320,3 +320,28 @@ def test_members_are_removed_and_the_last_owner_stays(db: Engine) -> None:
     assert owner.call("DELETE", f"/users/{added.json()['user_id']}").status_code == 404
     actions = [a["action"] for a in owner.call("GET", "/audit-log").json()]
     assert "member.remove" in actions and signed
+
+
+def test_a_password_change_ends_every_other_session(db: Engine) -> None:
+    email = _email("owner")
+    here = Browser(db)
+    here.sign_up(email)
+    there = Browser(db, here.client.app)
+    assert there.log_in(email).status_code == 200
+    wrong = here.call(
+        "POST", "/me/password", json={"current_password": "nope", "new_password": PASSWORD + "!"}
+    )
+    assert wrong.status_code == 401
+    weak = here.call(
+        "POST", "/me/password", json={"current_password": PASSWORD, "new_password": "short"}
+    )
+    assert weak.status_code == 422 and weak.json()["code"] == "weak_password"
+    new = "quiet harbour lanterns 77 glow"
+    changed = here.call(
+        "POST", "/me/password", json={"current_password": PASSWORD, "new_password": new}
+    )
+    assert changed.status_code == 200, changed.text
+    assert here.call("GET", "/items").status_code == 200  # this browser: a new session
+    assert there.call("GET", "/items").status_code == 401  # the other: ended
+    assert Browser(db).log_in(email).status_code == 401  # the old password is gone
+    assert Browser(db).log_in(email, new).status_code == 200

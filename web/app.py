@@ -12,12 +12,14 @@ from web import (
     exception_queue,
     finance,
     inventory,
+    label_printing,
     members,
+    mfa_pages,
     production,
     signin,
     subscription,
 )
-from web.security import LoginRequired, PageError, login_url
+from web.security import LoginRequired, MfaSetupRequired, PageError, login_url
 from web.templating import render
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,11 +36,17 @@ def mount(app: FastAPI) -> None:
         finance,
         exception_queue,
         devices,
+        label_printing,
         subscription,
         members,
     ):
         app.include_router(module.router())
+    app.include_router(mfa_pages.router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(MfaSetupRequired)
+    async def _mfa_first(_: Request, exc: MfaSetupRequired) -> Response:
+        return RedirectResponse("/mfa", status_code=303)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(_: Request, exc: LoginRequired) -> Response:

@@ -78,3 +78,46 @@ def column_chart(bars: list[Bar], title: str, width: int = 480, height: int = 16
     parts.append("</svg>")
     # every text in it went through escape()
     return Markup("".join(parts))  # nosec B704
+
+
+def line_chart(points: list[Bar], title: str, width: int = 480, height: int = 160) -> Markup:
+    """A line over time (one point a day) that may go below zero: the zero line drawn,
+    labelled under the first, the middle and the last point; each value in its point's
+    tooltip."""
+    axis_h, pad = 20, 6
+    plot_h = height - axis_h
+    top = max((p.value for p in points), default=Decimal(0))
+    bottom = min((p.value for p in points), default=Decimal(0))
+    top, bottom = max(top, Decimal(0)), min(bottom, Decimal(0))
+    span = top - bottom if top > bottom else Decimal(1)
+    slot = width / max(len(points), 1)
+
+    def y_of(value: Decimal) -> float:
+        return pad + float((top - value) / span) * (plot_h - 2 * pad)
+
+    coords = [((i + 0.5) * slot, y_of(p.value)) for i, p in enumerate(points)]
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="0" y1="{y_of(Decimal(0)):.1f}" x2="{width}" y2="{y_of(Decimal(0)):.1f}" '
+        f'class="chart-axis"/>',
+    ]
+    if coords:
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+        parts.append(f'<polyline points="{path}" class="chart-line" fill="none"/>')
+    anchors = {0: "start", len(points) // 2: "middle", len(points) - 1: "end"}
+    for i, (point, (x, y)) in enumerate(zip(points, coords, strict=True)):
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="chart-point">'
+            f"<title>{escape(point.label)}: {escape(point.text)}</title></circle>"
+        )
+        if i in anchors:
+            at = {"start": i * slot, "middle": x, "end": (i + 1) * slot}[anchors[i]]
+            parts.append(
+                f'<text x="{at:.1f}" y="{height - 4}" text-anchor="{anchors[i]}" '
+                f'class="chart-label">{escape(point.label)}</text>'
+            )
+    parts.append("</svg>")
+    # every text in it went through escape()
+    return Markup("".join(parts))  # nosec B704

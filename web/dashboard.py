@@ -1,6 +1,8 @@
-"""The dashboard: stock value, this month's sales, margin and output, what needs
-attention (held events, devices, the books-check, items below safety stock) and two
-charts drawn as SVG on the server."""
+"""The dashboard: stock value, this month's sales, margin and output, inventory
+turnover and days of stock, receivables by age, what needs attention (held events,
+devices, the books-check, items below safety stock) and charts drawn as SVG on the
+server (stock value by category, output and gross margin per day, receivables by
+age)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from cloud_api.domain.clock import local_date, now_utc
 from cloud_api.domain.money import ZERO, unit_cost
 from cloud_api.services import reports
 from cloud_api.services.store import TenantContext
-from web import queries
-from web.charts import Bar, bar_chart, column_chart
+from web import queries, statements, turnover
+from web.charts import Bar, bar_chart, column_chart, line_chart
 from web.common import db
 from web.i18n import Formats
 from web.security import PrincipalDep
@@ -102,6 +104,38 @@ def router() -> APIRouter:
     return r
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What the dashboard reads, in one connection (one snapshot on PostgreSQL)."""
+
+    value: queries.StockValue
+    held: int
+    short_count: int
+    short: list[queries.Shortfall]
+    devices: queries.DeviceCounts
+    sales_days: dict[date, queries.Sales]
+    output_days: list[queries.DayOutput]
+    outside_stock: dict[str, Decimal]  # the turnover window's, turnover.turnover's input
+    aging: list[statements.Aging]
+
+
+def _read(conn: Any, tenant: TenantContext, today: date, now: datetime) -> Figures:
+    month_start, yesterday = today.replace(day=1), today - timedelta(days=1)
+    window_start = today - timedelta(days=turnover.WINDOW_DAYS - 1)
+    short_count, short = queries.below_safety_stock(conn, tenant.id)
+    return Figures(
+        value=queries.stock_value(conn, tenant.id),
+        held=queries.held_count(conn, tenant.id),
+        short_count=short_count,
+        short=short,
+        devices=queries.device_counts(conn, tenant.id, now),
+        sales_days=queries.sales_by_day(conn, tenant.id, month_start, today),
+        output_days=queries.output_by_day(conn, tenant.id, min(month_start, yesterday), today),
+        outside_stock=queries.movements_outside_stock(conn, tenant.id, window_start, today),
+        aging=statements.aging(queries.receivable_lines(conn, tenant.id), today),
+    )
+
+
 def _dashboard(r: APIRouter) -> None:
     @r.get("/", response_class=HTMLResponse)
     def dashboard(request: Request, who: PrincipalDep, recheck: str = "") -> HTMLResponse:
@@ -109,29 +143,31 @@ def _dashboard(r: APIRouter) -> None:
         today = local_date(now, tenant.timezone)
         month_start, yesterday = today.replace(day=1), today - timedelta(days=1)
         with db(request).connect() as conn:
-            value = queries.stock_value(conn, tenant.id)
-            held = queries.held_count(conn, tenant.id)
-            short_count, short = queries.below_safety_stock(conn, tenant.id)
-            counts = queries.device_counts(conn, tenant.id, now)
-            sales = queries.sales_between(conn, tenant.id, month_start, today)
-            days = queries.output_by_day(conn, tenant.id, min(month_start, yesterday), today)
+            if conn.dialect.name == "postgresql":  # one snapshot: the figures agree
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            f = _read(conn, tenant, today, now)
         books = request.app.state.books_check.get(db(request), tenant, fresh=bool(recheck))
         fmt = Formats(language_of(request), who.currency, tenant.timezone)
+        aging_totals = statements.aging_totals(f.aging)
         return render(
             request,
             "dashboard.html",
             who,
-            value=value,
-            held=held,
-            short_count=short_count,
-            short=short,
-            devices=counts,
-            sales=sales,
+            value=f.value,
+            held=f.held,
+            short_count=f.short_count,
+            short=f.short,
+            devices=f.devices,
+            sales=queries.total_sales(f.sales_days.values()),
             books=books,
-            output_month=_output(days, month_start, today),
-            output_yesterday=_output(days, yesterday, yesterday),
-            value_chart=_value_chart(request, value, fmt),
-            output_chart=_output_chart(request, days, month_start, today, fmt),
+            output_month=_output(f.output_days, month_start, today),
+            output_yesterday=_output(f.output_days, yesterday, yesterday),
+            turns=turnover.turnover(f.value.total, f.outside_stock, queries.COST_OF_SALES_ACCOUNT),
+            aging=aging_totals,
+            value_chart=_value_chart(request, f.value, fmt),
+            output_chart=_output_chart(request, f.output_days, month_start, today, fmt),
+            margin_chart=_margin_chart(request, f.sales_days, month_start, today, fmt),
+            aging_chart=_aging_chart(request, aging_totals, fmt),
         )
 
 
@@ -142,14 +178,34 @@ def _value_chart(request: Request, value: queries.StockValue, fmt: Formats) -> A
     return bar_chart(bars, translate(request, "Stock value by category"))
 
 
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def _output_chart(
     request: Request, days: list[queries.DayOutput], first: date, last: date, fmt: Formats
 ) -> Any:
     by_day = {d.day: d.quantity for d in days}
     bars = []
-    day = first
-    while day <= last:
+    for day in _days(first, last):
         quantity = by_day.get(day, ZERO)
         bars.append(Bar(day.strftime("%m-%d"), quantity, fmt.qty(quantity)))
-        day += timedelta(days=1)
     return column_chart(bars, translate(request, "Output per day this month"))
+
+
+def _margin_chart(
+    request: Request, days: dict[date, queries.Sales], first: date, last: date, fmt: Formats
+) -> Any:
+    points = []
+    for day in _days(first, last):
+        margin = days[day].margin if day in days else ZERO
+        points.append(Bar(day.strftime("%m-%d"), margin, fmt.money(margin)))
+    return line_chart(points, translate(request, "Gross margin per day this month"))
+
+
+def _aging_chart(request: Request, totals: dict[str, Decimal], fmt: Formats) -> Any:
+    days = translate(request, "%(days)s days")
+    bars = [
+        Bar(days % {"days": name}, amount, fmt.money(amount)) for name, amount in totals.items()
+    ]
+    return bar_chart(bars, translate(request, "Receivables by age"))

@@ -104,10 +104,7 @@ def _report_pages(r: APIRouter) -> None:
         with db(request).connect() as conn:
             lines = queries.receivable_lines(conn, who.tenant.id)
         rows = statements.aging(lines, today)
-        totals = {
-            name: sum((row.buckets[name] for row in rows), statements.ZERO)
-            for _, name in statements.BUCKETS
-        }
+        totals = statements.aging_totals(rows)
         return render(
             request,
             "receivables.html",

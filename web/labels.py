@@ -47,6 +47,7 @@ NAV = [
     ("/finance/trial-balance", _("Finance"), "/finance"),
     ("/exceptions", _("Exceptions"), "/exceptions"),
     ("/devices", _("Devices"), "/devices"),
+    ("/labels", _("Labels"), "/labels"),
     ("/subscription", _("Subscription"), "/subscription"),
     ("/users", _("Users"), "/users"),
 ]

@@ -1,12 +1,14 @@
 """Reads the portal needs that no service offers yet, in SQLAlchemy Core, always
 filtered by the tenant. Each is cheap on purpose: it reads the cached balances
-(valuation pools, WIP balances, stock balances) or one month's journal entries by
-their date index, never the whole ledger. These belong in cloud_api/services later.
+(valuation pools, WIP balances, stock balances) or the journal's day totals
+(account_day, receivable_day: kept as entries post), never the whole ledger. These
+belong in cloud_api/services later.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +24,7 @@ from cloud_api.services import users
 T = m.SQLModel.metadata.tables
 RAW_STOCK_ACCOUNT = "1403"  # chart.py: 原材料; the other stock account is 1405 库存商品
 COST_OF_SALES_ACCOUNT = "6401"
+WIP_ACCOUNT = "5001"  # chart.py: 生产成本, work in progress
 ONLINE_WITHIN = timedelta(minutes=5)
 LEDGER_PAGE_ROWS = 200
 
@@ -122,42 +125,82 @@ class Sales:
         return (self.margin * 100 / self.revenue).quantize(Decimal("0.1"))
 
 
-def sales_between(conn: Connection, tenant_id: uuid.UUID, first: date, last: date) -> Sales:
+def sales_by_day(
+    conn: Connection, tenant_id: uuid.UUID, first: date, last: date
+) -> dict[date, Sales]:
     """Revenue (the revenue accounts, credit − debit) and cost of sales (6401, debit −
-    credit) of the entries dated first..last, found by the entry-date index. The
-    accounts are looked up first so that their lines are found by the account index:
-    a condition on the account's kind in the join would read every journal line."""
-    je, jl, acc = T["journal_entry"], T["journal_line"], T["account"]
+    credit) per entry date of the entries dated first..last, from the day totals."""
+    acc = T["account"]
     accounts = select(acc.c.code, acc.c.kind).where(
         acc.c.tenant_id == tenant_id,
         or_(acc.c.kind == "revenue", acc.c.code == COST_OF_SALES_ACCOUNT),
     )
     kinds: dict[str, str] = {r.code: r.kind for r in conn.execute(accounts)}
-    sales = Sales()
-    if not kinds:
-        return sales
-    rows = conn.execute(
-        select(
-            jl.c.account_code,
-            func.sum(jl.c.debit).label("d"),
-            func.sum(jl.c.credit).label("c"),
-        )
-        .select_from(je)
-        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
-        .where(
-            je.c.tenant_id == tenant_id,
-            je.c.entry_date >= first,
-            je.c.entry_date <= last,
-            jl.c.account_code.in_(sorted(kinds)),
-        )
-        .group_by(jl.c.account_code)
-    ).all()
-    for r in rows:
+    days: dict[date, Sales] = {}
+    for r in _movements(conn, tenant_id, sorted(kinds), first, last, by_day=True):
+        sales = days.setdefault(_as_date(r.entry_date), Sales())
         if kinds[r.account_code] == "revenue":
             sales.revenue += _dec(r.c) - _dec(r.d)
         else:
             sales.cost_of_sales += _dec(r.d) - _dec(r.c)
-    return sales
+    return dict(sorted(days.items()))
+
+
+def total_sales(days: Iterable[Sales]) -> Sales:
+    """The sales of several days (of sales_by_day), added up."""
+    total = Sales()
+    for day in days:
+        total.revenue += day.revenue
+        total.cost_of_sales += day.cost_of_sales
+    return total
+
+
+def _movements(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    codes: list[str],
+    first: date,
+    last: date,
+    by_day: bool = False,
+) -> list[Any]:
+    """Debits and credits (d, c) per account (and entry date) of the lines of `codes`
+    in the entries dated first..last, from the day totals kept as entries post."""
+    if not codes:
+        return []
+    ad = T["account_day"]
+    keys = [ad.c.account_code, *([ad.c.entry_date] if by_day else [])]
+    return conn.execute(
+        select(*keys, func.sum(ad.c.debit).label("d"), func.sum(ad.c.credit).label("c"))
+        .where(
+            ad.c.tenant_id == tenant_id,
+            ad.c.entry_date >= first,
+            ad.c.entry_date <= last,
+            ad.c.account_code.in_(codes),
+        )
+        .group_by(*keys)
+    ).all()
+
+
+def stock_accounts(conn: Connection, tenant_id: uuid.UUID) -> set[str]:
+    """The accounts stock is booked to: the item categories' and work in progress."""
+    cat = T["item_category"]
+    query = select(cat.c.stock_account).where(cat.c.tenant_id == tenant_id).distinct()
+    return set(conn.scalars(query)) | {WIP_ACCOUNT}
+
+
+def movements_outside_stock(
+    conn: Connection, tenant_id: uuid.UUID, first: date, last: date
+) -> dict[str, Decimal]:
+    """Debit − credit per account, over the entries dated first..last, of every account
+    but the stock accounts. Every entry balances, so their sum is minus the change of
+    the stock accounts; and the internal moves (issues, completions: most of the
+    ledger) have no line here to read."""
+    acc = T["account"]
+    stock = stock_accounts(conn, tenant_id)
+    codes = conn.scalars(select(acc.c.code).where(acc.c.tenant_id == tenant_id))
+    outside = sorted(set(codes) - stock)
+    rows = _movements(conn, tenant_id, outside, first, last)
+    return {r.account_code: _dec(r.d) - _dec(r.c) for r in rows}
 
 
 def output_by_day(
@@ -592,18 +635,17 @@ def account_sums(
 ) -> list[AccountSums]:
     """Every account of the chart with the sums of its journal lines in `period`
     (YYYY-MM), or up to and including it when `cumulative`; by code."""
-    je, jl, acc = T["journal_entry"], T["journal_line"], T["account"]
-    in_period = je.c.period <= period if cumulative else je.c.period == period
+    ad, acc = T["account_day"], T["account"]
+    first, after = _period_dates(period)
+    in_period = [ad.c.entry_date < after, *([] if cumulative else [ad.c.entry_date >= first])]
     sums = (
         select(
-            jl.c.account_code,
-            func.sum(jl.c.debit).label("d"),
-            func.sum(jl.c.credit).label("c"),
+            ad.c.account_code,
+            func.sum(ad.c.debit).label("d"),
+            func.sum(ad.c.credit).label("c"),
         )
-        .select_from(je)
-        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
-        .where(je.c.tenant_id == tenant_id, in_period)
-        .group_by(jl.c.account_code)
+        .where(ad.c.tenant_id == tenant_id, *in_period)
+        .group_by(ad.c.account_code)
         .subquery()
     )
     rows = conn.execute(
@@ -614,6 +656,14 @@ def account_sums(
         .order_by(acc.c.code)
     ).all()
     return [AccountSums(r.code, r.name_zh, r.name_en, r.kind, _dec(r.d), _dec(r.c)) for r in rows]
+
+
+def _period_dates(period: str) -> tuple[date, date]:
+    """A period's (YYYY-MM) first day and the first day after it (an entry's period is
+    its entry date's month)."""
+    first = date.fromisoformat(f"{period}-01")
+    after = (first + timedelta(days=32)).replace(day=1)
+    return first, after
 
 
 def account_names(conn: Connection, tenant_id: uuid.UUID) -> dict[str, tuple[str, str]]:
@@ -634,20 +684,18 @@ class ReceivableLine:
 
 
 def receivable_lines(conn: Connection, tenant_id: uuid.UUID) -> list[ReceivableLine]:
-    """The lines of the receivables account, with their customer, oldest first."""
-    je, jl, cu = T["journal_entry"], T["journal_line"], T["customer"]
+    """The receivables account's debits and credits per customer and entry date (the
+    day totals kept as entries post: aging needs no finer grain), oldest first."""
+    rd, cu = T["receivable_day"], T["customer"]
     rows = conn.execute(
-        select(je.c.entry_date, jl.c.debit, jl.c.credit, cu.c.code, cu.c.name)
-        .select_from(je)
-        .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
-        .outerjoin(cu, and_(cu.c.tenant_id == jl.c.tenant_id, cu.c.id == jl.c.customer_id))
-        .where(je.c.tenant_id == tenant_id, jl.c.account_code == RECEIVABLES_ACCOUNT)
-        .order_by(je.c.entry_date, je.c.posted_at, jl.c.line_no)
+        select(rd.c.entry_date, rd.c.debit.label("d"), rd.c.credit.label("c"), cu.c.code, cu.c.name)
+        .select_from(rd)
+        .join(cu, and_(cu.c.tenant_id == rd.c.tenant_id, cu.c.id == rd.c.customer_id))
+        .where(rd.c.tenant_id == tenant_id)
+        .order_by(rd.c.entry_date, cu.c.code)
     ).all()
     return [
-        ReceivableLine(
-            r.code or "", r.name or "", _as_date(r.entry_date), _dec(r.debit), _dec(r.credit)
-        )
+        ReceivableLine(r.code or "", r.name or "", _as_date(r.entry_date), _dec(r.d), _dec(r.c))
         for r in rows
     ]
 
@@ -711,3 +759,70 @@ def live_devices(conn: Connection, tenant_id: uuid.UUID) -> int:
 def member_count(conn: Connection, tenant_id: uuid.UUID) -> int:
     ms = T["membership"]
     return int(conn.scalar(select(func.count()).where(ms.c.tenant_id == tenant_id)) or 0)
+
+
+# -- labels --------------------------------------------------------------------------
+
+LABEL_ROWS = 1000  # the most codes of one kind a label form offers
+INTERNAL_LOCATION_KINDS = ("warehouse", "bin")
+
+
+def label_items(conn: Connection, tenant_id: uuid.UUID) -> list[Any]:
+    item = T["item"]
+    query = select(item.c.code, item.c.name, item.c.gtin).where(item.c.tenant_id == tenant_id)
+    return conn.execute(query.order_by(item.c.code).limit(LABEL_ROWS)).all()
+
+
+def label_locations(conn: Connection, tenant_id: uuid.UUID) -> list[Any]:
+    """The internal locations (the others are virtual: nobody scans them)."""
+    loc = T["location"]
+    query = select(loc.c.code, loc.c.name).where(
+        loc.c.tenant_id == tenant_id, loc.c.kind.in_(INTERNAL_LOCATION_KINDS)
+    )
+    return conn.execute(query.order_by(loc.c.code).limit(LABEL_ROWS)).all()
+
+
+def label_work_orders(conn: Connection, tenant_id: uuid.UUID) -> list[Any]:
+    """The newest work orders with their item and planned quantity."""
+    wo, item = T["work_order"], T["item"]
+    query = (
+        select(wo.c.code, wo.c.status, wo.c.planned_quantity, item.c.code.label("item_code"))
+        .select_from(wo)
+        .join(item, and_(item.c.tenant_id == wo.c.tenant_id, item.c.id == wo.c.item_id))
+        .where(wo.c.tenant_id == tenant_id)
+        .order_by(wo.c.created_at.desc(), wo.c.code)
+    )
+    return conn.execute(query.limit(LABEL_ROWS)).all()
+
+
+def label_operators(conn: Connection, tenant_id: uuid.UUID) -> list[Any]:
+    op = T["operator"]
+    query = select(op.c.code, op.c.name).where(op.c.tenant_id == tenant_id, op.c.active)
+    return conn.execute(query.order_by(op.c.code).limit(LABEL_ROWS)).all()
+
+
+def label_lots(conn: Connection, tenant_id: uuid.UUID) -> list[Any]:
+    """The lots with their item's code, GTIN and unit, expiry and quantity on hand (in
+    every location, from the stock balances)."""
+    lot, item, sb = T["lot"], T["item"], T["stock_balance"]
+    on_hand = (
+        select(func.sum(sb.c.quantity))
+        .where(sb.c.tenant_id == lot.c.tenant_id, sb.c.item_id == lot.c.item_id)
+        .where(sb.c.lot == lot.c.lot)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            lot.c.lot,
+            lot.c.expiry,
+            item.c.code.label("item_code"),
+            item.c.gtin,
+            item.c.unit,
+            on_hand.label("quantity"),
+        )
+        .select_from(lot)
+        .join(item, and_(item.c.tenant_id == lot.c.tenant_id, item.c.id == lot.c.item_id))
+        .where(lot.c.tenant_id == tenant_id)
+        .order_by(item.c.code, lot.c.lot)
+    )
+    return conn.execute(query.limit(LABEL_ROWS)).all()

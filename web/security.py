@@ -33,6 +33,7 @@ from tenant.security import (
     check_csrf,
     check_origin,
     csrf_token,
+    mfa,
     new_session_token,
 )
 from web import i18n
@@ -80,6 +81,8 @@ class Principal:
     subscription: Subscription
     writable: bool  # the subscription allows portal writes now (SAAS.md's table)
     language: str = i18n.DEFAULT_LANGUAGE  # the user's own (app_user.locale)
+    # an owner or finance manager on Pro+ without a second factor: only /mfa until set
+    mfa_setup_needed: bool = False
 
     def can(self, action: str) -> bool:
         """May this user do `action` now: the role (tenant/rbac.py), and for anything
@@ -153,7 +156,16 @@ async def _resolve(request: Request, write: bool) -> Principal:
         raise PageError(error.status, "Not allowed by the subscription", error.message) from error
     tenancy.bind(who.tenant.id)
     request.state.portal_principal = who
+    if who.mfa_setup_needed and request.url.path not in MFA_FREE_PAGES:
+        raise MfaSetupRequired()
     return who
+
+
+MFA_FREE_PAGES = frozenset({"/mfa", "/logout", "/language"})
+
+
+class MfaSetupRequired(Exception):
+    """The user must set up a second factor before anything else (redirect to /mfa)."""
 
 
 def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Principal:
@@ -188,6 +200,9 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
             _days_left(current.trial_ends_at, now),
         ),
         language=i18n.normalise(user.locale if user else None) or i18n.DEFAULT_LANGUAGE,
+        mfa_setup_needed=(
+            mfa.required(found.role, subs.effective_plan(current).code) and not found.mfa
+        ),
     )
 
 
@@ -222,8 +237,10 @@ def same_origin(request: Request) -> bool:
 
 
 async def form_fields(request: Request) -> dict[str, str]:
+    """The form's text fields, without NUL characters (%00), which no text column keeps
+    (PostgreSQL refuses them) and no one types."""
     form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    return {key: value.replace("\x00", "") for key, value in form.items() if isinstance(value, str)}
 
 
 def writer(action: str) -> Any:

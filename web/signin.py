@@ -51,6 +51,11 @@ def _(message: str) -> str:
     return message
 
 
+MFA_MESSAGES = {
+    "mfa_required": _("Enter the 6-digit code from your authenticator app."),
+    "mfa_failed": _("The code is wrong or was already used. Enter the current code."),
+}
+
 # The services' own messages the sign-in pages show, so the catalogs translate them.
 SERVICE_MESSAGES = (
     _("Incorrect email or password."),
@@ -107,7 +112,9 @@ def router() -> APIRouter:
 
     @r.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        return render(request, "login.html", next=safe_next(next), email="", error=None)
+        return render(
+            request, "login.html", next=safe_next(next), email="", error=None, ask_otp=False
+        )
 
     @r.post("/login", response_class=HTMLResponse)
     def log_in(request: Request, form: FormDep) -> Response:
@@ -124,6 +131,7 @@ def router() -> APIRouter:
                 next=next_path,
                 email=email,
                 error=LOGIN_THROTTLED_MESSAGE,
+                ask_otp=False,
             )
             page.headers["Retry-After"] = str(int(decision.retry_after_s) + 1)
             return page
@@ -134,16 +142,19 @@ def router() -> APIRouter:
                 form.get("password", "")[:256],
                 _field(form, "tenant", 64) or None,
                 now_utc(),
+                _field(form, "otp", 12) or None,
             )
-        except ErpError:
+        except ErpError as error:
             throttle.record_failure(email, time.monotonic())
+            second_factor = error.code in ("mfa_required", "mfa_failed")
             return render(
                 request,
                 "login.html",
                 status=401,
                 next=next_path,
                 email=email,
-                error=LOGIN_FAILED_MESSAGE,
+                error=MFA_MESSAGES.get(error.code, LOGIN_FAILED_MESSAGE),
+                ask_otp=second_factor,
             )
         throttle.record_success(email, time.monotonic())
         response = RedirectResponse(next_path, status_code=303)

@@ -166,3 +166,8 @@ def aging(lines: list[ReceivableLine], today: date) -> list[Aging]:
         if row.total or any(row.buckets.values()):
             out.append(row)
     return out
+
+
+def aging_totals(rows: list[Aging]) -> dict[str, Decimal]:
+    """The open receivables of all customers per age bucket, in the buckets' order."""
+    return {name: sum((row.buckets[name] for row in rows), ZERO) for _, name in BUCKETS}

@@ -41,7 +41,7 @@ from cloud_api.services.tenants import tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
 from tenant import shared_limits
 from tenant.ratelimit import Limiter
-from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle
+from tenant.security import ENROLLMENT_TTL, SESSION_COOKIE, LoginThrottle, mfa
 from tenant.security.keys import API_TOKEN_PREFIX, is_legacy_tenant_key
 
 T = m.SQLModel.metadata.tables
@@ -143,6 +143,13 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
         tenant = tenant_by_id(conn, who.tenant_id)
         write = request.method not in ("GET", "HEAD", "OPTIONS")
         subscriptions.gate_portal(conn, tenant, write, who.role, now)
+        plan = subscriptions.plan_of(conn, tenant.id).code
+    if mfa.required(who.role, plan) and not who.mfa and request.url.path not in MFA_FREE:
+        raise Forbidden(
+            "mfa_setup_required",
+            "owners and finance managers of this plan sign in with a second factor: set "
+            "one up first (POST /api/v1/mfa/setup, then /mfa/confirm)",
+        )
     access.require_csrf(request, token, request.app.state.settings.api_key_pepper)
     access.require_role(request, who.role)
     request.state.user_id, request.state.role = who.user_id, who.role
@@ -242,6 +249,8 @@ def _ingest_actor(request: Request) -> Actor:
     return Actor(kind, ident, getattr(request.state, "role", None))
 
 
+# what a user who must still set up a second factor may do meanwhile
+MFA_FREE = frozenset({"/api/v1/me", "/api/v1/mfa/setup", "/api/v1/mfa/confirm", "/api/v1/logout"})
 DEVICE_KEY_PREFIX = "dk_live_"
 # What a device key may call (SAAS.md: scopes events:post, work_orders:read, items:read)
 DEVICE_PATHS = frozenset(

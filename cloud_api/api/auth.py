@@ -7,8 +7,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from cloud_api.contract import RequestBody
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, ErpError
 from cloud_api.services import users
@@ -21,8 +22,8 @@ from tenant.security import (
 )
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(RequestBody):
+    """A request body (contract.RequestBody: unknown fields refused, text storable)."""
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
@@ -40,6 +41,16 @@ class LogIn(_In):
     email: Annotated[str, Field(min_length=1, max_length=254)]
     password: Password
     tenant: Annotated[str, Field(max_length=64)] | None = None  # a slug, for several
+    otp: Annotated[str, Field(max_length=12)] | None = None  # the second factor's code
+
+
+class PasswordChange(_In):
+    current_password: Password
+    new_password: Password
+
+
+class MfaConfirm(_In):
+    code: Annotated[str, Field(min_length=6, max_length=12)]
 
 
 class MemberAdd(_In):
@@ -51,6 +62,13 @@ class MemberAdd(_In):
 
 class RoleChange(_In):
     role: Annotated[str, Field(max_length=16)]
+
+
+def _session_user(request: Request) -> uuid.UUID:
+    user_id = getattr(request.state, "user_id", None)
+    if user_id is None:
+        raise Conflict("no_session", "a second factor belongs to a person: sign in first")
+    return user_id  # type: ignore[no-any-return]
 
 
 def router(tenant_dep: Any) -> APIRouter:
@@ -93,7 +111,12 @@ def router(tenant_dep: Any) -> APIRouter:
             )
         try:
             tenant_id, token = users.log_in(
-                request.app.state.platform_db, body.email, body.password, body.tenant, now_utc()
+                request.app.state.platform_db,
+                body.email,
+                body.password,
+                body.tenant,
+                now_utc(),
+                body.otp,
             )
         except ErpError:
             throttle.record_failure(body.email, time.monotonic())
@@ -166,6 +189,39 @@ def router(tenant_dep: Any) -> APIRouter:
                 getattr(request.state, "user_id", None),
             )
         return {"user_id": str(user_id), "role": body.role}
+
+    @r.post("/me/password")
+    def change_password(
+        body: PasswordChange,
+        request: Request,
+        response: Response,
+        tenant: Annotated[Any, Depends(tenant_dep)],
+    ) -> dict[str, Any]:
+        """Every session of the user ends, in every tenant; this browser gets a new
+        one (a new cookie and CSRF token)."""
+        user_id = _session_user(request)
+        with request.app.state.platform_db.begin() as conn:
+            token = users.change_password(
+                conn, tenant.id, user_id, body.current_password, body.new_password, now_utc()
+            )
+        return {"changed": True, "csrf_token": _start(response, request, token)}
+
+    @r.post("/mfa/setup")
+    def mfa_setup(request: Request, tenant: Annotated[Any, Depends(tenant_dep)]) -> dict[str, str]:
+        """A new TOTP secret for the signed-in user (shown once: scan the otpauth URI
+        as a QR code); it counts once confirmed with a first code."""
+        user_id = _session_user(request)
+        with request.app.state.platform_db.begin() as conn:
+            return users.start_mfa(conn, user_id)
+
+    @r.post("/mfa/confirm")
+    def mfa_confirm(
+        body: MfaConfirm, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, bool]:
+        user_id = _session_user(request)
+        with request.app.state.platform_db.begin() as conn:
+            users.confirm_mfa(conn, tenant.id, user_id, body.code, now_utc())
+        return {"mfa": True}
 
     @r.delete("/users/{user_id}")
     def remove_user(

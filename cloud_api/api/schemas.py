@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from biip import ParseError
 from biip.gtin import Gtin
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from cloud_api.contract import (
     Code,
@@ -15,12 +15,13 @@ from cloud_api.contract import (
     NonNegativeQuantity,
     Quantity,
     Rate,
+    RequestBody,
     exact_decimal,
 )
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(RequestBody):
+    """A request body (contract.RequestBody: unknown fields refused, text storable)."""
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -92,7 +93,9 @@ class EdgeHeartbeat(_In):
     parked: Count = 0
     held: Count = 0
     last_sync_error: Annotated[str, Field(max_length=2000)] | None = None
-    devices: Annotated[list[dict[str, str | int | float | bool | None]], Field(max_length=200)] = []
+    devices: Annotated[list[dict[str, str | int | float | bool | None]], Field(max_length=200)] = (
+        Field(default_factory=list)
+    )
 
 
 class WorkCenterCreate(_In):

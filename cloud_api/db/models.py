@@ -12,7 +12,16 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, Text, UniqueConstraint, false, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -374,6 +383,15 @@ class StockMove(SQLModel, table=True):
         Index("ix_move_from_pool", "tenant_id", "item_id", "from_location_id", "occurred_at"),
         Index("ix_move_to_pool", "tenant_id", "item_id", "to_location_id", "occurred_at"),
         Index("ix_move_work_order", "tenant_id", "work_order_id", "occurred_at"),
+        # the output of a day: its entries' completion moves (web/queries.output_by_day)
+        Index(
+            "ix_move_completion",
+            "tenant_id",
+            "event_id",
+            postgresql_include=["quantity", "value", "mirrors_move_id"],
+            postgresql_where=text("kind = 'completion'"),
+            sqlite_where=text("kind = 'completion'"),
+        ),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     id: uuid.UUID = Field(primary_key=True)
@@ -478,6 +496,34 @@ class JournalLine(SQLModel, table=True):
     event_id: uuid.UUID | None = None
     cost_element: str | None = Field(default=None, max_length=16)
     origin: str = Field(default="move", max_length=8)  # move, charge, event
+
+
+class AccountDay(SQLModel, table=True):
+    """Debits and credits of an account on an entry date, added to in the transaction
+    that posts the lines (store.RowBuffer): the journal's figures by day for the
+    dashboard, the trial balance and the statements without reading every line. The
+    books-check proves them equal to the lines."""
+
+    __tablename__ = "account_day"
+    __table_args__ = (_tenant_fk(["account_code"], "account", ["code"], "fk_account_day"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    account_code: str = Field(primary_key=True, max_length=16)
+    entry_date: date = Field(primary_key=True)
+    debit: Decimal = _money()
+    credit: Decimal = _money()
+
+
+class ReceivableDay(SQLModel, table=True):
+    """The receivables account's debits and credits per customer and entry date, kept
+    like AccountDay: the receivables aging without reading every line."""
+
+    __tablename__ = "receivable_day"
+    __table_args__ = (_tenant_fk(["customer_id"], "customer", ["id"], "fk_receivable_day"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    customer_id: uuid.UUID = Field(primary_key=True)
+    entry_date: date = Field(primary_key=True)
+    debit: Decimal = _money()
+    credit: Decimal = _money()
 
 
 class ValuationPool(SQLModel, table=True):
@@ -762,6 +808,11 @@ class AppUser(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     locale: str = Field(default="zh-CN", max_length=16)
     created_at: datetime
+    # the TOTP second factor (tenant/security/mfa.py): the confirmed secret, one being
+    # set up, and the last 30-second step accepted (no code is accepted twice)
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_pending: str | None = Field(default=None, max_length=64)
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class Membership(SQLModel, table=True):

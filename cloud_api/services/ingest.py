@@ -468,14 +468,31 @@ class Batch:
 
     def _most_made_from(self, new: MoveRecord) -> Decimal:
         """The most units (good + scrap) the order will have completed at any point of
-        its timeline from `new` on, `new` included."""
+        its timeline from `new` on, `new` included. Reads only the order's completion
+        moves (ix_move_work_order), after flushing what this batch has written."""
         assert new.work_order_id is not None
+        self.buffer.flush(self.conn)
+        mv = T["stock_move"]
+        production = self.md.production_location().id
+        rows = self.conn.execute(
+            select(
+                mv.c.occurred_at,
+                mv.c.event_id,
+                mv.c.line_no,
+                mv.c.quantity,
+                mv.c.scrap_quantity,
+                mv.c.from_location_id,
+            ).where(
+                mv.c.tenant_id == self.tenant.id,
+                mv.c.work_order_id == new.work_order_id,
+                mv.c.kind == "completion",
+            )
+        )
         steps = [(new.position, new.quantity + new.scrap_quantity)]
-        for record in self.history.records(("wip", new.work_order_id)):
-            if isinstance(record, MoveRecord) and record.kind == "completion":
-                units = record.quantity + record.scrap_quantity
-                made = record.source.kind == "production"  # else reversed back into WIP
-                steps.append((record.position, units if made else -units))
+        for r in rows:
+            units = r.quantity + r.scrap_quantity
+            made = r.from_location_id == production  # else reversed back into WIP
+            steps.append(((utc(r.occurred_at), r.event_id, r.line_no), units if made else -units))
         steps.sort(key=lambda step: step[0])
         running, most = ZERO, ZERO
         for position, units in steps:

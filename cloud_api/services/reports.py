@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from cloud_api.db import models as m
 from cloud_api.domain.money import ZERO
+from cloud_api.domain.posting_rules import RECEIVABLES
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.services.store import TenantContext
 
@@ -111,15 +112,17 @@ def stock_on_hand(
 
 
 def trial_balance(conn: Connection, tenant: TenantContext) -> dict[str, Any]:
-    jl, acc = T["journal_line"], T["account"]
+    """Every account's debits and credits, from the day totals (which the books-check
+    proves equal to the journal lines)."""
+    ad, acc = T["account_day"], T["account"]
     sums = {
         r.account_code: (Decimal(r.d), Decimal(r.c))
         for r in conn.execute(
             select(
-                jl.c.account_code, func.sum(jl.c.debit).label("d"), func.sum(jl.c.credit).label("c")
+                ad.c.account_code, func.sum(ad.c.debit).label("d"), func.sum(ad.c.credit).label("c")
             )
-            .where(jl.c.tenant_id == tenant.id)
-            .group_by(jl.c.account_code)
+            .where(ad.c.tenant_id == tenant.id)
+            .group_by(ad.c.account_code)
         )
     }
     accounts, total_d, total_c = [], ZERO, ZERO
@@ -286,6 +289,7 @@ def reconcile(conn: Connection, tenant: TenantContext) -> list[Difference]:
     out += _stock_vs_accounts(conn, tenant, positions)
     out += _caches_vs_moves(conn, tenant, positions)
     out += _wip_vs_account(conn, tenant)
+    out += _days_vs_lines(conn, tenant)
     return out
 
 
@@ -442,6 +446,45 @@ def _wip_vs_account(conn: Connection, tenant: TenantContext) -> list[Difference]
             out.append(
                 Difference("wip_cache_equals_ledger", str(order), expected, cached.get(order, ZERO))
             )
+    return out
+
+
+def _days_vs_lines(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    """The day totals (account_day, receivable_day) equal the journal lines they add
+    up, debit and credit, day by day."""
+    je, jl = T["journal_entry"], T["journal_line"]
+    out = []
+    for table, group in (
+        (T["account_day"], jl.c.account_code),
+        (T["receivable_day"], jl.c.customer_id),
+    ):
+        key_column = table.c[group.name]
+        query = (
+            select(group, je.c.entry_date, func.sum(jl.c.debit), func.sum(jl.c.credit))
+            .select_from(je)
+            .join(jl, and_(jl.c.tenant_id == je.c.tenant_id, jl.c.entry_id == je.c.id))
+            .where(je.c.tenant_id == tenant.id)
+            .group_by(group, je.c.entry_date)
+        )
+        if table.name == "receivable_day":
+            query = query.where(jl.c.account_code == RECEIVABLES, jl.c.customer_id.is_not(None))
+        lines = {(r[0], r[1]): (Decimal(r[2]), Decimal(r[3])) for r in conn.execute(query)}
+        days = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(
+                select(key_column, table.c.entry_date, table.c.debit, table.c.credit).where(
+                    table.c.tenant_id == tenant.id
+                )
+            )
+        }
+        for key in sorted(set(lines) | set(days), key=lambda k: (str(k[0]), str(k[1]))):
+            expected, actual = lines.get(key, (ZERO, ZERO)), days.get(key, (ZERO, ZERO))
+            for side, e, a in (
+                ("debit", expected[0], actual[0]),
+                ("credit", expected[1], actual[1]),
+            ):
+                if e != a:
+                    out.append(Difference(f"{table.name}_{side}_equals_lines", _key(key), e, a))
     return out
 
 

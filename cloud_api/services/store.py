@@ -37,6 +37,7 @@ from cloud_api.domain.clock import utc
 from cloud_api.domain.engine import ChargeRecord, MoveRecord, PoolKey, Record, Slot
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.pools import Layer, StockPool, WipPool
+from cloud_api.domain.posting_rules import RECEIVABLES as RECEIVABLES_ACCOUNT
 from cloud_api.domain.posting_rules import WIP as WIP_ACCOUNT
 from cloud_api.domain.refs import (
     ComponentRef,
@@ -487,9 +488,11 @@ class RowBuffer:
         row["expiry"] = row["expiry"] or expiry
 
     def flush(self, conn: Connection) -> None:
+        days = day_totals(self.rows.get("journal_entry", []), self.rows.get("journal_line", []))
         for name in self.ORDER:
             rows = self.rows.pop(name, None)
             bulk_insert(conn, T[name], rows)
+        add_to_days(conn, days)
         self._flush_lots(conn)
         if self.event_updates:
             # One executemany per shape of update (held again, now posted, reversed)
@@ -530,6 +533,59 @@ class RowBuffer:
             sorted(self.lots.values(), key=lambda row: (str(row["item_id"]), row["lot"])),
         )
         self.lots.clear()
+
+
+@dataclass
+class DayTotals:
+    """Debits and credits of a batch of journal lines by account and entry date, and
+    the receivables' by customer and entry date (m.AccountDay, m.ReceivableDay)."""
+
+    accounts: dict[tuple[uuid.UUID, str, date], list[Decimal]]
+    receivables: dict[tuple[uuid.UUID, uuid.UUID, date], list[Decimal]]
+
+
+def day_totals(entries: list[dict[str, Any]], lines: list[dict[str, Any]]) -> DayTotals:
+    """The day totals of `lines`, whose entries are among `entries` (an entry and its
+    lines are always buffered together)."""
+    dates = {(e["tenant_id"], e["id"]): e["entry_date"] for e in entries}
+    totals = DayTotals(defaultdict(lambda: [ZERO, ZERO]), defaultdict(lambda: [ZERO, ZERO]))
+    for line in lines:
+        tenant_id, day = line["tenant_id"], dates[line["tenant_id"], line["entry_id"]]
+        debit, credit = line.get("debit") or ZERO, line.get("credit") or ZERO
+        sums = totals.accounts[tenant_id, line["account_code"], day]
+        sums[0] += debit
+        sums[1] += credit
+        if line["account_code"] == RECEIVABLES_ACCOUNT and line.get("customer_id"):
+            sums = totals.receivables[tenant_id, line["customer_id"], day]
+            sums[0] += debit
+            sums[1] += credit
+    return totals
+
+
+def add_to_days(conn: Connection, totals: DayTotals) -> None:
+    """Add the totals to the stored days: one upsert per table, rows in key order so
+    that two transactions adding to the same days never deadlock."""
+    for table, keys, sums in (
+        (T["account_day"], ("tenant_id", "account_code", "entry_date"), totals.accounts),
+        (T["receivable_day"], ("tenant_id", "customer_id", "entry_date"), totals.receivables),
+    ):
+        if not sums:
+            continue
+        rows = [
+            {**dict(zip(keys, key, strict=True)), "debit": d, "credit": c}
+            for key, (d, c) in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))
+        ]
+        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={
+                    "debit": table.c.debit + stmt.excluded.debit,
+                    "credit": table.c.credit + stmt.excluded.credit,
+                },
+            ),
+            rows,
+        )
 
 
 class SqlHistory:

@@ -25,6 +25,7 @@ from tenant.security import (
     WeakPassword,
     check_password_policy,
     hash_password,
+    mfa,
     new_session_token,
     token_hash,
     verify_or_dummy,
@@ -40,6 +41,7 @@ class Principal:
     user_id: uuid.UUID
     role: str
     session_hash: str
+    mfa: bool = False  # a second factor is set up
 
 
 def _email(text: str) -> str:
@@ -102,10 +104,17 @@ def _add_membership(
 
 
 def log_in(
-    db: Engine, email: str, password: str, tenant_slug: str | None, now: datetime
+    db: Engine,
+    email: str,
+    password: str,
+    tenant_slug: str | None,
+    now: datetime,
+    otp: str | None = None,
 ) -> tuple[uuid.UUID, str]:
     """(tenant id, session token) for the right password; the same 401 for an unknown
-    user, a wrong password or no membership, at the same cost."""
+    user, a wrong password or no membership, at the same cost. A user with a second
+    factor also gives the current code (401 mfa_required without it, mfa_failed for a
+    wrong or replayed one)."""
     email = _email(email)
     with db.begin() as conn:
         user = _user_by_email(conn, email)
@@ -124,9 +133,78 @@ def log_in(
             select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user.id)
         )
         subscriptions.gate_login(conn, tenant_id, role, now)
+        if user.totp_secret:
+            _second_factor(conn, user, otp, now)
         token = create_session(conn, tenant_id, user.id, now)
         audit(conn, tenant_id, now, ("user", str(user.id)), "user.log_in")
     return tenant_id, token
+
+
+def _second_factor(conn: Connection, user: Any, otp: str | None, now: datetime) -> None:
+    if not otp:
+        raise Unauthorized("mfa_required", "enter the 6-digit code from your authenticator app")
+    checked = mfa.verify(user.totp_secret, otp, now, user.totp_last_step)
+    if not checked.ok:
+        raise Unauthorized("mfa_failed", "the code is wrong or was already used")
+    u = T["app_user"]
+    conn.execute(update(u).where(u.c.id == user.id).values(totp_last_step=checked.step))
+
+
+def change_password(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    current: str,
+    new: str,
+    now: datetime,
+) -> str:
+    """A new password for the signed-in user, after the current one (on the platform
+    engine: app_user is global). Every session of theirs, in every tenant, ends; the
+    returned token is a fresh session in this tenant (SAAS.md: revoke on password
+    change, rotate)."""
+    u, s = T["app_user"], T["user_session"]
+    row = conn.execute(select(u).where(u.c.id == user_id)).one()
+    ok, _ = verify_or_dummy(row.password_hash, current)
+    if not ok:
+        raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
+    conn.execute(
+        update(u).where(u.c.id == user_id).values(password_hash=_checked_password(new, row.email))
+    )
+    everywhere = update(s).where(s.c.user_id == user_id, s.c.revoked_at.is_(None))
+    conn.execute(everywhere.values(revoked_at=now).execution_options(cross_tenant=True))
+    token = create_session(conn, tenant_id, user_id, now)
+    audit(conn, tenant_id, now, ("user", str(user_id)), "user.password_changed")
+    return token
+
+
+def start_mfa(conn: Connection, user_id: uuid.UUID) -> dict[str, str]:
+    """A new secret waiting for its first code (the platform engine: app_user is
+    global); shown once, to put into an authenticator app."""
+    u = T["app_user"]
+    email = conn.scalar(select(u.c.email).where(u.c.id == user_id))
+    secret = mfa.new_secret()
+    conn.execute(update(u).where(u.c.id == user_id).values(totp_pending=secret))
+    return {"secret": secret, "otpauth_uri": mfa.provisioning_uri(secret, email or "")}
+
+
+def confirm_mfa(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, code: str, now: datetime
+) -> None:
+    """The first code from the app proves it holds the pending secret: it becomes
+    the user's second factor (audited)."""
+    u = T["app_user"]
+    row = conn.execute(select(u).where(u.c.id == user_id)).one()
+    if row.totp_pending is None:
+        raise Conflict("no_mfa_pending", "start the set-up first: POST /api/v1/mfa/setup")
+    checked = mfa.verify(row.totp_pending, code, now, None)
+    if not checked.ok:
+        raise Rejected("mfa_failed", "the code does not match; check the app's clock")
+    conn.execute(
+        update(u)
+        .where(u.c.id == user_id)
+        .values(totp_secret=row.totp_pending, totp_pending=None, totp_last_step=checked.step)
+    )
+    audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_enabled")
 
 
 def _tenant_of(conn: Connection, user_id: uuid.UUID, slug: str | None) -> uuid.UUID | None:
@@ -161,10 +239,11 @@ def create_session(
 def principal(conn: Connection, token: str, now: datetime) -> Principal:
     """The live session's user, tenant and current role (read each request, so a role
     change applies at once); 401 for an unknown, revoked or timed-out session."""
-    s, ms = T["user_session"], T["membership"]
+    s, ms, u = T["user_session"], T["membership"], T["app_user"]
     row = conn.execute(
-        select(s, ms.c.role)
+        select(s, ms.c.role, u.c.totp_secret.is_not(None).label("mfa"))
         .join(ms, (ms.c.tenant_id == s.c.tenant_id) & (ms.c.user_id == s.c.user_id))
+        .join(u, u.c.id == s.c.user_id)
         .where(s.c.token_hash == token_hash(token))
     ).first()
     if (
@@ -175,8 +254,12 @@ def principal(conn: Connection, token: str, now: datetime) -> Principal:
         raise Unauthorized("session_expired", "sign in again")
     tenancy.switch(conn, row.tenant_id)
     if TIMES.should_touch(row.last_seen_at, now):
-        conn.execute(update(s).where(s.c.token_hash == row.token_hash).values(last_seen_at=now))
-    return Principal(row.tenant_id, row.user_id, row.role, row.token_hash)
+        conn.execute(
+            update(s)
+            .where(s.c.tenant_id == row.tenant_id, s.c.token_hash == row.token_hash)
+            .values(last_seen_at=now)
+        )
+    return Principal(row.tenant_id, row.user_id, row.role, row.token_hash, row.mfa)
 
 
 def log_out(conn: Connection, session_hash: str, now: datetime) -> None:

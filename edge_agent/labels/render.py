@@ -1,14 +1,21 @@
 """Labels as SVG and PNG (python-barcode symbols under the caption lines).
 
 Sizes are in millimetres at the module width GS1 asks for in logistics (0.25 mm or
-more) with a quiet zone of at least ten modules. The text uses the DejaVu Sans Mono
-font python-barcode ships: it has no CJK glyphs, so Chinese names need another font.
+more) with a quiet zone of at least ten modules. Latin text uses the DejaVu Sans Mono
+font python-barcode ships. It has no CJK glyphs, so a line with Chinese (an item's
+name) is drawn in a CJK font: $LABEL_FONT, else the first installed of CJK_FONTS
+(Debian's fonts-wqy-microhei, which `make` and .ci/run install, or Noto CJK, Droid
+fallback). Without one the line falls back to DejaVu and its Chinese prints as boxes;
+`cjk_font()` says which font is in use. SVG names the same families and leaves the
+drawing to the viewer's fonts.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import unicodedata
 from typing import Literal
 from xml.dom import minidom
 
@@ -32,6 +39,13 @@ FONT_PATH = os.path.join(os.path.dirname(barcode.__file__), "fonts", "DejaVuSans
 _MM_PER_PT = 25.4 / 72
 _LINE_SPACING = 1.4
 _MONO_ADVANCE = 0.6  # DejaVu Sans Mono advance width per em
+CJK_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+)
+SVG_CJK_FAMILIES = "'WenQuanYi Micro Hei','Noto Sans CJK SC','Droid Sans Fallback',sans-serif"
 SVG_NS = "http://www.w3.org/2000/svg"
 # The text under the bars is drawn by us, not python-barcode: its writer clips a text
 # wider than the symbol (a GS1 interpretation line usually is).
@@ -51,13 +65,37 @@ def _line_mm(font_pt: int) -> float:
     return font_pt * _MM_PER_PT * _LINE_SPACING
 
 
+def cjk_font() -> str | None:
+    """The font file lines with CJK text are drawn in, or None (they print as boxes)."""
+    chosen = os.environ.get("LABEL_FONT", "")
+    if chosen:
+        return chosen
+    return next((path for path in CJK_FONTS if os.path.exists(path)), None)
+
+
+def is_wide(line: str) -> bool:
+    """Does the line hold a wide (CJK) character, which DejaVu cannot draw?"""
+    return any(unicodedata.east_asian_width(ch) in ("W", "F") for ch in line)
+
+
+@functools.lru_cache(maxsize=32)
+def _font(path: str, size_px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size_px)
+
+
+def _font_for(line: str, size_px: int) -> ImageFont.FreeTypeFont:
+    wide = cjk_font() if is_wide(line) else None
+    return _font(wide or FONT_PATH, size_px)
+
+
 def _text_image(lines: tuple[str, ...], font_pt: int, dpi: int) -> Image.Image:
-    font = ImageFont.truetype(FONT_PATH, _mm_to_px(font_pt * _MM_PER_PT, dpi))
+    size_px = _mm_to_px(font_pt * _MM_PER_PT, dpi)
+    fonts = [_font_for(line, size_px) for line in lines]
     line_px, margin_px = _mm_to_px(_line_mm(font_pt), dpi), _mm_to_px(MARGIN_MM, dpi)
-    width = max(round(font.getlength(line)) for line in lines) + 2 * margin_px
-    image = Image.new("L", (width, line_px * len(lines) + margin_px // 2), 255)
+    width = max(round(f.getlength(line)) for f, line in zip(fonts, lines, strict=True))
+    image = Image.new("L", (width + 2 * margin_px, line_px * len(lines) + margin_px // 2), 255)
     draw = ImageDraw.Draw(image)
-    for index, line in enumerate(lines):
+    for index, (font, line) in enumerate(zip(fonts, lines, strict=True)):
         draw.text((margin_px, margin_px // 2 + index * line_px), line, font=font, fill=0)
     return image
 
@@ -128,11 +166,13 @@ class _SvgCanvas:
         text = self.document.createElement("text")
         text.setAttribute("x", _mm(MARGIN_MM))
         text.setAttribute("y", _mm(self.top_mm))
-        text.setAttribute("style", f"font-family:monospace;font-size:{font_pt}pt")
+        family = SVG_CJK_FAMILIES if is_wide(line) else "monospace"
+        text.setAttribute("style", f"font-family:{family};font-size:{font_pt}pt")
         text.appendChild(self.document.createTextNode(line))
         self.root.appendChild(text)
-        advance_mm = font_pt * _MM_PER_PT * _MONO_ADVANCE
-        self.width_mm = max(self.width_mm, len(line) * advance_mm + 2 * MARGIN_MM)
+        em_mm = font_pt * _MM_PER_PT  # a wide character is an em, the others 0.6 em
+        ems = sum(1.0 if is_wide(ch) else _MONO_ADVANCE for ch in line)
+        self.width_mm = max(self.width_mm, ems * em_mm + 2 * MARGIN_MM)
 
     def add_svg(self, element: minidom.Element, element_id: str) -> None:
         inner = self.document.importNode(element, True)

@@ -1,0 +1,55 @@
+"""TOTP second factor (RFC 6238, through pyotp): SAAS.md, "MFA: TOTP required for
+owner/finance_mgr on Pro+". Pure: the caller stores the secret and the last step used.
+
+A code is accepted for the current 30-second step or one step either side (clock
+drift), and only for a step later than the last one accepted: a code seen once (over
+a shoulder, in a proxy log) cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyotp
+
+ISSUER = "Shop-floor ERP"
+MFA_ROLES = frozenset({"owner", "finance_mgr"})
+MFA_PLANS = frozenset({"pro", "enterprise"})
+DRIFT_STEPS = 1
+
+
+def new_secret() -> str:
+    return pyotp.random_base32()  # 160 bits, base32
+
+
+def provisioning_uri(secret: str, email: str) -> str:
+    """What an authenticator app scans (as a QR code) to add the account."""
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=ISSUER)
+
+
+@dataclass(frozen=True)
+class Verified:
+    ok: bool
+    step: int | None = None  # store it: the next code must be of a later step
+
+
+def verify(secret: str, code: str, now: datetime, last_step: int | None) -> Verified:
+    code = "".join(code.split())
+    if len(code) != 6 or not code.isdigit():
+        return Verified(False)
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return Verified(True, step)
+    return Verified(False)
+
+
+def required(role: str, plan_code: str) -> bool:
+    """Owners and finance managers of a Pro or Enterprise tenant must use a second
+    factor (a trial or a Starter tenant may, and is asked nothing)."""
+    return role in MFA_ROLES and plan_code in MFA_PLANS

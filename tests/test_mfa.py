@@ -1,0 +1,172 @@
+"""The TOTP second factor (SAAS.md: required for owners and finance managers on Pro
+and above): set up with a first code, then asked at every sign-in; a code is good for
+its 30-second step (one either side for drift) and never twice; until it is set up,
+such a user may only set it up. The tenants' database role cannot read the secret."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyotp
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from cloud_api.db import rls, tenancy
+from cloud_api.domain.clock import now_utc
+from cloud_api.services import subscriptions
+from tenant import subscriptions as subs
+from tenant.security import mfa
+from tests.roles import as_role
+from tests.test_users import PASSWORD, Browser, _email
+
+T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
+
+
+def test_a_code_is_good_for_its_step_one_either_side_and_never_twice() -> None:
+    secret = mfa.new_secret()
+    totp = pyotp.TOTP(secret)
+    now_code = totp.at(T0)
+    first = mfa.verify(secret, now_code, T0, None)
+    assert first.ok and first.step == totp.timecode(T0)
+    assert not mfa.verify(secret, now_code, T0, first.step).ok  # replayed
+    late = totp.at(T0 - timedelta(seconds=30))
+    assert mfa.verify(secret, late, T0, None).ok  # one step of drift
+    assert not mfa.verify(secret, totp.at(T0 - timedelta(seconds=90)), T0, None).ok
+    assert not mfa.verify(secret, "12345", T0, None).ok
+    assert not mfa.verify(secret, "abcdef", T0, None).ok
+    assert mfa.verify(secret, " ".join([now_code[:3], now_code[3:]]), T0, None).ok
+    assert mfa.required("owner", "pro") and mfa.required("finance_mgr", "enterprise")
+    assert not mfa.required("warehouse", "pro") and not mfa.required("owner", "starter")
+    assert mfa.provisioning_uri(secret, "a@b.c").startswith("otpauth://totp/")
+
+
+def _on_pro(db: Engine, tenant_id: Any) -> None:
+    with tenancy.as_tenant(tenant_id), db.begin() as conn:
+        sub = subs.record_payment(subs.start_checkout("pro", now_utc())[0], now_utc())[0]
+        subscriptions.save(conn, tenant_id, sub)
+
+
+def test_pro_owners_set_up_a_second_factor_and_then_need_it(db: Engine) -> None:
+    import uuid
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    blocked = owner.call("GET", "/items")
+    assert blocked.status_code == 403 and blocked.json()["code"] == "mfa_setup_required"
+    assert owner.call("GET", "/me").status_code == 200
+    unconfirmed = owner.call("POST", "/mfa/confirm", json={"code": "000000"})
+    assert unconfirmed.status_code == 409  # nothing started yet
+    setup = owner.call("POST", "/mfa/setup").json()
+    assert setup["otpauth_uri"].startswith("otpauth://totp/")
+    totp = pyotp.TOTP(setup["secret"])
+    assert owner.call("POST", "/mfa/confirm", json={"code": "000001"}).status_code in (409, 422)
+    confirmed = owner.call("POST", "/mfa/confirm", json={"code": totp.now()})
+    assert confirmed.status_code == 200, confirmed.text
+    assert owner.call("GET", "/items").status_code == 200
+
+    again = Browser(db)
+    needs = again.log_in(email)
+    assert needs.status_code == 401 and needs.json()["code"] == "mfa_required"
+    wrong = again.call("POST", "/login", json={"email": email, "password": PASSWORD, "otp": "1"})
+    assert wrong.status_code in (401, 422)
+    code = totp.at(now_utc() + timedelta(seconds=30))  # the next step: not used yet
+    ok = again.call("POST", "/login", json={"email": email, "password": PASSWORD, "otp": code})
+    assert ok.status_code == 200, ok.text
+    replay = Browser(db).call(
+        "POST", "/login", json={"email": email, "password": PASSWORD, "otp": code}
+    )
+    assert replay.status_code == 401 and replay.json()["code"] == "mfa_failed"
+    audit = [a["action"] for a in again.call("GET", "/audit-log").json()]
+    assert "user.mfa_enabled" in audit
+
+
+def test_other_roles_on_pro_are_not_asked(db: Engine) -> None:
+    import uuid
+
+    owner = Browser(db)
+    signed = owner.sign_up(_email("owner"))
+    clerk_email = _email("clerk")
+    owner.call(
+        "POST",
+        "/users",
+        json={"email": clerk_email, "name": "c", "role": "warehouse", "password": PASSWORD},
+    )
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    clerk = Browser(db, owner.client.app)
+    assert clerk.log_in(clerk_email).status_code == 200
+    assert clerk.call("GET", "/items").status_code == 200
+
+
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
+def test_the_tenants_role_reads_no_password_hash_and_no_secret(db: Engine) -> None:
+    import uuid
+
+    owner = Browser(db)
+    signed = owner.sign_up(_email("owner"))
+    tenant_id = uuid.UUID(signed["tenant_id"])
+    app = as_role(db, rls.APP)
+    with tenancy.as_tenant(tenant_id), app.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM (SELECT email FROM app_user) x")) == 1
+    for column in ("password_hash", "totp_secret", "totp_pending"):
+        with (
+            pytest.raises(DBAPIError, match="permission denied"),
+            tenancy.as_tenant(tenant_id),
+            app.connect() as conn,
+        ):
+            conn.execute(text(f"SELECT {column} FROM app_user"))
+
+
+def _csrf(page: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def test_the_portal_sends_a_pro_owner_to_set_up_and_then_asks_for_the_code(db: Engine) -> None:
+    import uuid
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    client = owner.client
+    first = client.get("/", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/mfa"
+    page = client.get("/mfa")
+    assert page.status_code == 200 and "<svg" in page.text
+    import re
+
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text)
+    assert secret, page.text[:800]
+    code = pyotp.TOTP(secret.group(1)).now()
+    done = client.post(
+        "/mfa", data={"csrf_token": _csrf(page.text), "code": code}, follow_redirects=False
+    )
+    assert done.status_code == 303, done.text
+    assert client.get("/", follow_redirects=False).status_code == 200
+
+    browser = Browser(db, owner.client.app).client
+    login = browser.get("/login")
+    asked = browser.post(
+        "/login",
+        data={"csrf_token": _csrf(login.text), "email": email, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert asked.status_code == 401 and 'name="otp"' in asked.text
+    later = pyotp.TOTP(secret.group(1)).at(now_utc() + timedelta(seconds=30))
+    signed_in = browser.post(
+        "/login",
+        data={
+            "csrf_token": _csrf(asked.text),
+            "email": email,
+            "password": PASSWORD,
+            "otp": later,
+        },
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert browser.get("/", follow_redirects=False).status_code == 200
