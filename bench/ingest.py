@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,17 +70,22 @@ def _prepare_database(database_url: str | None) -> tuple[str, str, Any]:
     if database_url.startswith("sqlite"):
         upgrade(database_url)
         return "sqlite", database_url, lambda: None
+    url, cleanup = throwaway_postgres(database_url)
+    return "postgresql", url, cleanup
+
+
+def throwaway_postgres(server_url: str) -> tuple[str, Callable[[], None]]:
+    """A new database on the PostgreSQL server of `server_url`, migrated: (its URL, a
+    function that drops it)."""
     name = f"erp_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(database_url, isolation_level="AUTOCOMMIT")
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = (
-        make_url(normalize_url(database_url))
-        .set(database=name)
-        .render_as_string(hide_password=False)
+        make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
     )
 
-    def cleanup() -> None:
+    def drop() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -87,9 +93,9 @@ def _prepare_database(database_url: str | None) -> tuple[str, str, Any]:
     try:
         upgrade(url)
     except BaseException:
-        cleanup()
+        drop()
         raise
-    return "postgresql", url, cleanup
+    return url, drop
 
 
 def _start_server(url: str, port: int) -> subprocess.Popen[bytes]:

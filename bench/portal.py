@@ -33,16 +33,16 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
+from bench.ingest import throwaway_postgres
 from cloud_api.api import schemas
 from cloud_api.api.app import create_app
 from cloud_api.contract import ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db import rls, tenancy
 from cloud_api.db.engine import make_engine, normalize_url
-from cloud_api.db.migrate import upgrade
 from cloud_api.domain.clock import local_date, now_utc
 from cloud_api.services import masterdata, users, work_orders
 from cloud_api.services.ingest import IngestService
@@ -86,25 +86,7 @@ def _fresh_database(server_url: str) -> tuple[str, Callable[[], None]]:
     """A throwaway database on `server_url`, migrated; (its URL, drop it)."""
     if not normalize_url(server_url).startswith("postgresql"):
         raise ValueError("bench portal needs a PostgreSQL server URL (row-level security)")
-    name = f"erp_bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = (
-        make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    )
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    try:
-        upgrade(url)
-    except BaseException:
-        drop()
-        raise
-    return url, drop
+    return throwaway_postgres(server_url)
 
 
 def _as_role(url: str, role: str) -> Engine:
