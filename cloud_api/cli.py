@@ -176,6 +176,28 @@ def tenant_record_payment(
     typer.echo(f"{invoice} paid; {slug} is {sub.state} until {sub.current_period_end}")
 
 
+@tenant_app.command("reset-mfa")
+def tenant_reset_mfa(
+    email: Annotated[str, typer.Argument(help="The person who lost their authenticator.")],
+    reason: Annotated[str, typer.Option(help="Why, and how who asks was checked (audited).")],
+    database_url: DbUrl = None,
+) -> None:
+    """Clear a person's second factor after checking who asks outside the system: their
+    sessions end, each of their tenants' audit log records it, and they set up a new
+    factor at their next sign-in."""
+    from cloud_api.domain.clock import now_utc
+    from cloud_api.errors import ErpError
+    from cloud_api.services.users import reset_mfa
+
+    try:
+        with _platform_db(database_url).begin() as conn:
+            tenants = reset_mfa(conn, email, reason, now_utc())
+    except ErpError as error:
+        typer.echo(f"error [{error.code}]: {error.message}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"{email}: second factor cleared, sessions ended in {len(tenants)} tenant(s)")
+
+
 @app.command()
 def reconcile(
     slug: Annotated[str, typer.Argument(help="Tenant slug.")], database_url: DbUrl = None

@@ -56,7 +56,7 @@ def _days(engine: Engine, tenant_id: uuid.UUID) -> dict[str, list[tuple[Any, ...
                     .order_by(*T[name].primary_key)
                 )
             ]
-            for name in ("account_day", "receivable_day")
+            for name in ("account_day", "receivable_day", "output_day")
         }
 
 
@@ -90,6 +90,10 @@ def _post_a_week(api: Api) -> None:
     )
     assert {r["status"] for r in results} == {"posted"}, results
     assert api.events(reversal(6 * DAY, sold["event_id"]))[0]["status"] == "posted"
+    again = completion(6 * DAY + 10, "2", wo="WO2")
+    results = api.events(issue(6 * DAY + 5, "RAW", "10", wo="WO2"), again)
+    assert [r["status"] for r in results] == ["posted", "posted"], results
+    assert api.events(reversal(6 * DAY + 20, again["event_id"]))[0]["status"] == "posted"
 
 
 def test_day_totals_follow_the_lines_and_the_migration_fills_them(fresh_url: str) -> None:
@@ -107,6 +111,9 @@ def test_day_totals_follow_the_lines_and_the_migration_fills_them(fresh_url: str
         receivables = kept["receivable_day"]
         assert sum(r[3] for r in receivables) == Decimal("1525.50")
         assert sum(r[4] for r in receivables) == Decimal("678.00")
+        # output: 10 tables on day 3; on day 6 two more, then reversed the same day
+        output = {str(day): quantity for _, day, quantity, _ in kept["output_day"]}
+        assert output == {"2026-03-05": Decimal(10), "2026-03-08": Decimal(0)}
         assert api.reconcile() == []
         trial = api.get("/reports/trial-balance").json()
         assert Decimal(trial["total_debit"]) == sum(d for d, _ in by_day.values())
@@ -134,8 +141,20 @@ def test_the_books_check_names_a_day_total_that_disagrees(fresh_url: str) -> Non
                 )
                 .values(credit=ad.c.credit + Decimal("0.01"))
             )
+        od = T["output_day"]
+        with engine.begin() as conn:
+            conn.execute(
+                update(od)
+                .where(od.c.tenant_id == api.tenant.id, od.c.quantity > 0)
+                .values(quantity=od.c.quantity - 1)
+            )
         differences = api.reconcile()
-        assert {d["check"] for d in differences} == {"account_day_credit_equals_lines"}
-        assert all(Decimal(d["difference"]) == Decimal("0.01") for d in differences)
+        assert {d["check"] for d in differences} == {
+            "account_day_credit_equals_ledger",
+            "output_day_quantity_equals_ledger",
+        }
+        by_check = {d["check"]: Decimal(d["difference"]) for d in differences}
+        assert by_check["output_day_quantity_equals_ledger"] == -1
+        assert by_check["account_day_credit_equals_ledger"] == Decimal("0.01")
     finally:
         engine.dispose()

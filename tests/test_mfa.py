@@ -10,9 +10,10 @@ from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
+from cloud_api.db import models as m
 from cloud_api.db import rls, tenancy
 from cloud_api.domain.clock import now_utc
 from cloud_api.services import subscriptions
@@ -170,3 +171,56 @@ def test_the_portal_sends_a_pro_owner_to_set_up_and_then_asks_for_the_code(db: E
     )
     assert signed_in.status_code == 303, signed_in.text
     assert browser.get("/", follow_redirects=False).status_code == 200
+
+
+def test_an_operator_resets_a_lost_second_factor_with_a_reason(db: Engine) -> None:
+    """`erp tenant reset-mfa` as erp_platform: the secret goes, the person's sessions
+    end in each of their tenants, each tenant's audit log says why; at the next sign-in
+    the person sets up a new factor."""
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from cloud_api.cli import app as cli
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    secret = owner.call("POST", "/mfa/setup").json()["secret"]
+    assert owner.call("POST", "/mfa/confirm", json={"code": pyotp.TOTP(secret).now()}).is_success
+    other_owner = Browser(db, owner.client.app)
+    other_owner.sign_up(_email("other"), company="Birch & Co")
+    member = {"email": email, "name": "Owner", "role": "viewer", "password": PASSWORD}
+    assert other_owner.call("POST", "/users", json=member).status_code == 201
+
+    platform = as_role(db, rls.PLATFORM).url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    args = ["tenant", "reset-mfa", email.upper(), "--database-url", platform]
+    no_reason = runner.invoke(cli, [*args, "--reason", " "])
+    assert no_reason.exit_code == 2 and "reason_required" in no_reason.output
+    assert owner.call("GET", "/items").status_code == 200  # nothing changed
+    done = runner.invoke(cli, [*args, "--reason", "lost phone; called back on file number"])
+    assert done.exit_code == 0, done.output
+    assert "sessions ended in 2 tenant(s)" in done.output
+    assert owner.call("GET", "/items").status_code == 401  # signed out
+    again = Browser(db, owner.client.app)
+    assert again.log_in(email).status_code == 200  # no code asked: none is set up
+    blocked = again.call("GET", "/items")
+    assert blocked.status_code == 403 and blocked.json()["code"] == "mfa_setup_required"
+    log = other_owner.call("GET", "/audit-log").json()  # the other company's log
+    resets = [a for a in log if a["action"] == "user.mfa_reset"]
+    assert len(resets) == 1 and "lost phone" in resets[0]["detail"], log
+    log_table = m.SQLModel.metadata.tables["audit_log"]
+    with db.connect() as conn:  # the first company's (its owner cannot read it yet)
+        details = conn.scalars(
+            select(log_table.c.detail).where(
+                log_table.c.tenant_id == uuid.UUID(signed["tenant_id"]),
+                log_table.c.action == "user.mfa_reset",
+            )
+        ).all()
+    assert len(details) == 1 and "lost phone" in details[0]
+    unknown = runner.invoke(
+        cli,
+        ["tenant", "reset-mfa", "nobody@example.com", "--database-url", platform, "--reason", "x"],
+    )
+    assert unknown.exit_code == 2 and "user_not_found" in unknown.output

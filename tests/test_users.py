@@ -328,6 +328,17 @@ def test_a_password_change_ends_every_other_session(db: Engine) -> None:
     here.sign_up(email)
     there = Browser(db, here.client.app)
     assert there.log_in(email).status_code == 200
+    # the same person is also a member of another company, signed in there
+    other_owner = Browser(db, here.client.app)
+    other = other_owner.sign_up(_email("other"), company="Birch & Co")
+    member = {"email": email, "name": "Owner", "role": "viewer", "password": PASSWORD}
+    assert other_owner.call("POST", "/users", json=member).status_code == 201
+    elsewhere = Browser(db, here.client.app)
+    signed_in = elsewhere.call(
+        "POST", "/login", json={"email": email, "password": PASSWORD, "tenant": other["slug"]}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert elsewhere.call("GET", "/items").status_code == 200
     wrong = here.call(
         "POST", "/me/password", json={"current_password": "nope", "new_password": PASSWORD + "!"}
     )
@@ -343,5 +354,6 @@ def test_a_password_change_ends_every_other_session(db: Engine) -> None:
     assert changed.status_code == 200, changed.text
     assert here.call("GET", "/items").status_code == 200  # this browser: a new session
     assert there.call("GET", "/items").status_code == 401  # the other: ended
+    assert elsewhere.call("GET", "/items").status_code == 401  # in the other tenant too
     assert Browser(db).log_in(email).status_code == 401  # the old password is gone
     assert Browser(db).log_in(email, new).status_code == 200

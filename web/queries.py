@@ -207,34 +207,14 @@ def output_by_day(
     conn: Connection, tenant_id: uuid.UUID, first: date, last: date
 ) -> list[DayOutput]:
     """Good units completed per booking day (a reversed completion counts back), and
-    their value, from the completion moves of the entries dated first..last."""
-    je, mv = T["journal_entry"], T["stock_move"]
-    original = mv.c.mirrors_move_id.is_(None)
+    their value, of the entries dated first..last: the day totals kept as they post."""
+    od = T["output_day"]
     rows = conn.execute(
-        select(
-            je.c.entry_date,
-            original.label("original"),
-            func.sum(mv.c.quantity).label("q"),
-            func.sum(mv.c.value).label("v"),
-        )
-        .select_from(je)
-        .join(mv, and_(mv.c.tenant_id == je.c.tenant_id, mv.c.event_id == je.c.event_id))
-        .where(
-            je.c.tenant_id == tenant_id,
-            je.c.kind != "revaluation",
-            je.c.entry_date >= first,
-            je.c.entry_date <= last,
-            mv.c.kind == "completion",
-        )
-        .group_by(je.c.entry_date, original)
-    ).all()
-    days: dict[date, list[Decimal]] = {}
-    for r in rows:
-        sign = 1 if r.original else -1
-        acc = days.setdefault(_as_date(r.entry_date), [ZERO, ZERO])
-        acc[0] += sign * _dec(r.q)
-        acc[1] += sign * _dec(r.v)
-    return [DayOutput(day, q, v) for day, (q, v) in sorted(days.items())]
+        select(od.c.entry_date, od.c.quantity, od.c.value)
+        .where(od.c.tenant_id == tenant_id, od.c.entry_date >= first, od.c.entry_date <= last)
+        .order_by(od.c.entry_date)
+    )
+    return [DayOutput(_as_date(r.entry_date), r.quantity, r.value) for r in rows]
 
 
 def _as_date(value: Any) -> date:

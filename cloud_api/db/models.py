@@ -383,15 +383,6 @@ class StockMove(SQLModel, table=True):
         Index("ix_move_from_pool", "tenant_id", "item_id", "from_location_id", "occurred_at"),
         Index("ix_move_to_pool", "tenant_id", "item_id", "to_location_id", "occurred_at"),
         Index("ix_move_work_order", "tenant_id", "work_order_id", "occurred_at"),
-        # the output of a day: its entries' completion moves (web/queries.output_by_day)
-        Index(
-            "ix_move_completion",
-            "tenant_id",
-            "event_id",
-            postgresql_include=["quantity", "value", "mirrors_move_id"],
-            postgresql_where=text("kind = 'completion'"),
-            sqlite_where=text("kind = 'completion'"),
-        ),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     id: uuid.UUID = Field(primary_key=True)
@@ -524,6 +515,19 @@ class ReceivableDay(SQLModel, table=True):
     entry_date: date = Field(primary_key=True)
     debit: Decimal = _money()
     credit: Decimal = _money()
+
+
+class OutputDay(SQLModel, table=True):
+    """Good units completed on an entry date (a reversed completion counts back) and
+    their value when posted: the completion moves of that day's entries, kept like
+    AccountDay (the dashboard's output and unit cost without reading the month's
+    entries)."""
+
+    __tablename__ = "output_day"
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    entry_date: date = Field(primary_key=True)
+    quantity: Decimal = _qty()
+    value: Decimal = _money()
 
 
 class ValuationPool(SQLModel, table=True):

@@ -289,7 +289,7 @@ def reconcile(conn: Connection, tenant: TenantContext) -> list[Difference]:
     out += _stock_vs_accounts(conn, tenant, positions)
     out += _caches_vs_moves(conn, tenant, positions)
     out += _wip_vs_account(conn, tenant)
-    out += _days_vs_lines(conn, tenant)
+    out += _days_vs_ledger(conn, tenant)
     return out
 
 
@@ -449,9 +449,9 @@ def _wip_vs_account(conn: Connection, tenant: TenantContext) -> list[Difference]
     return out
 
 
-def _days_vs_lines(conn: Connection, tenant: TenantContext) -> list[Difference]:
+def _days_vs_ledger(conn: Connection, tenant: TenantContext) -> list[Difference]:
     """The day totals (account_day, receivable_day) equal the journal lines they add
-    up, debit and credit, day by day."""
+    up, debit and credit, day by day; output_day the completion moves."""
     je, jl = T["journal_entry"], T["journal_line"]
     out = []
     for table, group in (
@@ -477,14 +477,50 @@ def _days_vs_lines(conn: Connection, tenant: TenantContext) -> list[Difference]:
                 )
             )
         }
-        for key in sorted(set(lines) | set(days), key=lambda k: (str(k[0]), str(k[1]))):
-            expected, actual = lines.get(key, (ZERO, ZERO)), days.get(key, (ZERO, ZERO))
-            for side, e, a in (
-                ("debit", expected[0], actual[0]),
-                ("credit", expected[1], actual[1]),
-            ):
-                if e != a:
-                    out.append(Difference(f"{table.name}_{side}_equals_lines", _key(key), e, a))
+        out += _compare(table.name, lines, days)
+    return out + _output_vs_moves(conn, tenant)
+
+
+def _output_vs_moves(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    """output_day equals the completion moves of each day's entries (not the
+    revaluations'), a reversed completion counted back."""
+    je, mv, od = T["journal_entry"], T["stock_move"], T["output_day"]
+    original = mv.c.mirrors_move_id.is_(None)
+    moves: dict[Any, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for r in conn.execute(
+        select(je.c.entry_date, original, func.sum(mv.c.quantity), func.sum(mv.c.value))
+        .select_from(je)
+        .join(mv, and_(mv.c.tenant_id == je.c.tenant_id, mv.c.event_id == je.c.event_id))
+        .where(je.c.tenant_id == tenant.id, je.c.kind != "revaluation", mv.c.kind == "completion")
+        .group_by(je.c.entry_date, original)
+    ):
+        sign = 1 if r[1] else -1
+        moves[(r[0], "")][0] += sign * Decimal(r[2])
+        moves[(r[0], "")][1] += sign * Decimal(r[3])
+    days = {
+        (r.entry_date, ""): (r.quantity, r.value)
+        for r in conn.execute(select(od).where(od.c.tenant_id == tenant.id))
+    }
+    expected = {key: (q, v) for key, (q, v) in moves.items() if q or v or key in days}
+    # a day whose completions were all reversed adds up to zero, stored or not
+    return _compare("output_day", expected, days, sides=("quantity", "value"))
+
+
+def _compare(
+    name: str,
+    expected_by_key: dict[Any, tuple[Decimal, Decimal]],
+    actual_by_key: dict[Any, tuple[Decimal, Decimal]],
+    sides: tuple[str, str] = ("debit", "credit"),
+) -> list[Difference]:
+    """A difference per key and side where a day total disagrees with its ledger."""
+    out = []
+    keys = sorted(set(expected_by_key) | set(actual_by_key), key=lambda k: tuple(map(str, k)))
+    for key in keys:
+        expected = expected_by_key.get(key, (ZERO, ZERO))
+        actual = actual_by_key.get(key, (ZERO, ZERO))
+        for side, e, a in zip(sides, expected, actual, strict=True):
+            if e != a:
+                out.append(Difference(f"{name}_{side}_equals_ledger", _key(key), e, a))
     return out
 
 

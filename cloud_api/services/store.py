@@ -488,7 +488,11 @@ class RowBuffer:
         row["expiry"] = row["expiry"] or expiry
 
     def flush(self, conn: Connection) -> None:
-        days = day_totals(self.rows.get("journal_entry", []), self.rows.get("journal_line", []))
+        days = day_totals(
+            self.rows.get("journal_entry", []),
+            self.rows.get("journal_line", []),
+            self.rows.get("stock_move", []),
+        )
         for name in self.ORDER:
             rows = self.rows.pop(name, None)
             bulk_insert(conn, T[name], rows)
@@ -537,18 +541,36 @@ class RowBuffer:
 
 @dataclass
 class DayTotals:
-    """Debits and credits of a batch of journal lines by account and entry date, and
-    the receivables' by customer and entry date (m.AccountDay, m.ReceivableDay)."""
+    """Debits and credits of a batch of journal lines by account and entry date, the
+    receivables' by customer and entry date, and the output of the completion moves
+    by entry date (m.AccountDay, m.ReceivableDay, m.OutputDay)."""
 
     accounts: dict[tuple[uuid.UUID, str, date], list[Decimal]]
     receivables: dict[tuple[uuid.UUID, uuid.UUID, date], list[Decimal]]
+    output: dict[tuple[uuid.UUID, date], list[Decimal]]  # quantity, value
 
 
-def day_totals(entries: list[dict[str, Any]], lines: list[dict[str, Any]]) -> DayTotals:
-    """The day totals of `lines`, whose entries are among `entries` (an entry and its
-    lines are always buffered together)."""
+def day_totals(
+    entries: list[dict[str, Any]], lines: list[dict[str, Any]], moves: list[dict[str, Any]]
+) -> DayTotals:
+    """The day totals of `lines` and of the completion `moves`, whose entries are among
+    `entries` (an event's moves, its entry and the entry's lines are buffered together,
+    with no flush between them)."""
     dates = {(e["tenant_id"], e["id"]): e["entry_date"] for e in entries}
-    totals = DayTotals(defaultdict(lambda: [ZERO, ZERO]), defaultdict(lambda: [ZERO, ZERO]))
+    totals = DayTotals(*(defaultdict(lambda: [ZERO, ZERO]) for _ in range(3)))
+    booked = {
+        (e["tenant_id"], e["event_id"]): e["entry_date"]
+        for e in entries
+        if e["kind"] != "revaluation" and e["event_id"] is not None
+    }
+    for move in moves:
+        day = booked.get((move["tenant_id"], move["event_id"]))
+        if move["kind"] != "completion" or day is None:
+            continue
+        sign = 1 if move["mirrors_move_id"] is None else -1  # a reversal counts back
+        sums = totals.output[move["tenant_id"], day]
+        sums[0] += sign * move["quantity"]
+        sums[1] += sign * move["value"]
     for line in lines:
         tenant_id, day = line["tenant_id"], dates[line["tenant_id"], line["entry_id"]]
         debit, credit = line.get("debit") or ZERO, line.get("credit") or ZERO
@@ -568,21 +590,20 @@ def add_to_days(conn: Connection, totals: DayTotals) -> None:
     for table, keys, sums in (
         (T["account_day"], ("tenant_id", "account_code", "entry_date"), totals.accounts),
         (T["receivable_day"], ("tenant_id", "customer_id", "entry_date"), totals.receivables),
+        (T["output_day"], ("tenant_id", "entry_date"), totals.output),
     ):
         if not sums:
             continue
+        added = [c.name for c in table.columns if c.name not in keys]  # debit, credit / …
         rows = [
-            {**dict(zip(keys, key, strict=True)), "debit": d, "credit": c}
-            for key, (d, c) in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))
+            {**dict(zip(keys, key, strict=True)), **dict(zip(added, values, strict=True))}
+            for key, values in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))
         ]
         stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=list(keys),
-                set_={
-                    "debit": table.c.debit + stmt.excluded.debit,
-                    "credit": table.c.credit + stmt.excluded.credit,
-                },
+                set_={name: table.c[name] + stmt.excluded[name] for name in added},
             ),
             rows,
         )

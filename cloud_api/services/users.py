@@ -162,7 +162,7 @@ def change_password(
     engine: app_user is global). Every session of theirs, in every tenant, ends; the
     returned token is a fresh session in this tenant (SAAS.md: revoke on password
     change, rotate)."""
-    u, s = T["app_user"], T["user_session"]
+    u = T["app_user"]
     row = conn.execute(select(u).where(u.c.id == user_id)).one()
     ok, _ = verify_or_dummy(row.password_hash, current)
     if not ok:
@@ -170,11 +170,58 @@ def change_password(
     conn.execute(
         update(u).where(u.c.id == user_id).values(password_hash=_checked_password(new, row.email))
     )
-    everywhere = update(s).where(s.c.user_id == user_id, s.c.revoked_at.is_(None))
-    conn.execute(everywhere.values(revoked_at=now).execution_options(cross_tenant=True))
+    end_sessions_everywhere(conn, user_id, now)
+    tenancy.switch(conn, tenant_id)
     token = create_session(conn, tenant_id, user_id, now)
     audit(conn, tenant_id, now, ("user", str(user_id)), "user.password_changed")
     return token
+
+
+def tenants_of(conn: Connection, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """Every tenant the person is a member of (erp_platform reads memberships across
+    tenants)."""
+    ms = T["membership"]
+    query = select(ms.c.tenant_id).where(ms.c.user_id == user_id).order_by(ms.c.tenant_id)
+    return list(conn.scalars(query.execution_options(cross_tenant=True)))
+
+
+def end_sessions_everywhere(conn: Connection, user_id: uuid.UUID, now: datetime) -> None:
+    """End the person's live sessions in every tenant they belong to. Row-level
+    security lets a transaction change only its tenant's rows, so it visits each
+    tenant in turn; the caller points the transaction back where it needs it."""
+    s = T["user_session"]
+    for tenant_id in tenants_of(conn, user_id):
+        tenancy.switch(conn, tenant_id)
+        conn.execute(
+            update(s)
+            .where(s.c.tenant_id == tenant_id, s.c.user_id == user_id, s.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+
+def reset_mfa(conn: Connection, email: str, reason: str, now: datetime) -> list[uuid.UUID]:
+    """An operator's reset of a lost second factor, once who asks has been checked
+    outside the system: the secret goes, every session of the person ends, and each
+    tenant they belong to gets an audit line with the reason; they set up a new
+    factor at their next sign-in. Returns those tenants."""
+    if not reason.strip():
+        raise Rejected("reason_required", "say why the second factor is reset (audited)")
+    user = _user_by_email(conn, _email(email))
+    if user is None:
+        raise NotFound("user_not_found", f"no user {email}")
+    u = T["app_user"]
+    conn.execute(
+        update(u)
+        .where(u.c.id == user.id)
+        .values(totp_secret=None, totp_pending=None, totp_last_step=None)
+    )
+    end_sessions_everywhere(conn, user.id, now)
+    tenants = tenants_of(conn, user.id)
+    for tenant_id in tenants:
+        tenancy.switch(conn, tenant_id)
+        actor = ("system", "erp-cli")
+        audit(conn, tenant_id, now, actor, "user.mfa_reset", user.email, detail=reason.strip())
+    return tenants
 
 
 def start_mfa(conn: Connection, user_id: uuid.UUID) -> dict[str, str]:

@@ -1,6 +1,5 @@
-"""journal day totals: account_day and receivable_day, kept as entries post, filled
-here from the journal lines already posted; the completion moves' index for a day's
-output
+"""journal day totals: account_day, receivable_day and output_day, kept as entries
+post, filled here from the journal lines and completion moves already posted
 
 Revision ID: 0019
 Revises: 0018
@@ -59,17 +58,21 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", "customer_id", "entry_date"),
     )
-    with op.batch_alter_table("stock_move", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_move_completion",
-            ["tenant_id", "event_id"],
-            unique=False,
-            postgresql_include=["quantity", "value", "mirrors_move_id"],
-            postgresql_where=sa.text("kind = 'completion'"),
-            sqlite_where=sa.text("kind = 'completion'"),
-        )
+    op.create_table(
+        "output_day",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("entry_date", sa.Date(), nullable=False),
+        sa.Column("quantity", cloud_api.db.types.ScaledDecimal(6), nullable=False),
+        sa.Column("value", cloud_api.db.types.ScaledDecimal(2), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenant.id"],
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "entry_date"),
+    )
     rls.protect_new_table(op, "account_day")
     rls.protect_new_table(op, "receivable_day")
+    rls.protect_new_table(op, "output_day")
     _fill_from_lines()
 
 
@@ -86,8 +89,22 @@ FILL = [
     FROM journal_line l JOIN journal_entry e ON e.tenant_id = l.tenant_id AND e.id = l.entry_id
     WHERE l.account_code = '1122' AND l.customer_id IS NOT NULL
     GROUP BY l.tenant_id, l.customer_id, e.entry_date""",
+    """INSERT INTO output_day (tenant_id, entry_date, quantity, value)
+    SELECT e.tenant_id, e.entry_date,
+        SUM(CASE WHEN m.mirrors_move_id IS NULL THEN m.quantity ELSE -m.quantity END),
+        SUM(CASE WHEN m.mirrors_move_id IS NULL THEN m.value ELSE -m.value END)
+    FROM journal_entry e JOIN stock_move m ON m.tenant_id = e.tenant_id AND m.event_id = e.event_id
+    WHERE e.kind <> 'revaluation' AND m.kind = 'completion'
+    GROUP BY e.tenant_id, e.entry_date""",
 ]
-TABLES = ("journal_entry", "journal_line", "account_day", "receivable_day")
+TABLES = (
+    "journal_entry",
+    "journal_line",
+    "stock_move",
+    "account_day",
+    "receivable_day",
+    "output_day",
+)
 
 
 def _fill_from_lines() -> None:
@@ -103,13 +120,6 @@ def _fill_from_lines() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stock_move", schema=None) as batch_op:
-        batch_op.drop_index(
-            "ix_move_completion",
-            postgresql_include=["quantity", "value", "mirrors_move_id"],
-            postgresql_where=sa.text("kind = 'completion'"),
-            sqlite_where=sa.text("kind = 'completion'"),
-        )
-
+    op.drop_table("output_day")
     op.drop_table("receivable_day")
     op.drop_table("account_day")
