@@ -13,7 +13,11 @@ from edge_agent.cli import edge_app
 from edge_agent.labels.cli import labels_app
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    import uuid
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from sqlalchemy import Connection, Engine
 
 app = typer.Typer(
     help="Shop-floor ERP: edge ingest, stock ledger, valuation and the books.", no_args_is_help=True
@@ -174,6 +178,59 @@ def tenant_record_payment(
         typer.echo(f"error [{error.code}]: {error.message}", err=True)
         raise typer.Exit(2) from error
     typer.echo(f"{invoice} paid; {slug} is {sub.state} until {sub.current_period_end}")
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(
+    slug: Annotated[str, typer.Argument(help="The tenant.")],
+    reason: Annotated[str, typer.Option(help="Why (abuse, chargeback, legal hold; audited).")],
+    database_url: DbUrl = None,
+) -> None:
+    """Suspend a tenant: only its owner may sign in, its devices get 403 (their events
+    wait on the edge), every portal session ends."""
+    from cloud_api.services import lifecycle
+
+    def step(conn: Connection, tenant_id: uuid.UUID, now: datetime) -> str:
+        sub, ended = lifecycle.suspend(conn, tenant_id, reason, now)
+        return f"{slug} is {sub.state}; {ended} sessions ended"
+
+    _subscription_action(slug, database_url, step)
+
+
+@tenant_app.command("unsuspend")
+def tenant_unsuspend(
+    slug: Annotated[str, typer.Argument(help="The tenant.")], database_url: DbUrl = None
+) -> None:
+    """Lift a suspension: the subscription is back where it was (and what fell due
+    meanwhile, such as a trial's end, applies at once)."""
+    from cloud_api.services import lifecycle
+
+    def step(conn: Connection, tenant_id: uuid.UUID, now: datetime) -> str:
+        return f"{slug} is {lifecycle.unsuspend(conn, tenant_id, now).state}"
+
+    _subscription_action(slug, database_url, step)
+
+
+def _subscription_action(
+    slug: str, database_url: str | None, step: Callable[[Connection, uuid.UUID, datetime], str]
+) -> None:
+    """Run `step` as the tenant, in one transaction; a refusal prints its code and
+    exits 2 with nothing kept."""
+    from cloud_api.db import tenancy
+    from cloud_api.domain.clock import now_utc
+    from cloud_api.errors import ErpError
+    from cloud_api.services.tenants import tenant_by_slug
+    from tenant.plans import TenantError
+
+    db = _platform_db(database_url)
+    try:
+        tenant = tenant_by_slug(db, slug)
+        with tenancy.as_tenant(tenant.id), db.begin() as conn:
+            said = step(conn, tenant.id, now_utc())
+    except (ErpError, TenantError) as error:
+        typer.echo(f"error [{error.code}]: {error.message}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(said)
 
 
 @tenant_app.command("reset-mfa")

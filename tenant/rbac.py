@@ -4,8 +4,10 @@ an action and asks `can(role, action)`.
 Actions:
 - read              every GET (reports, lists, the cost report...)
 - masterdata.write  items, locations, BOMs, work centres, operators, parties
-- stock.post        post events (stock movements, completions, labour), re-post or void
-                    a held one
+- events.post       send events (each is checked by its kind, below), re-post or void
+                    one in the exception queue
+- stock.post        stock movements: receipts, issues, returns, shipments, counts
+- production.progress  work-order progress: completions, labour
 - production.write  work orders: create, release, cancel, close
 - journal.post      draft and post a manual journal entry
 - journal.reverse   reverse a posted entry (never one's own: segregation of duties)
@@ -33,7 +35,9 @@ EVERYONE = frozenset(ROLES)
 ACTIONS: dict[str, frozenset[str]] = {
     "read": EVERYONE,
     "masterdata.write": frozenset({"owner", "warehouse", "production"}),
-    "stock.post": frozenset({"owner", "warehouse", "production"}),
+    "events.post": frozenset({"owner", "warehouse", "production"}),
+    "stock.post": frozenset({"owner", "warehouse"}),
+    "production.progress": frozenset({"owner", "production"}),
     "production.write": frozenset({"owner", "production"}),
     "journal.post": frozenset({"owner", "finance_mgr", "accountant"}),
     "journal.reverse": frozenset({"owner", "finance_mgr"}),  # + segregation of duties
@@ -44,6 +48,20 @@ ACTIONS: dict[str, frozenset[str]] = {
     "users.manage": frozenset({"owner"}),
     "export": frozenset({"owner", "finance_mgr", "auditor"}),
     "session": EVERYONE,  # signing out
+}
+
+
+# what a person's event of each kind needs (reversals and journal entries are checked
+# with their own rules: journal.reverse with segregation of duties, journal.post)
+EVENT_ACTIONS: dict[str, str] = {
+    "purchase_receipt": "stock.post",
+    "material_issue": "stock.post",
+    "material_return": "stock.post",
+    "sales_shipment": "stock.post",
+    "stock_count": "stock.post",
+    "production_completion": "production.progress",
+    "labour": "production.progress",
+    "work_order_close": "production.write",
 }
 
 

@@ -149,6 +149,11 @@ def test_unpaid_subscription_gets_402_with_retry_after_and_nothing_posts(api: Ap
     assert int(refused.headers["Retry-After"]) > 0
     assert api.get("/reports/stock").json() == []  # nothing posted
     assert api.get("/items").status_code == 200  # reading still works
+    assert api.get("/export").status_code == 200  # and the export
+    # an integration's other writes follow SAAS.md's "Writes (portal/API)" column
+    write = api.post("/items", json={"code": "NEW", "name": "New", "kind": "raw"})
+    assert write.status_code == 402 and write.json()["code"] == "subscription_inactive"
+    assert "NEW" not in {i["code"] for i in api.get("/items").json()}
     _set_subscription(api, lambda sub: subs.record_payment(sub, now)[0])
     (ok,) = api.events(receipt(1, "RAW", "5", "2"))
     assert ok["status"] == "posted"
@@ -159,6 +164,9 @@ def test_suspended_tenant_devices_get_403(api: Api) -> None:
     _set_subscription(api, lambda sub: subs.suspend(sub, "abuse report", now_utc())[0])
     refused = api.post("/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
     assert refused.status_code == 403 and refused.json()["code"] == "tenant_suspended"
+    for method, path in (("GET", "/items"), ("POST", "/periods/2026-01/close")):
+        other = api.client.request(method, "/api/v1" + path)
+        assert other.status_code == 403 and other.json()["code"] == "tenant_suspended"
 
 
 def test_monthly_quota_soft_then_429_and_the_other_tenant_is_untouched(db: Engine) -> None:

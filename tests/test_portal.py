@@ -229,6 +229,65 @@ def test_dashboard_and_inventory_show_what_was_posted(owner: Portal) -> None:
     assert "5001" in source and "生产成本" in source and "CN¥40.00" in source
 
 
+def test_the_dashboard_shows_yesterday_the_devices_and_a_books_difference(
+    db: Engine, owner: Portal
+) -> None:
+    """The cards the main test does not reach: yesterday's output and unit cost, the
+    devices online with the edges' backlog (and the devices page's agent table), and
+    the books-check's red count once a kept total is tampered with."""
+    setup_workshop(_Setup(owner))
+    day = 24 * 60  # exactly a day ago is yesterday, in any time zone without DST
+    results = post_events(
+        owner,
+        receipt("RAW", "10", "10", minutes_ago=day + 60),
+        issue("RAW", "4", minutes_ago=day + 30),
+        _event(
+            "production_completion",
+            {"work_order": "WO1", "location": "WH", "quantity": "8"},
+            day,
+        ),
+    )
+    assert [r["status"] for r in results] == ["posted"] * 3, results
+    page = owner.get("/").text
+    yesterday = card(page, "output-yesterday")
+    # 8 of the order's 10 take 8/10 of the 40 issued: 32, so 4.00 each
+    assert "8" in yesterday and "CN¥4.00" in yesterday, yesterday
+
+    code = owner.api("POST", "/devices/enrollment-codes", json={}).json()["code"]
+    key = owner.client.post("/api/v1/devices/enroll", json={"code": code, "name": "hh-1"})
+    beat = {
+        "edge_id": "edge-line-1",
+        "agent_version": "1.0",
+        "sent_at": (now_utc() - timedelta(seconds=3)).isoformat(),
+        "backlog": 7,
+        "parked": 2,
+        "last_sync_error": "timed out",
+    }
+    sent = owner.client.post(
+        "/api/v1/edge/heartbeat",
+        json=beat,
+        headers={"Authorization": f"Bearer {key.json()['key']}"},
+    )
+    assert sent.status_code == 200, sent.text
+    devices_card = card(owner.get("/").text, "devices")
+    assert "1 / 0" in devices_card and "backlog 7" in devices_card, devices_card
+    agents = owner.get("/devices").text
+    row = agents[agents.index('id="agent-list"') :]
+    assert "edge-line-1" in row and ">7<" in row and ">2<" in row and "timed out" in row
+    assert "2 events parked" in text_of(owner.get("/exceptions").text, "parked-on-edges")
+
+    ad = m.SQLModel.metadata.tables["account_day"]
+    tenant_id = uuid.UUID(owner.api("GET", "/me").json()["tenant_id"])
+    with db.begin() as conn:
+        conn.execute(
+            ad.update()
+            .where(ad.c.tenant_id == tenant_id, ad.c.account_code == "1403")
+            .values(debit=ad.c.debit + D("0.01"))
+        )
+    red = card(owner.get("/?recheck=1").text, "books")
+    assert re.search(r"\b1 differences", red), red
+
+
 def test_a_held_event_is_fixed_from_the_queue_or_voided_with_a_reason(owner: Portal) -> None:
     setup_workshop(_Setup(owner))
     (held,) = post_events(owner, issue("BOLT", "3", minutes_ago=5))
@@ -257,6 +316,64 @@ def test_a_held_event_is_fixed_from_the_queue_or_voided_with_a_reason(owner: Por
     assert again.status_code == 409  # voided for good
     assert owner.post(f"/exceptions/{uuid.uuid4()}/repost", page="/exceptions").status_code == 404
     assert owner.post("/exceptions/not-a-uuid/repost", page="/exceptions").status_code == 404
+
+
+def test_a_rejected_event_waits_in_the_queue_until_posted_or_voided(
+    db: Engine, owner: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected edge event is kept for the queue (the edge parks its copy): shown
+    with why and the fix, tried again when re-sent or re-posted (as who re-posts, so
+    a reversal a clerk may not make posts once an owner re-posts it), or voided."""
+    setup_workshop(_Setup(owner))
+    glue = receipt("GLUE", "5", "3")  # lot-tracked, sent without its lot
+    (rejected,) = post_events(owner, glue)
+    assert rejected["status"] == "rejected" and rejected["code"] == "lot_required"
+    queue = owner.get("/exceptions").text
+    rejected_table = queue[queue.index('id="rejected-events"') :]
+    assert f"event-{rejected['event_id']}" in rejected_table
+    assert "The item is lot-tracked, and no lot was given" in rejected_table
+    assert "Scan the lot" in rejected_table and "label and post it again" in rejected_table
+    assert 'id="rejected-count">1 rejected</span>' in owner.get("/").text
+    (again,) = post_events(owner, glue)  # re-sent (`erp edge retry`): tried again
+    assert again["status"] == "rejected"
+    (listed,) = owner.api("GET", "/exceptions", params={"status": "rejected"}).json()
+    assert listed["event_id"] == rejected["event_id"] and listed["attempts"] == 2
+    still = owner.post(f"/exceptions/{rejected['event_id']}/repost", page="/exceptions")
+    assert still.headers["location"] == "/exceptions?notice=still_rejected&code=lot_required"
+    assert "The event is still rejected." in owner.get(still.headers["location"]).text
+    event_page = owner.get(f"/events/{rejected['event_id']}").text
+    assert "Why it is rejected" in event_page and "rejected" in text_of(event_page, "event-status")
+    voided = owner.post(
+        f"/exceptions/{rejected['event_id']}/void", {"reason": "no lot label"}, "/exceptions"
+    )
+    assert voided.headers["location"] == "/exceptions?notice=voided"
+    queue = owner.get("/exceptions").text
+    assert "Nothing is rejected." in queue and "no lot label" in queue
+    assert post_events(owner, glue)[0]["status"] == "duplicate"  # voided for good
+
+    # a reversal sent by a warehouse clerk's session is rejected (not their right) ...
+    (sold,) = post_events(owner, receipt("RAW", "4", "2"))
+    assert "CN¥8.00" in card(owner.get("/").text, "stock-raw")
+    clerk = Portal(db)
+    assert clerk.log_in(owner.add_member("warehouse")).status_code == 303
+    token = clerk.client.get("/api/v1/me").json()["csrf_token"]
+    undo = _event("reversal", {"reverses_event_id": sold["event_id"], "reason": "typo"})
+    sent = clerk.client.post(
+        "/api/v1/edge/events", json={"events": [undo]}, headers={"X-CSRF-Token": token}
+    )
+    assert sent.json()["results"][0]["code"] == "forbidden", sent.text
+    refused = clerk.post(f"/exceptions/{undo['event_id']}/repost", page="/exceptions")
+    assert refused.status_code == 403 and "may not reverse" in refused.text
+    # ... and posts when the owner, who may, re-posts it
+    done = owner.post(f"/exceptions/{undo['event_id']}/repost", page="/exceptions")
+    assert done.headers["location"] == "/exceptions?notice=posted"
+    assert "CN¥0.00" in card(owner.get("/").text, "stock-raw")
+
+    monkeypatch.setattr("web.exception_queue.SHOWN", 1)
+    post_events(owner, issue("BOLT", "3"), issue("BOLT", "4"), issue("BOLT", "5"))
+    queue = owner.get("/exceptions").text
+    assert queue.count('action="/exceptions/') // 2 == 1  # one row shown, re-post + void
+    assert text_of(queue, "more-held").startswith("2 more held events wait after these")
 
 
 def test_forms_need_the_session_token_and_our_origin(owner: Portal) -> None:
@@ -697,6 +814,8 @@ def test_the_owner_invites_changes_roles_and_removes_members(db: Engine, owner: 
 
     changed = owner.post(f"/users/{clerk_id}/role", {"role": "production"}, page="/users")
     assert changed.headers["location"] == "/users?notice=role_changed"
+    assert clerk.get("/production/WO2").status_code == 303  # signed out with the change
+    assert clerk.log_in(address).status_code == 303  # a new session, the new role
     assert "/production/WO2/cancel" in clerk.get("/production/WO2").text  # may now
     unknown = owner.post(f"/users/{clerk_id}/role", {"role": "emperor"}, page="/users")
     assert unknown.status_code == 422
@@ -722,7 +841,8 @@ def test_the_owner_invites_changes_roles_and_removes_members(db: Engine, owner: 
     other = Portal(db)
     assert other.log_in(second).status_code == 303
     stepped = other.post(f"/users/{listed[second]['id']}/role", {"role": "viewer"}, page="/users")
-    assert stepped.status_code == 303
+    assert stepped.headers["location"] == "/login"  # their own session ended with it
+    assert other.log_in(second).status_code == 303
     assert "invite-form" not in other.get("/users").text
 
 

@@ -127,7 +127,10 @@ def test_writes_need_the_csrf_token_and_our_origin(db: Engine) -> None:
     assert owner.call("GET", "/items").status_code == 200  # reads need no token
 
 
-def test_roles_limit_what_members_do_and_a_downgrade_applies_at_once(db: Engine) -> None:
+def test_roles_limit_what_members_do_and_a_role_change_ends_their_sessions(db: Engine) -> None:
+    """SAAS.md: rotate the session on a role change. The member's sessions in the
+    tenant end with the change; they sign in again into a new session with the new
+    role. The same role again ends nothing."""
     owner = Browser(db)
     owner.sign_up(_email("owner"))
     members: dict[str, str] = {}
@@ -154,10 +157,61 @@ def test_roles_limit_what_members_do_and_a_downgrade_applies_at_once(db: Engine)
     assert clerk.call("PATCH", "/settings", json={}).status_code == 403
     self_promotion = viewer.call("PATCH", f"/users/{members['viewer']}", json={"role": "owner"})
     assert self_promotion.status_code == 403
+    same = owner.call("PATCH", f"/users/{members['warehouse']}", json={"role": "warehouse"})
+    assert same.status_code == 200 and same.json()["sessions_ended"] == 0
+    assert clerk.call("GET", "/items").status_code == 200
+    old_cookie = clerk.client.cookies.get("__Host-session")
     downgrade = owner.call("PATCH", f"/users/{members['warehouse']}", json={"role": "viewer"})
-    assert downgrade.status_code == 200
+    assert downgrade.status_code == 200 and downgrade.json()["sessions_ended"] == 1
     item2 = {"code": "RAW2", "name": "Board", "kind": "raw"}
-    assert clerk.call("POST", "/items", json=item2).status_code == 403  # next request
+    ended = clerk.call("POST", "/items", json=item2)
+    assert ended.status_code == 401 and ended.json()["code"] == "session_expired"
+    assert owner.call("GET", "/items").status_code == 200  # the owner's own goes on
+    assert clerk.log_in(members["warehouse_email"]).status_code == 200
+    assert clerk.client.cookies.get("__Host-session") != old_cookie  # a new session id
+    assert clerk.call("GET", "/me").json()["role"] == "viewer"
+    assert clerk.call("POST", "/items", json=item2).status_code == 403
+    log = [a for a in owner.call("GET", "/audit-log").json() if a["action"] == "member.role"]
+    assert len(log) == 1 and "was warehouse; 1 sessions ended" in log[0]["detail"], log
+
+
+def test_stock_movements_are_the_warehouses_and_progress_is_productions(db: Engine) -> None:
+    """SAAS.md's RBAC rows "Post stock movement" (production ✗) and "Work-order
+    progress / completion" (warehouse ✗), checked per event, not per route: the wrong
+    role's event is rejected `forbidden` and nothing posts; the right one posts."""
+    from tests.factory import completion, receipt, setup_workshop
+
+    owner = Browser(db)
+    owner.sign_up(_email("owner"))
+
+    class _Create:
+        def create(self, path: str, body: dict[str, Any]) -> None:
+            assert owner.call("POST", path, json=body).status_code == 201
+
+    setup_workshop(_Create())
+    people = {}
+    for role in ("warehouse", "production"):
+        email = _email(role)
+        body = {"email": email, "name": role, "role": role, "password": PASSWORD}
+        assert owner.call("POST", "/users", json=body).status_code == 201
+        people[role] = Browser(db, owner.client.app)
+        assert people[role].log_in(email).status_code == 200
+
+    def send(role: str, event: dict[str, Any]) -> dict[str, Any]:
+        sent = people[role].call("POST", "/edge/events", json={"events": [event]})
+        assert sent.status_code == 200, sent.text
+        return sent.json()["results"][0]  # type: ignore[no-any-return]
+
+    refused = send("production", receipt(1, "RAW", "10", "2"))
+    assert (refused["status"], refused["code"]) == ("rejected", "forbidden")
+    assert "may not post a purchase receipt" in refused["message"]
+    assert send("warehouse", receipt(2, "RAW", "10", "2"))["status"] == "posted"
+    made = completion(30, "1", wo="WO1")
+    refused = send("warehouse", made)
+    assert (refused["status"], refused["code"]) == ("rejected", "forbidden")
+    assert send("production", made)["code"] != "forbidden"  # theirs (held or posted)
+    stock = {r["item"]: r["quantity"] for r in owner.call("GET", "/reports/stock").json()}
+    assert stock.get("RAW") == "10.000000"  # the production clerk's receipt never posted
 
 
 def test_seats_are_a_hard_plan_limit(db: Engine) -> None:

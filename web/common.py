@@ -11,13 +11,15 @@ from fastapi import Request
 from sqlalchemy import Engine
 
 from cloud_api.errors import ErpError
-from web.security import PageError
+from cloud_api.services.ingest import Actor
+from web.security import PageError, Principal
 
 Result = TypeVar("Result")
 NOTICES = frozenset(
     {
         "posted",
         "still_held",
+        "still_rejected",
         "voided",
         "revoked",
         "released",
@@ -28,6 +30,7 @@ NOTICES = frozenset(
         "invited",
         "role_changed",
         "removed",
+        "subscription_canceled",
     }
 )
 
@@ -57,3 +60,9 @@ def service_call(call: Callable[[], Result]) -> Result:
         return call()
     except ErpError as error:
         raise PageError(getattr(error, "status", 400), "Not done", error.message) from error
+
+
+def actor_of(who: Principal) -> Actor:
+    """The signed-in user as the ingest records and checks them (as the JSON routes'
+    _ingest_actor does for a session)."""
+    return Actor("user", str(who.user_id), who.role)

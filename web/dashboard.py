@@ -110,6 +110,7 @@ class Figures:
 
     value: queries.StockValue
     held: int
+    rejected: int
     short_count: int
     short: list[queries.Shortfall]
     devices: queries.DeviceCounts
@@ -123,9 +124,11 @@ def _read(conn: Any, tenant: TenantContext, today: date, now: datetime) -> Figur
     month_start, yesterday = today.replace(day=1), today - timedelta(days=1)
     window_start = today - timedelta(days=turnover.WINDOW_DAYS - 1)
     short_count, short = queries.below_safety_stock(conn, tenant.id)
+    waiting = queries.open_exceptions(conn, tenant.id)
     return Figures(
         value=queries.stock_value(conn, tenant.id),
-        held=queries.held_count(conn, tenant.id),
+        held=waiting["held"],
+        rejected=waiting["rejected"],
         short_count=short_count,
         short=short,
         devices=queries.device_counts(conn, tenant.id, now),
@@ -155,6 +158,7 @@ def _dashboard(r: APIRouter) -> None:
             who,
             value=f.value,
             held=f.held,
+            rejected=f.rejected,
             short_count=f.short_count,
             short=f.short,
             devices=f.devices,

@@ -59,7 +59,9 @@ def _devices(r: APIRouter) -> None:
         site = write.field("site", SITE_MAX) or "main"
         pepper = request.app.state.settings.api_key_pepper
         with db(request).begin() as conn:
-            code = devices.create_enrollment_code(conn, write.who.tenant, pepper, now_utc(), site)
+            code = devices.create_enrollment_code(
+                conn, write.who.tenant, pepper, now_utc(), site, _by(write)
+            )
         return page(request, write.who, code=code, qr=_qr(code), site=site)
 
     @r.post("/devices/{device_id}/rotate", response_class=HTMLResponse)
@@ -72,7 +74,9 @@ def _devices(r: APIRouter) -> None:
 
         def call() -> str:
             with db(request).begin() as conn:
-                return devices.rotate_key(conn, write.who.tenant, key_id, pepper, now_utc())
+                return devices.rotate_key(
+                    conn, write.who.tenant, key_id, pepper, now_utc(), _by(write)
+                )
 
         return page(request, write.who, key=service_call(call))
 
@@ -86,10 +90,15 @@ def _devices(r: APIRouter) -> None:
 
         def call() -> None:
             with db(request).begin() as conn:
-                devices.revoke(conn, write.who.tenant, key_id, now_utc())
+                devices.revoke(conn, write.who.tenant, key_id, now_utc(), _by(write))
 
         service_call(call)
         return RedirectResponse("/devices?notice=revoked", status_code=303)
+
+
+def _by(write: Write) -> tuple[str, str]:
+    """Who the audit log names: the signed-in user."""
+    return ("user", str(write.who.user_id))
 
 
 def _qr(code: str) -> Markup:

@@ -1,5 +1,7 @@
-"""The exception queue: held events with why, in plain words, and the fix; re-post,
-or void with a reason. Nothing leaves it any other way."""
+"""The exception queue: held events (they may post once something else happens) and
+rejected ones (wrong as the master data stands), each with why, in plain words, and
+the fix; re-post, or void with a reason. Nothing leaves it any other way. Events too
+malformed to read stay parked on their edge, which reports how many."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud_api.contract import ResultStatus
 from web import queries
-from web.common import db, notice, parse_uuid, service_call
-from web.reasons import reason_for
+from web.common import actor_of, db, notice, parse_uuid, service_call
+from web.reasons import reason_for, rejection_for
 from web.security import PageError, PrincipalDep, Write, writer
 from web.templating import render
 
 VOID_REASON_MIN = 3
-StockPost = Annotated[Write, Depends(writer("stock.post"))]
+SHOWN = 200  # of each list, the oldest first; the page says how many more wait
+StockPost = Annotated[Write, Depends(writer("events.post"))]
 
 
 def router() -> APIRouter:
@@ -30,15 +33,24 @@ def _exceptions(r: APIRouter) -> None:
     @r.get("/exceptions", response_class=HTMLResponse)
     def exception_queue(request: Request, who: PrincipalDep) -> HTMLResponse:
         with db(request).connect() as conn:
-            held = queries.exceptions(conn, who.tenant.id, "held")
+            waiting = queries.open_exceptions(conn, who.tenant.id)
+            held = queries.exceptions(conn, who.tenant.id, "held", limit=SHOWN)
+            rejected = queries.exceptions(conn, who.tenant.id, "rejected", limit=SHOWN)
             voided = queries.exceptions(conn, who.tenant.id, "voided", limit=50)
+            parked = queries.parked_on_edges(conn, who.tenant.id)
         for row in held:
             row["reason"] = reason_for(row["code"])
+        for row in rejected:
+            row["reason"] = rejection_for(row["code"])
         return render(
             request,
             "exceptions.html",
             who,
             held=held,
+            rejected=rejected,
+            more_held=waiting["held"] - len(held),
+            more_rejected=waiting["rejected"] - len(rejected),
+            parked=parked,
             voided=voided,
             notice=notice(request),
             code=request.query_params.get("code", "")[:64],
@@ -47,11 +59,13 @@ def _exceptions(r: APIRouter) -> None:
     @r.post("/exceptions/{event_id}/repost")
     def repost(request: Request, event_id: str, write: StockPost) -> Response:
         key = parse_uuid(event_id)
-        result = service_call(lambda: request.app.state.ingest.repost(write.who.tenant, key))
+        ingest, who = request.app.state.ingest, write.who
+        result = service_call(lambda: ingest.repost(who.tenant, key, actor_of(who)))
         if result.status == ResultStatus.posted:
             return RedirectResponse("/exceptions?notice=posted", status_code=303)
+        still = "still_rejected" if result.status == ResultStatus.rejected else "still_held"
         return RedirectResponse(
-            f"/exceptions?notice=still_held&code={quote(result.code or '')}", status_code=303
+            f"/exceptions?notice={still}&code={quote(result.code or '')}", status_code=303
         )
 
     @r.post("/exceptions/{event_id}/void", response_class=HTMLResponse)

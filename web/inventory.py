@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from cloud_api.domain.money import ZERO
 from web import queries
 from web.common import db, parse_uuid
-from web.reasons import reason_for
+from web.reasons import reason_for, rejection_for
 from web.security import PageError, PrincipalDep
 from web.templating import render
 
@@ -69,5 +69,11 @@ def _inventory(r: APIRouter) -> None:
             event=found,
             payload=payload,
             lines=lines,
-            reason=reason_for(found["code"]) if found["status"] == "held" else None,
+            reason=(
+                reason_for(found["code"])
+                if found["status"] == "held"
+                else rejection_for(found["code"])
+                if found["status"] == "rejected"
+                else None
+            ),
         )

@@ -102,6 +102,8 @@ def _actions(r: APIRouter) -> None:
                 users.change_role(conn, who.tenant.id, member, role, now_utc(), who.user_id)
 
         service_call(call)
+        if member == who.user_id:  # their own role: this session ended with the change
+            return RedirectResponse("/login", status_code=303)
         return RedirectResponse("/users?notice=role_changed", status_code=303)
 
     @r.post("/users/{user_id}/remove")

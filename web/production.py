@@ -15,10 +15,9 @@ from cloud_api.contract import ResultStatus
 from cloud_api.domain.clock import now_utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.services import work_order_cost, work_orders
-from cloud_api.services.ingest import Actor
 from web import queries
-from web.common import db, notice, service_call
-from web.security import PageError, Principal, PrincipalDep, Write, writer
+from web.common import actor_of, db, notice, service_call
+from web.security import PageError, PrincipalDep, Write, writer
 from web.templating import render
 
 CODE_MAX = 64
@@ -39,12 +38,6 @@ ORDER_STATUSES = {
     "closed": _("Closed"),
     "cancelled": _("Cancelled"),
 }
-
-
-def actor_of(who: Principal) -> Actor:
-    """The signed-in user as the ingest records and checks them (as the JSON routes'
-    _ingest_actor does for a session)."""
-    return Actor("user", str(who.user_id), who.role)
 
 
 def router() -> APIRouter:

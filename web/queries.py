@@ -74,10 +74,17 @@ def stock_value(conn: Connection, tenant_id: uuid.UUID) -> StockValue:
     return StockValue(raw, wip, finished, categories)
 
 
-def held_count(conn: Connection, tenant_id: uuid.UUID) -> int:
+def open_exceptions(conn: Connection, tenant_id: uuid.UUID) -> dict[str, int]:
+    """How many events wait in the exception queue, held and rejected."""
     ev = T["edge_event"]
-    query = select(func.count()).where(ev.c.tenant_id == tenant_id, ev.c.status == "held")
-    return int(conn.scalar(query) or 0)
+    query = (
+        select(ev.c.status, func.count())
+        .where(ev.c.tenant_id == tenant_id, ev.c.status.in_(("held", "rejected")))
+        .group_by(ev.c.status)
+    )
+    found = {"held": 0, "rejected": 0}
+    found.update({status: int(n) for status, n in conn.execute(query)})
+    return found
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,13 @@ def device_counts(conn: Connection, tenant_id: uuid.UUID, now: datetime) -> Devi
             offline += 1
     backlog = conn.scalar(select(func.sum(ag.c.backlog)).where(ag.c.tenant_id == tenant_id))
     return DeviceCounts(online, offline, int(backlog or 0))
+
+
+def parked_on_edges(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """Events the edges hold parked (refused before they could be read, or in conflict
+    with an id already used), as their last heartbeats said."""
+    ag = T["edge_agent"]
+    return int(conn.scalar(select(func.sum(ag.c.parked)).where(ag.c.tenant_id == tenant_id)) or 0)
 
 
 @dataclass(frozen=True)
@@ -255,7 +269,8 @@ def below_safety_stock(
 def exceptions(
     conn: Connection, tenant_id: uuid.UUID, status: str, limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Held (or voided) events, oldest first, as the /api/v1/exceptions route lists them."""
+    """Held or rejected events, oldest first (voided ones, the latest first), as the
+    /api/v1/exceptions route lists them; at most `limit` (open_exceptions counts all)."""
     ev = T["edge_event"]
     query = (
         select(
@@ -271,7 +286,7 @@ def exceptions(
             ev.c.payload,
         )
         .where(ev.c.tenant_id == tenant_id, ev.c.status == status)
-        .order_by(ev.c.occurred_at if status == "held" else ev.c.received_at.desc())
+        .order_by(ev.c.received_at.desc() if status == "voided" else ev.c.occurred_at)
         .limit(limit)
     )
     return [dict(r) for r in conn.execute(query).mappings()]

@@ -1,6 +1,7 @@
-"""Why an event is held, in plain words, and what fixes it: one entry per held code
-(cloud_api raises them as `Held(code, message)`). The texts are message ids, shown
-translated; the service's own message, with the figures, is shown under them."""
+"""Why an event is held or rejected, in plain words, and what fixes it: one entry per
+code (cloud_api raises them as `Held(code, message)` and `Rejected(code, message)`).
+The texts are message ids, shown translated; the service's own message, with the
+figures, is shown under them."""
 
 from __future__ import annotations
 
@@ -103,3 +104,80 @@ def reason_for(code: str | None) -> Reason:
     if code and code.startswith("unknown_") and code not in REASONS:
         return UNKNOWN_MASTER_DATA
     return REASONS.get(code or "", UNKNOWN)
+
+
+REJECTIONS: dict[str, Reason] = {
+    "lot_required": Reason(
+        _("The item is lot-tracked, and no lot was given"),
+        _("Scan the lot's label and post it again; void this one with a reason."),
+    ),
+    "lot_not_tracked": Reason(
+        _("A lot was given for an item without lots"),
+        _("If the item should track lots, turn that on and re-post; else void this one."),
+    ),
+    "expiry_without_lot": Reason(
+        _("An expiry date without a lot"),
+        _("Receive it again with its lot (or without the date), and void this one."),
+    ),
+    "location_not_internal": Reason(
+        _("Stock cannot be kept at that location"),
+        _("Scan a warehouse or bin location instead, and void this one with a reason."),
+    ),
+    "component_is_backflushed": Reason(
+        _("The component is issued by the order's completions"),
+        _("Nothing to scan: void this one with a reason (or stop backflushing it)."),
+    ),
+    "labour_hours_and_times": Reason(
+        _("Both hours and start/stop times were given"),
+        _("Book the labour again with one of them, and void this one with a reason."),
+    ),
+    "labour_without_hours": Reason(
+        _("Labour without hours"),
+        _("Book the labour again with the hours or both times; void this one."),
+    ),
+    "labour_stop_before_start": Reason(
+        _("The stop time is not after the start time"),
+        _("Check the terminal's clock; book the labour again and void this one."),
+        "/devices",
+    ),
+    "already_reversed": Reason(
+        _("It was already reversed"),
+        _("Nothing to do twice: void this one with a reason."),
+    ),
+    "cannot_reverse_reversal": Reason(
+        _("A reversal cannot be reversed"),
+        _("Post the original event again instead, and void this one."),
+    ),
+    "cannot_reverse_close": Reason(
+        _("A work order's close cannot be reversed"),
+        _("Void this one with a reason; post a correcting event instead."),
+    ),
+    "reversal_before_original": Reason(
+        _("The reversal is dated before the event it reverses"),
+        _("Post the reversal again with a later date, and void this one."),
+    ),
+    "journal_not_allowed": Reason(
+        _("A device may not post journal entries"),
+        _("A finance user posts it in the portal; void this one with a reason."),
+    ),
+    "forbidden": Reason(
+        _("The sender's role may not do this"),
+        _("Someone with the right role posts it; void this one with a reason."),
+        "/users",
+    ),
+    "sod_violation": Reason(
+        _("Who posted an entry may not reverse it"),
+        _("Another owner or finance manager re-posts it."),
+    ),
+}
+UNKNOWN_REJECTION = Reason(
+    _("Rejected"),
+    _(
+        "Read the message below: correct the master data and re-post, or void it with a "
+        "reason and post a corrected event."
+    ),
+)
+
+
+def rejection_for(code: str | None) -> Reason:
+    return REJECTIONS.get(code or "", UNKNOWN_REJECTION)

@@ -83,6 +83,9 @@ class Principal:
     language: str = i18n.DEFAULT_LANGUAGE  # the user's own (app_user.locale)
     # an owner or finance manager on Pro+ without a second factor: only /mfa until set
     mfa_setup_needed: bool = False
+    # the companies the person belongs to, (slug, name), for the switch in the header
+    companies: tuple[tuple[str, str], ...] = ()
+    tenant_slug: str = ""
 
     def can(self, action: str) -> bool:
         """May this user do `action` now: the role (tenant/rbac.py), and for anything
@@ -161,7 +164,7 @@ async def _resolve(request: Request, write: bool) -> Principal:
     return who
 
 
-MFA_FREE_PAGES = frozenset({"/mfa", "/logout", "/language"})
+MFA_FREE_PAGES = frozenset({"/mfa", "/logout", "/language", "/switch"})
 
 
 class MfaSetupRequired(Exception):
@@ -176,10 +179,11 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
         tenant = tenant_by_id(conn, found.tenant_id)
         sub = subscriptions.load(conn, tenant.id)
         subscriptions.gate_portal(conn, tenant, write, found.role, now)
-        name, currency = conn.execute(
-            select(t.c.name, t.c.currency).where(t.c.id == tenant.id)
+        name, currency, slug = conn.execute(
+            select(t.c.name, t.c.currency, t.c.slug).where(t.c.id == tenant.id)
         ).one()
         user = conn.execute(select(u.c.name, u.c.locale).where(u.c.id == found.user_id)).first()
+        companies = tuple((c["slug"], c["name"]) for c in users.memberships(conn, found.user_id))
     current, _ = subs.advance(sub, now)
     return Principal(
         tenant=tenant,
@@ -203,6 +207,8 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
         mfa_setup_needed=(
             mfa.required(found.role, subs.effective_plan(current).code) and not found.mfa
         ),
+        companies=companies,
+        tenant_slug=slug,
     )
 
 

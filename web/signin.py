@@ -24,6 +24,7 @@ from tenant.security import (
     session_cookie,
 )
 from web import i18n, queries
+from web.common import service_call
 from web.security import (
     CSRF_FIELD,
     FORM_EXPIRED,
@@ -167,6 +168,29 @@ def router() -> APIRouter:
             users.log_out(conn, write.who.session_hash, now_utc())
         response = RedirectResponse("/login", status_code=303)
         response.set_cookie(**clear_session_cookie())
+        return response
+
+    @r.post("/switch")
+    def switch(request: Request, write: Annotated[Write, Depends(writer("session"))]) -> Response:
+        """The header's company switch: this session ends, a new one starts in the
+        chosen company (one the person belongs to), on its dashboard."""
+        who = write.who
+
+        def call() -> str:
+            with request.app.state.platform_db.begin() as conn:
+                _, token = users.switch_tenant(
+                    conn,
+                    who.tenant.id,
+                    who.session_hash,
+                    who.user_id,
+                    write.field("tenant", 64),
+                    now_utc(),
+                )
+            return token
+
+        token = service_call(call)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(**session_cookie(token))
         return response
 
     @r.post("/language")

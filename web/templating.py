@@ -14,7 +14,7 @@ from jinja2.runtime import Context
 
 from tenant.security import csrf_token
 from web import i18n, labels
-from web.reasons import reason_for
+from web.reasons import reason_for, rejection_for
 from web.security import Principal, presession, presession_cookie
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -60,6 +60,7 @@ def make_environment() -> Environment:
         STATES=labels.STATES,
         label=labels.label,
         reason_for=reason_for,
+        rejection_for=rejection_for,
     )
     return env
 

@@ -27,10 +27,10 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
             "boms/{item}/{version}/activate",
         )
     },
-    ("POST", "/api/v1/edge/events"): "stock.post",
-    ("POST", "/api/v1/edge/heartbeat"): "stock.post",
-    ("POST", "/api/v1/exceptions/{event_id}/repost"): "stock.post",
-    ("POST", "/api/v1/exceptions/{event_id}/void"): "stock.post",
+    ("POST", "/api/v1/edge/events"): "events.post",
+    ("POST", "/api/v1/edge/heartbeat"): "events.post",
+    ("POST", "/api/v1/exceptions/{event_id}/repost"): "events.post",
+    ("POST", "/api/v1/exceptions/{event_id}/void"): "events.post",
     **{
         ("POST", f"/api/v1/work-orders{path}"): "production.write"
         for path in ("", "/{code}/release", "/{code}/cancel", "/{code}/close")
@@ -48,6 +48,8 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/mfa/setup"): "session",
     ("POST", "/api/v1/me/password"): "session",
     ("POST", "/api/v1/mfa/confirm"): "session",
+    ("POST", "/api/v1/session/switch"): "session",
+    ("POST", "/api/v1/subscription/cancel"): "users.manage",  # billing: the owner's
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
     ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",

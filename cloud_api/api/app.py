@@ -28,6 +28,7 @@ from cloud_api.services import (
     devices,
     edge,
     export,
+    lifecycle,
     masterdata,
     reports,
     subscriptions,
@@ -120,9 +121,9 @@ def current_tenant(
             tenant = tenant_by_id(conn, tenant_id)
         access.require_scope(request, scopes)
         request.state.api_token_id = keyid
-        return tenant
+        return _gate_key(request, tenant)
     if not key.startswith(DEVICE_KEY_PREFIX):
-        return tenant_for_key(request.app.state.platform_db, key, pepper)
+        return _gate_key(request, tenant_for_key(request.app.state.platform_db, key, pepper))
     with request.app.state.platform_db.connect() as conn:
         tenant_id, device_id = devices.authenticate(conn, key, pepper, now_utc())
         tenant = tenant_by_id(conn, tenant_id)
@@ -134,6 +135,19 @@ def current_tenant(
     return tenant
 
 
+def _gate_key(request: Request, tenant: TenantContext) -> TenantContext:
+    """An integration's request under the subscription, as SAAS.md's table has it for
+    API writes: 402 while unpaid or paused, 403 suspended, none once canceled; reads
+    like a member who is not the owner (none while suspended). Posting events and
+    heartbeats have the ingest's own gate (402 with Retry-After: the sender keeps them)."""
+    if request.url.path in DEVICE_PATHS:
+        return tenant
+    write = request.method not in ("GET", "HEAD", "OPTIONS")
+    with tenancy.as_tenant(tenant.id), request.app.state.platform_db.begin() as conn:
+        subscriptions.gate_portal(conn, tenant, write, "integration", now_utc())
+    return tenant
+
+
 def _session_tenant(request: Request, token: str) -> TenantContext:
     """A portal user's request: a live session, the subscription allowing portal reads
     (writes), the CSRF token on writes, and the role allowed the route's action."""
@@ -141,7 +155,9 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
     with request.app.state.platform_db.begin() as conn:
         who = users.principal(conn, token, now)  # switches the transaction to its tenant
         tenant = tenant_by_id(conn, who.tenant_id)
+        # signing out or switching company is allowed in every state (as the portal's)
         write = request.method not in ("GET", "HEAD", "OPTIONS")
+        write = write and access.action_of(request) != "session"
         subscriptions.gate_portal(conn, tenant, write, who.role, now)
         plan = subscriptions.plan_of(conn, tenant.id).code
     if mfa.required(who.role, plan) and not who.mfa and request.url.path not in MFA_FREE:
@@ -316,7 +332,7 @@ def _api_router() -> APIRouter:
     def list_exceptions(
         tenant: TenantDep,
         db: DbDep,
-        status: Annotated[str, Query(pattern="^(held|voided)$")] = "held",
+        status: Annotated[str, Query(pattern="^(held|rejected|voided)$")] = "held",
     ) -> list[dict[str, Any]]:
         ev = T["edge_event"]
         with db.connect() as conn:
@@ -346,7 +362,9 @@ def _api_router() -> APIRouter:
 
     @r.post("/exceptions/{event_id}/repost")
     def repost(event_id: uuid.UUID, tenant: TenantDep, request: Request) -> dict[str, Any]:
-        return request.app.state.ingest.repost(tenant, event_id).model_dump()  # type: ignore[no-any-return]
+        """Try a held or rejected event again, as it was sent, on behalf of who asks."""
+        result = request.app.state.ingest.repost(tenant, event_id, _ingest_actor(request))
+        return result.model_dump()  # type: ignore[no-any-return]
 
     @r.post("/exceptions/{event_id}/void")
     def void(
@@ -618,7 +636,12 @@ def _device_routes(r: APIRouter) -> None:
         now = now_utc()
         with db.begin() as conn:
             code = devices.create_enrollment_code(
-                conn, tenant, request.app.state.settings.api_key_pepper, now, body.site
+                conn,
+                tenant,
+                request.app.state.settings.api_key_pepper,
+                now,
+                body.site,
+                _actor(request),
             )
         return {"code": code, "site": body.site, "expires_at": now + ENROLLMENT_TTL}
 
@@ -647,15 +670,16 @@ def _device_routes(r: APIRouter) -> None:
     ) -> dict[str, Any]:
         """A new key; the previous one keeps working for 7 days (rotation overlap)."""
         with db.begin() as conn:
-            key = devices.rotate_key(
-                conn, tenant, device_id, request.app.state.settings.api_key_pepper, now_utc()
-            )
+            pepper = request.app.state.settings.api_key_pepper
+            key = devices.rotate_key(conn, tenant, device_id, pepper, now_utc(), _actor(request))
         return {"device_id": str(device_id), "key": key}
 
     @r.post("/devices/{device_id}/revoke")
-    def revoke_device(device_id: uuid.UUID, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+    def revoke_device(
+        device_id: uuid.UUID, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
         with db.begin() as conn:
-            devices.revoke(conn, tenant, device_id, now_utc())
+            devices.revoke(conn, tenant, device_id, now_utc(), _actor(request))
         return {"device_id": str(device_id), "revoked": True}
 
     @r.post("/api-tokens", status_code=201)
@@ -695,6 +719,20 @@ def _device_routes(r: APIRouter) -> None:
     def read_subscription(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         with db.connect() as conn:
             return subscriptions.describe(conn, tenant, now_utc())
+
+    @r.post("/subscription/cancel")
+    def cancel_subscription(
+        body: schemas.SubscriptionCancel, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, Any]:
+        """The owner cancels the subscription: read-only for 30 days (export works),
+        then locked, purged at 90 days; every device key is revoked at once. `confirm`
+        must be the company's slug (422 confirmation_mismatch, nothing changed)."""
+        user_id = getattr(request.state, "user_id", None)
+        if user_id is None:
+            raise Forbidden("owner_session_required", "the owner cancels, signed in")
+        with db.begin() as conn:
+            sub, revoked = lifecycle.cancel(conn, tenant.id, user_id, body.confirm, now_utc())
+        return {"state": sub.state, "devices_revoked": revoked}
 
     @r.get("/subscription/invoices")
     def subscription_invoices(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:

@@ -60,6 +60,10 @@ class MemberAdd(_In):
     password: Password
 
 
+class TenantSwitch(_In):
+    tenant: Annotated[str, Field(min_length=1, max_length=64)]  # the company's slug
+
+
 class RoleChange(_In):
     role: Annotated[str, Field(max_length=16)]
 
@@ -138,12 +142,39 @@ def router(tenant_dep: Any) -> APIRouter:
 
     @r.get("/me")
     def me(request: Request, tenant: Annotated[Any, Depends(tenant_dep)]) -> dict[str, Any]:
+        """Who is signed in, where, with what role; the companies they may switch to."""
         token = request.cookies.get("__Host-session", "")
+        user_id = getattr(request.state, "user_id", None)
+        companies = []
+        if user_id is not None:
+            with request.app.state.platform_db.connect() as conn:
+                companies = users.memberships(conn, user_id)
         return {
             "tenant_id": str(tenant.id),
-            "user_id": str(getattr(request.state, "user_id", "") or ""),
+            "user_id": str(user_id or ""),
             "role": getattr(request.state, "role", "owner"),
             "csrf_token": csrf_token(token, _pepper(request)) if token else None,
+            "tenants": companies,
+        }
+
+    @r.post("/session/switch")
+    def switch_tenant(
+        body: TenantSwitch,
+        request: Request,
+        response: Response,
+        tenant: Annotated[Any, Depends(tenant_dep)],
+    ) -> dict[str, Any]:
+        """Work in another company one belongs to: this session ends, a new one starts
+        there (a new cookie and CSRF token). Not a member: 404 unknown_tenant."""
+        user_id = _session_user(request)
+        with request.app.state.platform_db.begin() as conn:
+            tenant_id, token = users.switch_tenant(
+                conn, tenant.id, request.state.session_hash, user_id, body.tenant, now_utc()
+            )
+        return {
+            "tenant_id": str(tenant_id),
+            "slug": body.tenant,
+            "csrf_token": _start(response, request, token),
         }
 
     @r.get("/users")
@@ -179,8 +210,10 @@ def router(tenant_dep: Any) -> APIRouter:
         request: Request,
         tenant: Annotated[Any, Depends(tenant_dep)],
     ) -> dict[str, Any]:
+        """A new role; the member's sessions in this tenant end, so they sign in again
+        with it (a new session id)."""
         with request.app.state.db.begin() as conn:
-            users.change_role(
+            ended = users.change_role(
                 conn,
                 tenant.id,
                 user_id,
@@ -188,7 +221,7 @@ def router(tenant_dep: Any) -> APIRouter:
                 now_utc(),
                 getattr(request.state, "user_id", None),
             )
-        return {"user_id": str(user_id), "role": body.role}
+        return {"user_id": str(user_id), "role": body.role, "sessions_ended": ended}
 
     @r.post("/me/password")
     def change_password(

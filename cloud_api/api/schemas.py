@@ -125,6 +125,13 @@ class TenantSettings(_In):
     reversal_sod_waived: bool | None = None
 
 
+class SubscriptionCancel(_In):
+    """The owner types the company's slug to confirm: a cancellation ends writes, device
+    ingest and, after 90 days, the data."""
+
+    confirm: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ApiTokenCreate(_In):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     scopes: Annotated[

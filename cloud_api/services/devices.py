@@ -38,6 +38,8 @@ from tenant.security import (
 )
 
 T = m.SQLModel.metadata.tables
+Actor = tuple[str, str]  # who the audit log names: ("user", id), ("api_key", "tenant")…
+INTEGRATION: Actor = ("api_key", "tenant")
 BAD_CODE = "the enrollment code is not valid (unknown, used or expired); ask for a new one"
 BAD_KEY = "the device key is not valid"
 
@@ -50,7 +52,12 @@ class Enrolled:
 
 
 def create_enrollment_code(
-    conn: Connection, tenant: TenantContext, pepper: str, now: datetime, site: str = "main"
+    conn: Connection,
+    tenant: TenantContext,
+    pepper: str,
+    now: datetime,
+    site: str = "main",
+    by: Actor = INTEGRATION,
 ) -> str:
     issued = new_enrollment_code(pepper)
     conn.execute(
@@ -58,7 +65,7 @@ def create_enrollment_code(
             tenant_id=tenant.id, code_hash=issued.code_hash, site=site, created_at=now
         )
     )
-    audit(conn, tenant.id, now, ("api_key", "tenant"), "enrollment_code.create", site)
+    audit(conn, tenant.id, now, by, "enrollment_code.create", site)
     return issued.code
 
 
@@ -131,7 +138,12 @@ def _issue_key(
 
 
 def rotate_key(
-    conn: Connection, tenant: TenantContext, device_id: uuid.UUID, pepper: str, now: datetime
+    conn: Connection,
+    tenant: TenantContext,
+    device_id: uuid.UUID,
+    pepper: str,
+    now: datetime,
+    by: Actor = INTEGRATION,
 ) -> str:
     """A new key; the newest current one stays live for the overlap, older ones die."""
     _live_device(conn, tenant, device_id)
@@ -151,11 +163,17 @@ def rotate_key(
                 .values({column: now})
             )
     key = _issue_key(conn, tenant.id, device_id, pepper, now)
-    audit(conn, tenant.id, now, ("api_key", "tenant"), "device.rotate_key", str(device_id))
+    audit(conn, tenant.id, now, by, "device.rotate_key", str(device_id))
     return key
 
 
-def revoke(conn: Connection, tenant: TenantContext, device_id: uuid.UUID, now: datetime) -> None:
+def revoke(
+    conn: Connection,
+    tenant: TenantContext,
+    device_id: uuid.UUID,
+    now: datetime,
+    by: Actor = INTEGRATION,
+) -> None:
     _live_device(conn, tenant, device_id)
     d, dk = T["device"], T["device_key"]
     conn.execute(
@@ -166,7 +184,7 @@ def revoke(conn: Connection, tenant: TenantContext, device_id: uuid.UUID, now: d
         .where(dk.c.tenant_id == tenant.id, dk.c.device_id == device_id, dk.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    audit(conn, tenant.id, now, ("api_key", "tenant"), "device.revoke", str(device_id))
+    audit(conn, tenant.id, now, by, "device.revoke", str(device_id))
 
 
 def _live_device(conn: Connection, tenant: TenantContext, device_id: uuid.UUID) -> Any:

@@ -44,10 +44,10 @@ from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
 from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
 from cloud_api.domain.pools import StockPool, WipPool
-from cloud_api.errors import Conflict, ErpError, Held, NotFound, Rejected
+from cloud_api.errors import Conflict, ErpError, Forbidden, Held, NotFound, Rejected
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
-from tenant.rbac import can
+from tenant.rbac import EVENT_ACTIONS, can
 
 T = m.SQLModel.metadata.tables
 RETRIES = 5
@@ -100,6 +100,10 @@ def open_posting_date(day: date, closed: set[str]) -> date:
     raise Held("period_closed", "no open period to book into")
 
 
+# the exception queue's open statuses: re-sent, re-posted or voided, never dropped
+OPEN = ("held", "rejected")
+# refusals that say who asks may not do it, not that the event is wrong
+NOT_THEIR_RIGHT = frozenset({"forbidden", "journal_not_allowed", "sod_violation"})
 # counts what a transaction posted toward the tenant's month (subscriptions.count_posted)
 Meter = Callable[[Connection, uuid.UUID, int, datetime], None]
 
@@ -134,15 +138,22 @@ class IngestService:
                     raise
         raise AssertionError("unreachable")
 
-    def repost(self, tenant: TenantContext, event_id: uuid.UUID) -> EventResult:
+    def repost(
+        self, tenant: TenantContext, event_id: uuid.UUID, actor: Actor | None = None
+    ) -> EventResult:
+        """Try a held or rejected event again, as it was sent; `actor`, who asks, is
+        the one a reversal's rights and segregation of duties are checked against."""
         with self.db.connect() as conn:
             row = event_row(conn, tenant.id, event_id)
-        _require_held(row, event_id)
-        return self.ingest(tenant, [json.loads(row.payload)])[0]
+        _require_open(row, event_id)
+        result = self.ingest(tenant, [json.loads(row.payload)], actor)[0]
+        if result.status == ResultStatus.rejected and result.code in NOT_THEIR_RIGHT:
+            raise Forbidden(result.code, result.message or "not allowed for this role")
+        return result
 
     def void(self, tenant: TenantContext, event_id: uuid.UUID, reason: str) -> None:
         with self.db.begin() as conn:
-            _require_held(event_row(conn, tenant.id, event_id), event_id)
+            _require_open(event_row(conn, tenant.id, event_id), event_id)
             ev = T["edge_event"]
             conn.execute(
                 ev.update()
@@ -151,13 +162,14 @@ class IngestService:
             )
 
 
-def _require_held(row: Any, event_id: uuid.UUID) -> None:
+def _require_open(row: Any, event_id: uuid.UUID) -> None:
     if row is None:
         raise NotFound("unknown_event", f"no event {event_id}")
-    if row.status != "held":
+    if row.status not in OPEN:
         raise Conflict(
             "not_held",
-            f"event {event_id} is {row.status}; only a held event can be re-posted or voided",
+            f"event {event_id} is {row.status}; only a held or rejected event can be "
+            "re-posted or voided",
         )
 
 
@@ -281,7 +293,7 @@ class Batch:
                     message="this event id was already used with another payload; "
                     "make a new id for a new event",
                 )
-            elif earlier is not None or (row is not None and row.status != "held"):
+            elif earlier is not None or (row is not None and row.status not in OPEN):
                 results[index] = EventResult(
                     event_id=str(event.event_id), status=ResultStatus.duplicate
                 )
@@ -307,7 +319,7 @@ class Batch:
         for result in dupes:
             row = rows[uuid.UUID(result.event_id)]  # type: ignore[arg-type]
             result.original_status = (
-                ResultStatus(row.status) if row.status in ("posted", "held") else None
+                ResultStatus(row.status) if row.status in ("posted", *OPEN) else None
             )
             result.code, result.message = row.code, row.message
             result.journal_entry_id = str(row.journal_entry_id) if row.journal_entry_id else None
@@ -364,7 +376,7 @@ class Batch:
             outcome = self.engine.post([*moves, *charges])
         except Held as held:
             if self.hold:  # a synchronous caller (the portal) answers 409 and keeps nothing
-                self._keep_held(event, digest, row, held)
+                self._keep_exception(event, digest, row, "held", held.code, held.message)
             return EventResult(
                 event_id=str(event.event_id),
                 status=ResultStatus.held,
@@ -372,6 +384,13 @@ class Batch:
                 message=held.message,
             )
         except Rejected as rejected:
+            # kept for the exception queue too (the edge parks its copy): someone must
+            # see a wrong scan, and a fix to master data may let it post after all. A
+            # queued event re-posted by someone without the right stays as it was.
+            if self.hold and not (row is not None and rejected.code in NOT_THEIR_RIGHT):
+                self._keep_exception(
+                    event, digest, row, "rejected", rejected.code, rejected.message
+                )
             return EventResult(
                 event_id=str(event.event_id),
                 status=ResultStatus.rejected,
@@ -544,11 +563,24 @@ class Batch:
                 )
 
     def plan(self, event: Event) -> rules.Plan:
+        self._may_send(event)
         if isinstance(event, Reversal):
             return self._reversal_plan(event)
         if event.type == "journal_entry":
             self._may_post_journal()
         return rules.RULES[event.type](event, self.md)  # type: ignore[operator]
+
+    def _may_send(self, event: Event) -> None:
+        """The RBAC matrix's rows for a person's events: stock movements are the
+        warehouse's (and the owner's), work-order progress production's. A device sends
+        what its station makes; the API key and the system act for the owner."""
+        actor = self.actor
+        action = EVENT_ACTIONS.get(event.type.value)
+        if actor is None or actor.kind != "user" or action is None:
+            return
+        if not can(actor.role or "", action):
+            kind = event.type.value.replace("_", " ")
+            raise Rejected("forbidden", f"the role {actor.role} may not post a {kind}")
 
     def _may_post_journal(self) -> None:
         """The RBAC matrix's "draft / post journal": owners, finance managers and
@@ -708,21 +740,25 @@ class Batch:
         return mirrored
 
     # -- rows --------------------------------------------------------------------
-    def _keep_held(self, event: Event, digest: str, row: Any, held: Held) -> None:
+    def _keep_exception(
+        self, event: Event, digest: str, row: Any, status: str, code: str, message: str
+    ) -> None:
+        """Keep an event that did not post in the exception queue (held: it may post
+        once something else happens; rejected: the event itself is wrong as the
+        master data stands), or update it there after another attempt."""
         if row is not None:
             self.buffer.event_updates.append(
                 {
                     "tenant_id": self.tenant.id,
                     "event_id": event.event_id,
-                    "code": held.code,
-                    "message": held.message,
+                    "status": status,
+                    "code": code,
+                    "message": message,
                     "attempts": row.attempts + 1,
                 }
             )
             return
-        self.buffer.add(
-            "edge_event", self._event_row(event, digest, "held", held.code, held.message)
-        )
+        self.buffer.add("edge_event", self._event_row(event, digest, status, code, message))
 
     def _record_posted(
         self, event: Event, digest: str, row: Any, entry_id: uuid.UUID | None

@@ -189,14 +189,68 @@ def end_sessions_everywhere(conn: Connection, user_id: uuid.UUID, now: datetime)
     """End the person's live sessions in every tenant they belong to. Row-level
     security lets a transaction change only its tenant's rows, so it visits each
     tenant in turn; the caller points the transaction back where it needs it."""
-    s = T["user_session"]
     for tenant_id in tenants_of(conn, user_id):
         tenancy.switch(conn, tenant_id)
-        conn.execute(
-            update(s)
-            .where(s.c.tenant_id == tenant_id, s.c.user_id == user_id, s.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        end_sessions(conn, tenant_id, now, user_id)
+
+
+def end_sessions(
+    conn: Connection, tenant_id: uuid.UUID, now: datetime, user_id: uuid.UUID | None = None
+) -> int:
+    """End the live sessions in this tenant (the transaction's): one person's, or with
+    `user_id` None everyone's. Returns how many ended."""
+    s = T["user_session"]
+    live = update(s).where(s.c.tenant_id == tenant_id, s.c.revoked_at.is_(None))
+    if user_id is not None:
+        live = live.where(s.c.user_id == user_id)
+    return int(conn.execute(live.values(revoked_at=now)).rowcount or 0)
+
+
+def memberships(conn: Connection, user_id: uuid.UUID) -> list[dict[str, str]]:
+    """The companies a person belongs to, by name: slug, name and their role there
+    (erp_platform reads memberships across tenants)."""
+    ms, t = T["membership"], T["tenant"]
+    query = (
+        select(t.c.slug, t.c.name, ms.c.role)
+        .join(t, t.c.id == ms.c.tenant_id)
+        .where(ms.c.user_id == user_id)
+        .order_by(t.c.name, t.c.slug)
+    )
+    rows = conn.execute(query.execution_options(cross_tenant=True))
+    return [{"slug": r.slug, "name": r.name, "role": r.role} for r in rows]
+
+
+def switch_tenant(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    session_hash: str,
+    user_id: uuid.UUID,
+    slug: str,
+    now: datetime,
+) -> tuple[uuid.UUID, str]:
+    """Move a signed-in person to another company they belong to: this session ends
+    and a new one starts there (SAAS.md: rotate on tenant switch), under that tenant's
+    subscription (a suspended one lets only its owner in). Not a member, or no such
+    company: 404 unknown_tenant, and the session goes on."""
+    target = _tenant_of(conn, user_id, slug)
+    if target is None:
+        raise NotFound("unknown_tenant", f"you are not a member of {slug!r}")
+    tenancy.switch(conn, target)
+    ms = T["membership"]
+    role = conn.scalar(select(ms.c.role).where(ms.c.tenant_id == target, ms.c.user_id == user_id))
+    subscriptions.gate_login(conn, target, role, now)
+    tenancy.switch(conn, tenant_id)  # row-level security: end the session where it is
+    s = T["user_session"]
+    conn.execute(
+        update(s)
+        .where(s.c.tenant_id == tenant_id, s.c.token_hash == session_hash)
+        .values(revoked_at=now)
+    )
+    audit(conn, tenant_id, now, ("user", str(user_id)), "session.switch_out", slug)
+    tenancy.switch(conn, target)
+    token = create_session(conn, target, user_id, now)
+    audit(conn, target, now, ("user", str(user_id)), "session.switch_in")
+    return target, token
 
 
 def reset_mfa(conn: Connection, email: str, reason: str, now: datetime) -> list[uuid.UUID]:
@@ -376,7 +430,7 @@ def remove_member(
     """End a user's membership of this tenant and revoke their sessions in it (their
     account and their other tenants stay); the last owner cannot go. Returns how many
     sessions were revoked."""
-    ms, s = T["membership"], T["user_session"]
+    ms = T["membership"]
     current = conn.scalar(
         select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)
     )
@@ -384,11 +438,7 @@ def remove_member(
         raise NotFound("unknown_member", f"no member {user_id} in this tenant")
     _keep_an_owner(conn, tenant_id, user_id, None)
     conn.execute(ms.delete().where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id))
-    revoked = conn.execute(
-        update(s)
-        .where(s.c.tenant_id == tenant_id, s.c.user_id == user_id, s.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    ).rowcount
+    revoked = end_sessions(conn, tenant_id, now, user_id)
     audit(
         conn,
         tenant_id,
@@ -403,17 +453,29 @@ def remove_member(
 
 def change_role(
     conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, now: datetime, by: Any
-) -> None:
+) -> int:
+    """Give a member another role. Their sessions in this tenant end (SAAS.md: rotate
+    on role change), so they sign in again and hold a new session id with the new
+    role; the same role again changes nothing. Returns the sessions ended."""
     if role not in ROLES:
         raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
-    _keep_an_owner(conn, tenant_id, user_id, role)
     ms = T["membership"]
-    changed = conn.execute(
-        update(ms).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id).values(role=role)
-    ).rowcount
-    if not changed:
+    current = conn.scalar(
+        select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)
+    )
+    if current is None:
         raise NotFound("unknown_member", f"no member {user_id} in this tenant")
-    audit(conn, tenant_id, now, ("user", str(by)), "member.role", f"{user_id} → {role}")
+    if current == role:
+        return 0
+    _keep_an_owner(conn, tenant_id, user_id, role)
+    conn.execute(
+        update(ms).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id).values(role=role)
+    )
+    ended = end_sessions(conn, tenant_id, now, user_id)
+    said = f"was {current}; {ended} sessions ended"
+    actor = ("user", str(by))
+    audit(conn, tenant_id, now, actor, "member.role", f"{user_id} → {role}", detail=said)
+    return ended
 
 
 def members(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
