@@ -197,6 +197,22 @@ def test_a_device_beyond_the_plan_is_refused(api: Api) -> None:
     assert refused.status_code == 402 and refused.json()["code"] == "plan_limit"
 
 
+def test_a_site_beyond_the_plan_is_refused(api: Api) -> None:
+    """Sites are a hard limit too: a trial has one. A code for a second site is refused
+    at once; one issued before the first device made the site count is refused when
+    the edge enrolls with it, and nothing is enrolled."""
+    _set_subscription(api, lambda sub: subs.start_trial("starter", now_utc())[0])
+    early = api.post("/devices/enrollment-codes", json={"site": "plant-2"}).json()["code"]
+    assert _enroll(api, _code(api), "edge-1").status_code == 201  # site "main" counts
+    refused = api.post("/devices/enrollment-codes", json={"site": "plant-2"})
+    assert refused.status_code == 402 and refused.json()["code"] == "plan_limit"
+    assert "site" in refused.json()["detail"]
+    late = _enroll(api, early, "edge-2")
+    assert late.status_code == 402 and late.json()["code"] == "plan_limit"
+    assert [d["name"] for d in api.get("/devices").json()] == ["edge-1"]
+    assert api.post("/devices/enrollment-codes", json={"site": "main"}).status_code == 201
+
+
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_erp_edge_enroll_writes_the_key_the_agent_then_uses(
     api: Api, db: Engine, tmp_path: Path

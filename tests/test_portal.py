@@ -430,6 +430,12 @@ def test_a_paused_subscription_reads_but_does_not_write(db: Engine, owner: Porta
         subscriptions.save(conn, tenant_id, ended)
     queue = owner.get("/exceptions")
     assert queue.status_code == 200 and "Paused" in queue.text  # the state banner
+    assert "The subscription is not paid: read-only until it is" in queue.text
+    assert owner.post("/language", {"lang": "zh_CN", "next": "/"}).status_code == 303
+    chinese = owner.get("/subscription").text
+    assert chinese.count("订阅未付款：付款前为只读") == 2  # the banner, the page's notice
+    assert "read-only until it is" not in chinese
+    assert owner.post("/language", {"lang": "en", "next": "/"}).status_code == 303
     assert f"event-{held['event_id']}" in queue.text and "/repost" not in queue.text
     assert "enroll-form" not in owner.get("/devices").text
     refused = owner.post(f"/exceptions/{held['event_id']}/repost", page="/exceptions")
@@ -462,6 +468,8 @@ def test_devices_are_enrolled_rotated_and_revoked(owner: Portal) -> None:
     device_id = enrolled.json()["device_id"]
     listed = owner.get("/devices").text
     assert "hh-9" in listed and "line-2" in listed and code not in listed  # shown once
+    second_site = owner.post("/devices/enroll", {"site": "line-3"}, page="/devices")
+    assert second_site.status_code == 402 and "site" in second_site.text  # a trial: 1
     rotated = owner.post(f"/devices/{device_id}/rotate", page="/devices")
     assert rotated.status_code == 200 and "dk_live_" in rotated.text
     revoked = owner.post(f"/devices/{device_id}/revoke", page="/devices")

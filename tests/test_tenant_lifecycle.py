@@ -222,3 +222,57 @@ def test_the_portal_switches_company_and_cancels_from_its_pages(db: Engine) -> N
     assert canceled.headers["location"] == "/subscription?notice=subscription_canceled"
     shown = oak.get(canceled.headers["location"]).text
     assert 'id="canceled"' in shown and 'id="cancel-subscription"' not in shown
+    assert "The subscription is canceled: read-only until" in shown  # the banner
+
+
+def test_the_owner_replaces_the_tenant_api_key(db: Engine) -> None:
+    """The key shown once at sign-up can be replaced (SAAS.md: keys revocable): the
+    old one is refused at once, the new one works; only the owner's session does it."""
+    owner = Browser(db)
+    signed = owner.sign_up(_email("owner"))
+    old = {"Authorization": f"Bearer {signed['api_key']}"}
+    assert owner.client.get("/api/v1/items", headers=old).status_code == 200
+    by_key = owner.client.post("/api/v1/api-key/rotate", headers=old)
+    assert by_key.status_code == 403 and by_key.json()["code"] == "owner_session_required"
+    viewer_email = _email("viewer")
+    member = {"email": viewer_email, "name": "V", "role": "viewer", "password": PASSWORD}
+    assert owner.call("POST", "/users", json=member).status_code == 201
+    viewer = Browser(db, owner.client.app)
+    assert viewer.log_in(viewer_email).status_code == 200
+    assert viewer.call("POST", "/api-key/rotate").status_code == 403
+
+    rotated = owner.call("POST", "/api-key/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["api_key"]
+    assert new_key != signed["api_key"] and new_key.startswith("tk_")
+    stale = owner.client.get("/api/v1/items", headers=old)
+    assert stale.status_code == 401 and stale.json()["code"] == "invalid_api_key"
+    fresh = {"Authorization": f"Bearer {new_key}"}
+    assert owner.client.get("/api/v1/items", headers=fresh).status_code == 200
+    assert len(_audit(owner, "tenant.api_key_rotated")) == 1
+
+
+def test_the_portal_replaces_the_api_key_for_the_owner_only(db: Engine) -> None:
+    owner = Portal(db)
+    owner.sign_up()
+    old_key = owner.api_key
+    clerk = Portal(db)
+    assert clerk.log_in(owner.add_member("warehouse")).status_code == 303
+    assert 'id="api-key-form"' not in clerk.get("/users").text
+    assert clerk.post("/users/api-key", page="/users").status_code == 403
+    page = owner.post("/users/api-key", page="/users")
+    assert page.status_code == 200
+    new_key = text_of_code(page.text)
+    assert new_key.startswith("tk_") and new_key != old_key
+    assert owner.api("GET", "/items").status_code == 401  # the old key
+    owner.api_key = new_key
+    assert owner.api("GET", "/items").status_code == 200
+    assert new_key not in owner.get("/users").text  # shown once
+
+
+def text_of_code(html: str) -> str:
+    import re
+
+    found = re.search(r'id="new-api-key">([^<]+)<', html)
+    assert found, "the page shows the new key"
+    return found.group(1)

@@ -58,10 +58,14 @@ def _devices(r: APIRouter) -> None:
         """A one-time enrollment code, shown once, as text and as a QR code."""
         site = write.field("site", SITE_MAX) or "main"
         pepper = request.app.state.settings.api_key_pepper
-        with db(request).begin() as conn:
-            code = devices.create_enrollment_code(
-                conn, write.who.tenant, pepper, now_utc(), site, _by(write)
-            )
+
+        def call() -> str:  # a site beyond the plan: the error page says so
+            with db(request).begin() as conn:
+                return devices.create_enrollment_code(
+                    conn, write.who.tenant, pepper, now_utc(), site, _by(write)
+                )
+
+        code = service_call(call)
         return page(request, write.who, code=code, qr=_qr(code), site=site)
 
     @r.post("/devices/{device_id}/rotate", response_class=HTMLResponse)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
 from cloud_api.services import users
+from cloud_api.services.tenants import rotate_api_key
 from tenant.rbac import ROLES
 from web import queries
 from web.common import db, notice, parse_uuid, service_call
@@ -40,7 +41,7 @@ def router() -> APIRouter:
 def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> HTMLResponse:
     with db(request).connect() as conn:
         members = users.members(conn, who.tenant.id)
-    context: dict[str, Any] = {"values": {}, "error": None}
+    context: dict[str, Any] = {"values": {}, "error": None, "new_api_key": None}
     context.update(shown)
     return render(
         request,
@@ -91,6 +92,14 @@ def _actions(r: APIRouter) -> None:
             status = getattr(error, "status", 400)
             return _page(request, who, status, values=values, error=error.message)
         return RedirectResponse("/users?notice=invited", status_code=303)
+
+    @r.post("/users/api-key", response_class=HTMLResponse)
+    def replace_api_key(request: Request, write: ManageUsers) -> HTMLResponse:
+        """A new tenant API key, shown on the page once; the old one stops at once."""
+        who, pepper = write.who, request.app.state.settings.api_key_pepper
+        with db(request).begin() as conn:
+            key = rotate_api_key(conn, who.tenant.id, pepper, now_utc(), ("user", str(who.user_id)))
+        return _page(request, who, new_api_key=key)
 
     @r.post("/users/{user_id}/role")
     def change_role(request: Request, user_id: str, write: ManageUsers) -> Response:

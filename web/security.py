@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -60,9 +60,12 @@ RELOAD = _("Reload the page and try again.")
 class Subscription:
     state: str
     plan: str
-    banner: str | None
+    banner: str | None  # in English (tenant/subscriptions.py); the page says it translated
     trial_ends_at: datetime | None
     days_left: int | None  # of the trial, rounded up
+    grace_ends_at: datetime | None = None  # past due: the day writes stop
+    suspended_reason: str | None = None
+    read_only_until: datetime | None = None  # canceled: then locked
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
             subs.banner(current, now),
             current.trial_ends_at,
             _days_left(current.trial_ends_at, now),
+            _after(current.past_due_since, subs.GRACE_DAYS),
+            current.suspended_reason,
+            _after(current.canceled_at, subs.CANCELED_READ_ONLY_DAYS),
         ),
         language=i18n.normalise(user.locale if user else None) or i18n.DEFAULT_LANGUAGE,
         mfa_setup_needed=(
@@ -210,6 +216,10 @@ def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Princi
         companies=companies,
         tenant_slug=slug,
     )
+
+
+def _after(start: datetime | None, days: int) -> datetime | None:
+    return None if start is None else start + timedelta(days=days)
 
 
 def _days_left(end: datetime | None, now: datetime) -> int | None:

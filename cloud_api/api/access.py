@@ -50,6 +50,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/mfa/confirm"): "session",
     ("POST", "/api/v1/session/switch"): "session",
     ("POST", "/api/v1/subscription/cancel"): "users.manage",  # billing: the owner's
+    ("POST", "/api/v1/api-key/rotate"): "users.manage",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
     ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",

@@ -38,7 +38,7 @@ from cloud_api.services import (
 )
 from cloud_api.services.ingest import Actor, IngestService, event_row
 from cloud_api.services.store import TenantContext
-from cloud_api.services.tenants import tenant_by_id, tenant_for_key
+from cloud_api.services.tenants import rotate_api_key, tenant_by_id, tenant_for_key
 from cloud_api.settings import Settings, get_settings
 from tenant import shared_limits
 from tenant.ratelimit import Limiter
@@ -719,6 +719,18 @@ def _device_routes(r: APIRouter) -> None:
     def read_subscription(tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         with db.connect() as conn:
             return subscriptions.describe(conn, tenant, now_utc())
+
+    @r.post("/api-key/rotate")
+    def rotate_tenant_key(tenant: TenantDep, db: DbDep, request: Request) -> dict[str, str]:
+        """A new tenant API key, in this answer only; the old one is refused from now
+        on. The owner, signed in (a key does not replace itself)."""
+        user_id = getattr(request.state, "user_id", None)
+        if user_id is None:
+            raise Forbidden("owner_session_required", "the owner replaces the key, signed in")
+        pepper = request.app.state.settings.api_key_pepper
+        with db.begin() as conn:
+            key = rotate_api_key(conn, tenant.id, pepper, now_utc(), ("user", str(user_id)))
+        return {"api_key": key}
 
     @r.post("/subscription/cancel")
     def cancel_subscription(

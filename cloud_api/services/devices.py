@@ -59,6 +59,7 @@ def create_enrollment_code(
     site: str = "main",
     by: Actor = INTEGRATION,
 ) -> str:
+    _check_site_limit(conn, tenant.id, site)  # refused now, not when the edge enrolls
     issued = new_enrollment_code(pepper)
     conn.execute(
         insert(T["enrollment_code"]).values(
@@ -88,6 +89,7 @@ def enroll(
         tenant_id = row.tenant_id
         tenancy.switch(conn, tenant_id)
         _check_device_limit(conn, tenant_id)
+        _check_site_limit(conn, tenant_id, row.site)
         device_id = uuid.uuid4()
         spent = conn.execute(
             update(ec)
@@ -117,6 +119,19 @@ def _check_device_limit(conn: Connection, tenant_id: uuid.UUID) -> None:
         select(func.count()).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None))
     )
     exceeded = check_limit(subscriptions.plan_of(conn, tenant_id), "devices", int(live or 0))
+    if exceeded is not None:
+        raise subscriptions.Refused(402, exceeded.code, exceeded.message)
+
+
+def _check_site_limit(conn: Connection, tenant_id: uuid.UUID, site: str) -> None:
+    """Sites are a hard plan limit (SAAS.md): a site counts once a live device is
+    enrolled there; a device for a site beyond the plan's is refused (402 plan_limit)."""
+    d = T["device"]
+    live = select(d.c.site).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None))
+    sites = set(conn.scalars(live.distinct()))
+    if site in sites:
+        return
+    exceeded = check_limit(subscriptions.plan_of(conn, tenant_id), "sites", len(sites))
     if exceeded is not None:
         raise subscriptions.Refused(402, exceeded.code, exceeded.message)
 

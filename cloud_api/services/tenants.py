@@ -2,15 +2,17 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, Unauthorized
 from cloud_api.services import subscriptions
+from cloud_api.services.audit import audit
 from cloud_api.services.chart import DEFAULT_ACCOUNTS, DEFAULT_CATEGORIES, DEFAULT_LOCATIONS
 from cloud_api.services.store import TenantContext
 from tenant import subscriptions as subs
@@ -136,6 +138,20 @@ def _context(row: Any) -> TenantContext:
         row.variance_policy,
         row.reversal_sod_waived,
     )
+
+
+def rotate_api_key(
+    conn: Connection, tenant_id: uuid.UUID, pepper: str, now: datetime, by: tuple[str, str]
+) -> str:
+    """A new tenant API key, returned once; the old one stops working at once (a key
+    shown at sign-up, or leaked, can be replaced). Audited."""
+    key = new_api_key()
+    t = T["tenant"]
+    conn.execute(
+        update(t).where(t.c.id == tenant_id).values(api_key_hash=hash_api_key(key, pepper))
+    )
+    audit(conn, tenant_id, now, by, "tenant.api_key_rotated")
+    return key
 
 
 def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:
