@@ -186,7 +186,7 @@ def _item(spec: ItemSpec) -> schemas.ItemCreate:
 
 @dataclass
 class Floor:
-    """A seeded stream of events in time order over HISTORY_DAYS up to `end`; every
+    """A seeded stream of events in time order over `days` up to `end`; every
     event can post (it never takes stock that is not there, nor completes more than
     an order plans). An order is closed when it leaves the floor: its residual WIP
     goes to cost of sales."""
@@ -200,9 +200,10 @@ class Floor:
     completed: dict[str, int] = field(default_factory=dict)
     closed: int = 0  # orders[:closed] are closed
     seq: dict[str, int] = field(default_factory=dict)
+    days: float = HISTORY_DAYS  # the span of the history, up to `end`
 
     def stream(self) -> Iterator[dict[str, Any]]:
-        start = self.end - timedelta(days=HISTORY_DAYS)
+        start = self.end - timedelta(days=self.days)
         step = (self.end - start) / max(1, self.events)
         kinds, weights = [k for k, _ in MIX], [w for _, w in MIX]
         orders = self.cat.orders
@@ -591,6 +592,7 @@ def main(
     requests: int = 200,
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres",
     seed: int = 42,
+    days: float = HISTORY_DAYS,
 ) -> dict[str, Any]:
     """Build, serve, time and check (see the module's docstring); print the figures
     and return them. The throwaway database is dropped at the end, whatever happens."""
@@ -606,7 +608,7 @@ def main(
         t0 = time.perf_counter()
         seed_master_data(app_db, tenant, cat)
         print(f"master data: {len(cat.orders):,} work orders ({time.perf_counter() - t0:.1f} s)")
-        floor = Floor(cat, moves, now_utc() - timedelta(minutes=5), rng)
+        floor = Floor(cat, moves, now_utc() - timedelta(minutes=5), rng, days=days)
         print(f"building {moves:,} moves for tenant {tenant_id} ...", flush=True)
         built = build(owner, tenant, floor)
         t0 = time.perf_counter()

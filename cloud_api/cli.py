@@ -339,12 +339,20 @@ def bench_portal(
         str,
         typer.Option(help="PostgreSQL server; the bench creates and drops its own database."),
     ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    days: Annotated[
+        float,
+        typer.Option(
+            help="Days of history up to now (fewer than today's day of the month: the "
+            "whole ledger is this month's, the dashboard's worst case).",
+            min=0.01,
+        ),
+    ] = 90,
 ) -> None:
     """Post MOVES stock moves for one tenant, then time the portal's dashboard and stock
     page (p50/p95/p99/max) against /healthz."""
     from bench.portal import main as run_bench
 
-    run_bench(moves=moves, requests=requests, database_url=database_url)
+    run_bench(moves=moves, requests=requests, database_url=database_url, days=days)
 
 
 if __name__ == "__main__":  # pragma: no cover
