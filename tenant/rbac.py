@@ -15,7 +15,8 @@ Actions:
 - period.reopen     reopen one (owner only; audited)
 - settings.write    the tenant's production and costing settings
 - devices.manage    enrollment codes, key rotation, revocation
-- users.manage      invite, change role, remove; billing and plan
+- users.manage      invite, change role, remove; the invoices
+- billing           cancel the subscription (what an unpaid or paused tenant may still do)
 - export            the tenant's export and the audit log (reads, but not for every role)
 """
 
@@ -46,6 +47,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "settings.write": frozenset({"owner"}),
     "devices.manage": frozenset({"owner", "warehouse", "production"}),
     "users.manage": frozenset({"owner"}),
+    "billing": frozenset({"owner"}),  # cancel the subscription: allowed while unpaid
     "export": frozenset({"owner", "finance_mgr", "auditor"}),
     "session": EVERYONE,  # signing out
 }

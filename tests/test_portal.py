@@ -367,6 +367,14 @@ def test_a_rejected_event_waits_in_the_queue_until_posted_or_voided(
     # ... and posts when the owner, who may, re-posts it
     done = owner.post(f"/exceptions/{undo['event_id']}/repost", page="/exceptions")
     assert done.headers["location"] == "/exceptions?notice=posted"
+    ev = m.SQLModel.metadata.tables["edge_event"]
+    with db.connect() as conn:  # posted on the owner's authority: theirs to answer for
+        by = conn.scalar(
+            select(ev.c.posted_by)
+            .where(ev.c.event_id == uuid.UUID(undo["event_id"]))
+            .execution_options(cross_tenant=True)
+        )
+    assert by == "user:" + owner.client.get("/api/v1/me").json()["user_id"]
     assert "CN¥0.00" in card(owner.get("/").text, "stock-raw")
 
     monkeypatch.setattr("web.exception_queue.SHOWN", 1)

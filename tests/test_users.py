@@ -209,7 +209,11 @@ def test_stock_movements_are_the_warehouses_and_progress_is_productions(db: Engi
     made = completion(30, "1", wo="WO1")
     refused = send("warehouse", made)
     assert (refused["status"], refused["code"]) == ("rejected", "forbidden")
-    assert send("production", made)["code"] != "forbidden"  # theirs (held or posted)
+    void = people["warehouse"].call(
+        "POST", f"/exceptions/{made['event_id']}/void", json={"reason": "not mine"}
+    )
+    assert void.status_code == 403  # nor may they void production's event
+    assert send("production", made)["status"] in {"posted", "held"}  # theirs
     stock = {r["item"]: r["quantity"] for r in owner.call("GET", "/reports/stock").json()}
     assert stock.get("RAW") == "10.000000"  # the production clerk's receipt never posted
 

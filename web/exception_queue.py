@@ -74,5 +74,6 @@ def _exceptions(r: APIRouter) -> None:
         reason = write.field("reason", 500)
         if len(reason) < VOID_REASON_MIN:
             raise PageError(422, "Give a reason to void the event", "")
-        service_call(lambda: request.app.state.ingest.void(write.who.tenant, key, reason))
+        ingest, who = request.app.state.ingest, write.who
+        service_call(lambda: ingest.void(who.tenant, key, reason, actor_of(who)))
         return RedirectResponse("/exceptions?notice=voided", status_code=303)

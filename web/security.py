@@ -93,7 +93,7 @@ class Principal:
     def can(self, action: str) -> bool:
         """May this user do `action` now: the role (tenant/rbac.py), and for anything
         but signing out, a subscription that allows writes."""
-        return can(self.role, action) and (self.writable or action == "session")
+        return can(self.role, action) and (self.writable or action in ("session", "billing"))
 
 
 class LoginRequired(Exception):
@@ -155,7 +155,8 @@ async def _resolve(request: Request, write: bool) -> Principal:
         raise LoginRequired(here)
     platform_db = request.app.state.platform_db
     try:
-        who = await run_in_threadpool(_lookup, platform_db, token, write, _pepper(request))
+        billing = request.url.path in BILLING_PAGES
+        who = await run_in_threadpool(_lookup, platform_db, token, write, _pepper(request), billing)
     except Unauthorized as error:
         raise LoginRequired(here) from error
     except subscriptions.Refused as error:
@@ -167,6 +168,7 @@ async def _resolve(request: Request, write: bool) -> Principal:
     return who
 
 
+BILLING_PAGES = frozenset({"/subscription/cancel"})  # "read + billing" while unpaid
 MFA_FREE_PAGES = frozenset({"/mfa", "/logout", "/language", "/switch"})
 
 
@@ -174,14 +176,16 @@ class MfaSetupRequired(Exception):
     """The user must set up a second factor before anything else (redirect to /mfa)."""
 
 
-def _lookup(platform_db: Engine, token: str, write: bool, pepper: str) -> Principal:
+def _lookup(
+    platform_db: Engine, token: str, write: bool, pepper: str, billing: bool = False
+) -> Principal:
     now = now_utc()
     t, u = T["tenant"], T["app_user"]
     with platform_db.begin() as conn:
         found = users.principal(conn, token, now)  # switches the transaction's tenant
         tenant = tenant_by_id(conn, found.tenant_id)
         sub = subscriptions.load(conn, tenant.id)
-        subscriptions.gate_portal(conn, tenant, write, found.role, now)
+        subscriptions.gate_portal(conn, tenant, write, found.role, now, billing=billing)
         name, currency, slug = conn.execute(
             select(t.c.name, t.c.currency, t.c.slug).where(t.c.id == tenant.id)
         ).one()

@@ -28,7 +28,7 @@ def _(message: str) -> str:
 INVOICES_ACTION = "users.manage"  # cloud_api/api/access.py READ_ACTIONS: the owner's
 INVOICE_STATUSES = {"open": _("Not paid yet"), "paid": _("Paid"), "void": _("Void")}
 CANCELABLE = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
-Billing = Annotated[Write, Depends(writer(INVOICES_ACTION))]
+Billing = Annotated[Write, Depends(writer("billing"))]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> 
         meters=meters,
         invoices=invoices,
         billing_allowed=billing_allowed,
-        cancelable=billing_allowed and who.writable and described["state"] in CANCELABLE,
+        cancelable=who.can("billing") and described["state"] in CANCELABLE,
         cancel_error=shown.get("cancel_error"),
         notice=notice(request),
         INVOICE_STATUSES=INVOICE_STATUSES,

@@ -49,13 +49,15 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/me/password"): "session",
     ("POST", "/api/v1/mfa/confirm"): "session",
     ("POST", "/api/v1/session/switch"): "session",
-    ("POST", "/api/v1/subscription/cancel"): "users.manage",  # billing: the owner's
+    ("POST", "/api/v1/subscription/cancel"): "billing",
     ("POST", "/api/v1/api-key/rotate"): "users.manage",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
     ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",
     ("POST", "/api/v1/api-tokens/{token_id}/revoke"): "users.manage",
 }
+# writes that SAAS.md's "read + billing" allows an unpaid or paused tenant
+BILLING_WRITES = frozenset({("POST", "/api/v1/subscription/cancel")})
 # reads that not every role may do
 READ_ACTIONS = {
     "/api/v1/export": "export",
@@ -112,6 +114,10 @@ def require_scope(request: Request, scopes: frozenset[str]) -> None:
             "insufficient_scope",
             f"this token may not {what}" + (f": it needs the scope {needed}" if needed else ""),
         )
+
+
+def is_billing(request: Request) -> bool:
+    return (request.method, _route_path(request)) in BILLING_WRITES
 
 
 def action_of(request: Request) -> str:

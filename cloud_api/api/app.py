@@ -158,7 +158,8 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
         # signing out or switching company is allowed in every state (as the portal's)
         write = request.method not in ("GET", "HEAD", "OPTIONS")
         write = write and access.action_of(request) != "session"
-        subscriptions.gate_portal(conn, tenant, write, who.role, now)
+        billing = access.is_billing(request)
+        subscriptions.gate_portal(conn, tenant, write, who.role, now, billing=billing)
         plan = subscriptions.plan_of(conn, tenant.id).code
     if mfa.required(who.role, plan) and not who.mfa and request.url.path not in MFA_FREE:
         raise Forbidden(
@@ -370,7 +371,7 @@ def _api_router() -> APIRouter:
     def void(
         event_id: uuid.UUID, body: schemas.VoidRequest, tenant: TenantDep, request: Request
     ) -> dict[str, str]:
-        request.app.state.ingest.void(tenant, event_id, body.reason)
+        request.app.state.ingest.void(tenant, event_id, body.reason, _ingest_actor(request))
         return {"event_id": str(event_id), "status": "voided"}
 
     _master_data_routes(r)

@@ -151,15 +151,40 @@ class IngestService:
             raise Forbidden(result.code, result.message or "not allowed for this role")
         return result
 
-    def void(self, tenant: TenantContext, event_id: uuid.UUID, reason: str) -> None:
+    def void(
+        self, tenant: TenantContext, event_id: uuid.UUID, reason: str, actor: Actor | None = None
+    ) -> None:
+        """Take a held or rejected event out of the queue for good, with a reason. Who
+        asks needs the right to make that kind of event (a production clerk does not
+        void a receipt); the row is locked, so a concurrent re-post posts it or this
+        voids it, never both."""
         with self.db.begin() as conn:
-            _require_open(event_row(conn, tenant.id, event_id), event_id)
+            row = event_row(conn, tenant.id, event_id, lock=True)
+            _require_open(row, event_id)
+            _may_act_on(actor, row.type)
             ev = T["edge_event"]
             conn.execute(
                 ev.update()
-                .where(ev.c.tenant_id == tenant.id, ev.c.event_id == event_id)
+                .where(
+                    ev.c.tenant_id == tenant.id,
+                    ev.c.event_id == event_id,
+                    ev.c.status.in_(OPEN),
+                )
                 .values(status="voided", code="voided", message=reason)
             )
+
+
+# what a person needs to re-post or void a queued event of each kind
+QUEUE_ACTIONS = {**EVENT_ACTIONS, "reversal": "journal.reverse", "journal_entry": "journal.post"}
+
+
+def _may_act_on(actor: Actor | None, event_type: str) -> None:
+    if actor is None or actor.kind != "user":
+        return
+    action = QUEUE_ACTIONS.get(event_type)
+    if action is not None and not can(actor.role or "", action):
+        kind = event_type.replace("_", " ")
+        raise Forbidden("forbidden", f"the role {actor.role} may not void a {kind}")
 
 
 def _require_open(row: Any, event_id: uuid.UUID) -> None:
@@ -186,11 +211,14 @@ def _retryable(error: DBAPIError) -> bool:
     return code in {"40001", "40P01"} or "database is locked" in str(error)
 
 
-def event_row(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> Any:
+def event_row(
+    conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID, lock: bool = False
+) -> Any:
     ev = T["edge_event"]
-    return conn.execute(
-        select(ev).where(ev.c.tenant_id == tenant_id, ev.c.event_id == event_id)
-    ).first()
+    query = select(ev).where(ev.c.tenant_id == tenant_id, ev.c.event_id == event_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
 
 
 @dataclass(frozen=True)
@@ -269,9 +297,12 @@ class Batch:
         if not ids:
             return {}
         ev = T["edge_event"]
-        rows = self.conn.execute(
-            select(ev).where(ev.c.tenant_id == self.tenant.id, ev.c.event_id.in_(sorted(ids)))
-        ).all()
+        query = select(ev).where(ev.c.tenant_id == self.tenant.id, ev.c.event_id.in_(sorted(ids)))
+        if self.conn.dialect.name == "postgresql":
+            # a re-send, a re-post and a void of one queued event take turns: the
+            # second sees what the first did (posted, voided), never a stale "held"
+            query = query.with_for_update()
+        rows = self.conn.execute(query).all()
         return {row.event_id: row for row in rows}
 
     def _triage(
@@ -774,6 +805,9 @@ class Batch:
                     "journal_entry_id": entry_id,
                     "attempts": row.attempts + 1,
                     "posted_at": self.now,
+                    # on whose authority it posted at last: a re-post's asker (so
+                    # segregation of duties holds them to it), else who sent it
+                    "posted_by": self.actor.ref if self.actor else row.posted_by,
                 }
             )
         else:

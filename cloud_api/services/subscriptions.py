@@ -63,11 +63,17 @@ def check_ingest(conn: Connection, tenant: TenantContext, now: datetime) -> None
 
 
 def gate_portal(
-    conn: Connection, tenant: TenantContext, write: bool, role: str, now: datetime
+    conn: Connection,
+    tenant: TenantContext,
+    write: bool,
+    role: str,
+    now: datetime,
+    billing: bool = False,
 ) -> None:
     """A portal user's request under the subscription: reads (and, for a suspended
-    tenant, only the owner's) or writes, per SAAS.md's table."""
-    action = "portal_write" if write else "portal_read"
+    tenant, only the owner's) or writes, per SAAS.md's table; `billing` for what the
+    table's "read + billing" still allows an unpaid or paused tenant (cancelling)."""
+    action = "billing" if billing else "portal_write" if write else "portal_read"
     _raise_unless(subs.allows(load(conn, tenant.id), action, now=now, role=role))
 
 

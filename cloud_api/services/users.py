@@ -232,7 +232,7 @@ def switch_tenant(
     and a new one starts there (SAAS.md: rotate on tenant switch), under that tenant's
     subscription (a suspended one lets only its owner in). Not a member, or no such
     company: 404 unknown_tenant, and the session goes on."""
-    target = _tenant_of(conn, user_id, slug)
+    target = _tenant_of(conn, user_id, slug) if slug.strip() else None
     if target is None:
         raise NotFound("unknown_tenant", f"you are not a member of {slug!r}")
     tenancy.switch(conn, target)
@@ -241,14 +241,15 @@ def switch_tenant(
     subscriptions.gate_login(conn, target, role, now)
     tenancy.switch(conn, tenant_id)  # row-level security: end the session where it is
     s = T["user_session"]
-    conn.execute(
-        update(s)
-        .where(s.c.tenant_id == tenant_id, s.c.token_hash == session_hash)
-        .values(revoked_at=now)
-    )
-    audit(conn, tenant_id, now, ("user", str(user_id)), "session.switch_out", slug)
+    here = (s.c.tenant_id == tenant_id) & (s.c.token_hash == session_hash)
+    started = conn.scalar(select(s.c.created_at).where(here))
+    conn.execute(update(s).where(here).values(revoked_at=now))
+    # where they went is the other company's business, not this one's
+    audit(conn, tenant_id, now, ("user", str(user_id)), "session.switch_out")
     tenancy.switch(conn, target)
-    token = create_session(conn, target, user_id, now)
+    # the new session keeps the old one's start: switching back and forth never
+    # outlives the absolute timeout
+    token = create_session(conn, target, user_id, now, started=started)
     audit(conn, target, now, ("user", str(user_id)), "session.switch_in")
     return target, token
 
@@ -322,7 +323,11 @@ def _tenant_of(conn: Connection, user_id: uuid.UUID, slug: str | None) -> uuid.U
 
 
 def create_session(
-    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    now: datetime,
+    started: datetime | None = None,
 ) -> str:
     token = new_session_token()
     conn.execute(
@@ -330,7 +335,7 @@ def create_session(
             tenant_id=tenant_id,
             token_hash=token_hash(token),
             user_id=user_id,
-            created_at=now,
+            created_at=started or now,
             last_seen_at=now,
         )
     )
