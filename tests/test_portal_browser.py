@@ -194,18 +194,28 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
 
     (held,) = ingest.events(issue("BOLT", "3", minutes_ago=3))
     assert held["status"] == "held"
+    (wrong,) = ingest.events(receipt("GLUE", "5", "3", minutes_ago=2))  # its lot missing
+    assert wrong["status"] == "rejected"
     page.reload()
-    assert card(page, "held").startswith("Held events waiting 1")
+    assert card(page, "held").startswith("Held events waiting 1 1 rejected")
     page.get_by_role("link", name="Open the exception queue").click()
     row = page.locator(f"#event-{held['event_id']}")
     assert (
         "Not enough stock" in row.inner_text() and "Receive the missing stock" in row.inner_text()
     )
+    rejected = page.locator(f"#rejected-events #event-{wrong['event_id']}")
+    assert "The item is lot-tracked, and no lot was given" in rejected.inner_text()
     shoot(page, "exceptions", db)
     ingest.events(receipt("BOLT", "10", "2", minutes_ago=40))  # the missing stock
     row.get_by_role("button", name="Re-post").click()
     assert "The event is posted." in page.locator(".notice").first.inner_text()
     assert page.locator("#queue-empty").is_visible()
+    rejected = page.locator(f"#rejected-events #event-{wrong['event_id']}")
+    rejected.get_by_text("Void…").click()
+    rejected.get_by_label("Reason").fill("no lot label on the drum")
+    rejected.get_by_role("button", name="Void").click()
+    assert "The event is voided." in page.locator(".notice").first.inner_text()
+    assert page.locator("#none-rejected").is_visible()
 
     page.get_by_role("link", name="Inventory").click()
     assert "CN¥" in page.locator("#inventory-total").inner_text()
@@ -248,8 +258,13 @@ def test_owner_story_in_chromium(browser: Any, page: Any, server: CloudServer, d
         "/production",
         "/production/WO1",
         "/finance/trial-balance",
+        "/finance/journal",
         "/finance/statements",
+        "/finance/receivables",
+        "/finance/periods",
         "/labels",
+        "/subscription",
+        "/users",
     ):
         page.goto(server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
