@@ -67,6 +67,21 @@ EVENT_ACTIONS: dict[str, str] = {
 }
 
 
+# the device scope each of those actions needs (tenant/security/keys.py DEVICE_SCOPES;
+# "events:post" covers them all)
+DEVICE_SCOPE_OF = {
+    "stock.post": "stock:post",
+    "production.progress": "progress:post",
+    "production.write": "progress:post",
+}
+
+
+def device_may_send(scopes: frozenset[str], event_type: str) -> bool:
+    """May a device with `scopes` send an event of `event_type`?"""
+    needed = DEVICE_SCOPE_OF.get(EVENT_ACTIONS.get(event_type, ""))
+    return needed is None or "events:post" in scopes or needed in scopes
+
+
 def can(role: str, action: str) -> bool:
     """Unknown actions are refused: a route nobody mapped is nobody's."""
     return role in ACTIONS.get(action, frozenset())

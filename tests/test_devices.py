@@ -5,6 +5,7 @@ Retry-After, nothing posted, the edge keeps buffering)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from tenant import metering
 from tenant import subscriptions as subs
 from tests.conftest import Api
 from tests.edge_harness import cloud
-from tests.factory import issue, receipt, setup_workshop
+from tests.factory import completion, issue, receipt, setup_workshop
 
 T = m.SQLModel.metadata.tables
 
@@ -195,6 +196,42 @@ def test_a_device_beyond_the_plan_is_refused(api: Api) -> None:
         assert _enroll(api, _code(api), name).status_code == 201
     refused = _enroll(api, _code(api), "edge-3")
     assert refused.status_code == 402 and refused.json()["code"] == "plan_limit"
+
+
+def test_a_device_posts_only_what_it_was_enrolled_for(api: Api) -> None:
+    """SAAS.md's "✓ scoped" for devices: a receiving handheld enrolled for stock
+    movements may not report a completion (rejected `forbidden`, nothing posted, kept
+    in the queue); a device enrolled before scopes were narrowed ("events:post") posts
+    every kind; an unknown scope, or reads alone, is refused with nothing issued."""
+    setup_workshop(api)
+    unknown = api.post("/devices/enrollment-codes", json={"scopes": ["stock:post", "root"]})
+    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_scope"
+    reads = api.post("/devices/enrollment-codes", json={"scopes": ["items:read"]})
+    assert reads.status_code == 422 and reads.json()["code"] == "unknown_scope"
+    code = api.post("/devices/enrollment-codes", json={"scopes": ["stock:post"]}).json()["code"]
+    body = _enroll(api, code, "receiving-1").json()
+    (listed,) = [d for d in api.get("/devices").json() if d["id"] == body["device_id"]]
+    assert set(listed["scopes"]) == {"stock:post", "items:read", "work_orders:read"}
+    call = _as(api, body["key"])
+    posted = call("POST", "/edge/events", json={"events": [receipt(1, "RAW", "5", "2")]})
+    assert posted.json()["results"][0]["status"] == "posted"
+    made = completion(5, "1")
+    refused = call("POST", "/edge/events", json={"events": [made]}).json()["results"][0]
+    assert (refused["status"], refused["code"]) == ("rejected", "forbidden")
+    assert "not enrolled to post a production completion" in refused["message"]
+    queued = api.get("/exceptions", params={"status": "rejected"}).json()
+    assert [e["event_id"] for e in queued] == [made["event_id"]]
+    assert call("GET", "/edge/masterdata").status_code == 200  # its reads come with it
+
+    d = m.SQLModel.metadata.tables["device"]
+    with api.db.begin() as conn:  # as enrolled before: every kind
+        conn.execute(
+            update(d)
+            .where(d.c.tenant_id == api.tenant.id, d.c.id == uuid.UUID(body["device_id"]))
+            .values(scopes="events:post items:read work_orders:read")
+        )
+    again = call("POST", "/edge/events", json={"events": [made]}).json()["results"][0]
+    assert again["code"] != "forbidden" and again["status"] in {"posted", "held"}
 
 
 def test_a_site_beyond_the_plan_is_refused(api: Api) -> None:

@@ -478,6 +478,12 @@ def test_devices_are_enrolled_rotated_and_revoked(owner: Portal) -> None:
     assert "hh-9" in listed and "line-2" in listed and code not in listed  # shown once
     second_site = owner.post("/devices/enroll", {"site": "line-3"}, page="/devices")
     assert second_site.status_code == 402 and "site" in second_site.text  # a trial: 1
+    terminal = owner.post("/devices/enroll", {"site": "line-2", "posts": "progress"}, "/devices")
+    code = text_of(terminal.text, "enrollment-code")
+    made = owner.client.post("/api/v1/devices/enroll", json={"code": code, "name": "term-1"})
+    (listed,) = [d for d in owner.api("GET", "/devices").json() if d["name"] == "term-1"]
+    assert made.status_code == 201 and "stock:post" not in listed["scopes"]
+    assert "progress:post" in listed["scopes"]
     rotated = owner.post(f"/devices/{device_id}/rotate", page="/devices")
     assert rotated.status_code == 200 and "dk_live_" in rotated.text
     revoked = owner.post(f"/devices/{device_id}/revoke", page="/devices")

@@ -57,12 +57,13 @@ def _devices(r: APIRouter) -> None:
     def enroll(request: Request, write: ManageDevices) -> HTMLResponse:
         """A one-time enrollment code, shown once, as text and as a QR code."""
         site = write.field("site", SITE_MAX) or "main"
+        scopes = POSTS.get(write.field("posts", 16), POSTS["both"])
         pepper = request.app.state.settings.api_key_pepper
 
         def call() -> str:  # a site beyond the plan: the error page says so
             with db(request).begin() as conn:
                 return devices.create_enrollment_code(
-                    conn, write.who.tenant, pepper, now_utc(), site, _by(write)
+                    conn, write.who.tenant, pepper, now_utc(), site, _by(write), scopes
                 )
 
         code = service_call(call)
@@ -98,6 +99,14 @@ def _devices(r: APIRouter) -> None:
 
         service_call(call)
         return RedirectResponse("/devices?notice=revoked", status_code=303)
+
+
+# what the station posts, as the enroll form offers it: its device's scopes
+POSTS = {
+    "both": ("stock:post", "progress:post"),
+    "stock": ("stock:post",),
+    "progress": ("progress:post",),
+}
 
 
 def _by(write: Write) -> tuple[str, str]:

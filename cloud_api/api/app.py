@@ -125,13 +125,13 @@ def current_tenant(
     if not key.startswith(DEVICE_KEY_PREFIX):
         return _gate_key(request, tenant_for_key(request.app.state.platform_db, key, pepper))
     with request.app.state.platform_db.connect() as conn:
-        tenant_id, device_id = devices.authenticate(conn, key, pepper, now_utc())
+        tenant_id, device_id, scopes = devices.authenticate(conn, key, pepper, now_utc())
         tenant = tenant_by_id(conn, tenant_id)
     if request.url.path not in DEVICE_PATHS:
         raise Forbidden(
             "device_not_allowed", "a device key may only post events and read master data"
         )
-    request.state.device_id = device_id
+    request.state.device_id, request.state.device_scopes = device_id, scopes
     return tenant
 
 
@@ -263,7 +263,8 @@ REFUSED_BY_STATE = frozenset(
 
 def _ingest_actor(request: Request) -> Actor:
     kind, ident = _actor(request)
-    return Actor(kind, ident, getattr(request.state, "role", None))
+    scopes = getattr(request.state, "device_scopes", None)
+    return Actor(kind, ident, getattr(request.state, "role", None), scopes)
 
 
 # what a user who must still set up a second factor may do meanwhile
@@ -643,6 +644,7 @@ def _device_routes(r: APIRouter) -> None:
                 now,
                 body.site,
                 _actor(request),
+                body.scopes,
             )
         return {"code": code, "site": body.site, "expires_at": now + ENROLLMENT_TTL}
 

@@ -278,6 +278,9 @@ class BomExplosion(BaseModel):
 
 class EnrollmentCodeCreate(_In):
     site: Annotated[str, Field(min_length=1, max_length=64)] = "main"
+    # what the station posts: stock:post (receiving, issuing, shipping, counting) and/or
+    # progress:post (completions, labour); both when left out
+    scopes: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=8)] | None = None
 
 
 class DeviceEnroll(_In):

@@ -779,6 +779,8 @@ class EnrollmentCode(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     code_hash: str = Field(primary_key=True, max_length=64)
     site: str = Field(default="main", max_length=64)
+    # space-separated scopes the device gets (None: DEFAULT_DEVICE_SCOPES)
+    scopes: str | None = Field(default=None, max_length=200)
     created_at: datetime
     used_at: datetime | None = None
     device_id: uuid.UUID | None = None

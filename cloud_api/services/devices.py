@@ -10,6 +10,7 @@ credential gets the same 401.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,15 +19,17 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
-from cloud_api.errors import NotFound, Unauthorized
+from cloud_api.errors import NotFound, Rejected, Unauthorized
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext
 from tenant.plans import check_limit
 from tenant.security import (
-    DEVICE_SCOPES,
+    DEFAULT_DEVICE_SCOPES,
     BadKey,
+    BadScope,
     KeyTimes,
+    device_scopes,
     enrollment_code_hash,
     enrollment_state,
     key_is_live,
@@ -58,12 +61,23 @@ def create_enrollment_code(
     now: datetime,
     site: str = "main",
     by: Actor = INTEGRATION,
+    scopes: Iterable[str] | None = None,
 ) -> str:
+    """A one-time code for a device at `site` that will post what `scopes` allow (None:
+    stock movements and work-order progress both); 422 unknown_scope otherwise."""
+    try:
+        granted = device_scopes(scopes)
+    except BadScope as error:
+        raise Rejected("unknown_scope", str(error)) from error
     _check_site_limit(conn, tenant.id, site)  # refused now, not when the edge enrolls
     issued = new_enrollment_code(pepper)
     conn.execute(
         insert(T["enrollment_code"]).values(
-            tenant_id=tenant.id, code_hash=issued.code_hash, site=site, created_at=now
+            tenant_id=tenant.id,
+            code_hash=issued.code_hash,
+            site=site,
+            scopes=" ".join(sorted(granted)),
+            created_at=now,
         )
     )
     audit(conn, tenant.id, now, by, "enrollment_code.create", site)
@@ -104,7 +118,7 @@ def enroll(
                 id=device_id,
                 name=name,
                 site=row.site,
-                scopes=" ".join(sorted(DEVICE_SCOPES)),
+                scopes=row.scopes or " ".join(sorted(DEFAULT_DEVICE_SCOPES)),
                 created_at=now,
             )
         )
@@ -231,15 +245,17 @@ def list_devices(conn: Connection, tenant: TenantContext, now: datetime) -> list
     ]
 
 
-def authenticate(conn: Connection, key: str, pepper: str, now: datetime) -> tuple[Any, Any]:
-    """(tenant id, device id) for a live key of a live device; 401 otherwise."""
+def authenticate(
+    conn: Connection, key: str, pepper: str, now: datetime
+) -> tuple[Any, Any, frozenset[str]]:
+    """(tenant id, device id, its scopes) for a live key of a live device; 401 otherwise."""
     try:
         keyid, secret = parse_device_key(key)
     except BadKey as error:
         raise Unauthorized("invalid_device_key", BAD_KEY) from error
     dk, d = T["device_key"], T["device"]
     row = conn.execute(
-        select(dk, d.c.revoked_at.label("device_revoked_at"))
+        select(dk, d.c.revoked_at.label("device_revoked_at"), d.c.scopes)
         .join(d, (d.c.tenant_id == dk.c.tenant_id) & (d.c.id == dk.c.device_id))
         .where(dk.c.keyid == keyid)
     ).first()
@@ -250,7 +266,7 @@ def authenticate(conn: Connection, key: str, pepper: str, now: datetime) -> tupl
         or not verify_secret(secret, row.secret_hash, pepper)
     ):
         raise Unauthorized("invalid_device_key", BAD_KEY)
-    return row.tenant_id, row.device_id
+    return row.tenant_id, row.device_id, frozenset(row.scopes.split())
 
 
 def seen(conn: Connection, tenant: TenantContext, device_id: uuid.UUID, now: datetime) -> None:

@@ -47,7 +47,7 @@ from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.errors import Conflict, ErpError, Forbidden, Held, NotFound, Rejected
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
-from tenant.rbac import EVENT_ACTIONS, can
+from tenant.rbac import EVENT_ACTIONS, can, device_may_send
 
 T = m.SQLModel.metadata.tables
 RETRIES = 5
@@ -228,6 +228,7 @@ class Actor:
     kind: str  # user, device, api_key
     id: str
     role: str | None = None
+    scopes: frozenset[str] | None = None  # a device's (tenant/security/keys.py)
 
     @property
     def ref(self) -> str:
@@ -604,13 +605,16 @@ class Batch:
     def _may_send(self, event: Event) -> None:
         """The RBAC matrix's rows for a person's events: stock movements are the
         warehouse's (and the owner's), work-order progress production's. A device sends
-        what its station makes; the API key and the system act for the owner."""
-        actor = self.actor
+        what its scopes allow (a receiving handheld: stock; a work-reporting terminal:
+        progress); the API key and the system act for the owner."""
+        actor, kind = self.actor, event.type.value.replace("_", " ")
+        scopes = actor.scopes if actor is not None and actor.kind == "device" else None
+        if scopes is not None and not device_may_send(scopes, event.type.value):
+            raise Rejected("forbidden", f"this device is not enrolled to post a {kind}")
         action = EVENT_ACTIONS.get(event.type.value)
         if actor is None or actor.kind != "user" or action is None:
             return
         if not can(actor.role or "", action):
-            kind = event.type.value.replace("_", " ")
             raise Rejected("forbidden", f"the role {actor.role} may not post a {kind}")
 
     def _may_post_journal(self) -> None:

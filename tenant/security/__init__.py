@@ -24,6 +24,7 @@ from tenant.security.enrollment import (
 from tenant.security.errors import BadKey, BadScope, SecurityError, WeakPassword
 from tenant.security.keys import (
     API_SCOPES,
+    DEFAULT_DEVICE_SCOPES,
     DEVICE_SCOPES,
     KEY_OVERLAP,
     MAX_LIVE_KEYS,
@@ -31,6 +32,7 @@ from tenant.security.keys import (
     IssuedKey,
     KeyTimes,
     RotationPlan,
+    device_scopes,
     has_scope,
     hash_secret,
     is_legacy_tenant_key,
@@ -67,6 +69,7 @@ from tenant.security.throttle import LOGIN_THROTTLED_MESSAGE, Decision, LoginThr
 
 __all__ = [
     "API_SCOPES",
+    "DEFAULT_DEVICE_SCOPES",
     "DEVICE_SCOPES",
     "DUMMY_HASH",
     "ENROLLMENT_TTL",
@@ -92,6 +95,7 @@ __all__ = [
     "check_password_policy",
     "clear_session_cookie",
     "csrf_token",
+    "device_scopes",
     "enrollment_code_hash",
     "enrollment_state",
     "format_enrollment_code",

@@ -35,7 +35,28 @@ REVOCATION_CACHE_MAX_S = 60
 API_SCOPES = frozenset(
     {"events:post", "work_orders:read", "items:read", "stock:read", "reports:read", "export:read"}
 )
-DEVICE_SCOPES = frozenset({"events:post", "work_orders:read", "items:read"})
+# What a device may do. A station posts stock movements (receiving, issuing, shipping,
+# counting: stock:post), work-order progress (completions, labour: progress:post), or
+# both; "events:post", which devices enrolled before got, is every kind.
+DEVICE_SCOPES = frozenset(
+    {"events:post", "stock:post", "progress:post", "work_orders:read", "items:read"}
+)
+DEFAULT_DEVICE_SCOPES = frozenset({"stock:post", "progress:post", "work_orders:read", "items:read"})
+READ_SCOPES = frozenset({"work_orders:read", "items:read"})
+
+
+def device_scopes(chosen: Iterable[str] | None) -> frozenset[str]:
+    """The scopes of a new device: DEFAULT_DEVICE_SCOPES, or what posts were chosen for
+    it (the reads always come with them); `BadScope` for an unknown or an empty choice."""
+    if chosen is None:
+        return DEFAULT_DEVICE_SCOPES
+    picked = frozenset(chosen)
+    unknown = picked - (DEVICE_SCOPES - {"events:post"})
+    if unknown or not picked - READ_SCOPES:
+        posts = sorted(DEFAULT_DEVICE_SCOPES - READ_SCOPES)
+        raise BadScope(f"a device posts one or more of {posts}; not {sorted(unknown) or 'none'}")
+    return picked | READ_SCOPES
+
 
 _BODY = rf"([0-9a-f]{{{KEYID_CHARS}}})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})"
 _DEVICE_KEY = re.compile(re.escape(DEVICE_KEY_PREFIX) + _BODY, re.ASCII)
