@@ -138,19 +138,26 @@ def tenant_purge(
     database_url: DbUrl = None,
 ) -> None:
     """Delete every tenant whose subscription is due for purge (canceled 90 days ago),
-    keeping a deletion record (run it from cron, daily); prints one line per tenant."""
+    keeping a deletion record, and every audit line older than its tenant's plan keeps
+    them (run it from cron, daily); prints one line per tenant."""
     from cloud_api.db import tenancy
     from cloud_api.db.engine import make_engine
     from cloud_api.domain.clock import now_utc
-    from cloud_api.services.purge import purge_due
+    from cloud_api.services.purge import expire_audit, purge_due
 
     settings = get_settings()
     owner_url = owner_database_url or settings.owner_database_url or settings.database_url
-    owner = tenancy.install(make_engine(owner_url))
-    for done in purge_due(owner, _platform_db(database_url), now_utc()):
+    owner, platform = tenancy.install(make_engine(owner_url)), _platform_db(database_url)
+    now = now_utc()
+    for done in purge_due(owner, platform, now):
         typer.echo(
             f"{done.tenant_id} {done.slug}: purged, {done.rows_deleted} rows and "
             f"{done.users_deleted} users deleted"
+        )
+    for expired in expire_audit(owner, platform, now):
+        typer.echo(
+            f"{expired.tenant_id}: {expired.rows_deleted} audit lines from before "
+            f"{expired.before:%Y-%m-%d} expired"
         )
 
 

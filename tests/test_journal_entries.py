@@ -149,7 +149,7 @@ def test_a_closed_period_refuses_with_409_and_keeps_nothing(db: Engine) -> None:
     signed = owner.sign_up(_email("owner"))
     assert owner.call("POST", "/periods/2026-03/close").status_code == 200
     refused = owner.call("POST", "/journal-entries", json=BANK_FEE)
-    assert refused.status_code == 409 and refused.json()["code"] == "period_closed"
+    assert refused.status_code == 409 and refused.json()["code"] == "period_locked"
     assert _held(db, signed["tenant_id"]) == 0  # not parked in the exception queue
     assert owner.call("POST", "/periods/2026-03/reopen", json={"reason": "late"}).status_code == 200
     assert owner.call("POST", "/journal-entries", json=BANK_FEE).status_code == 201

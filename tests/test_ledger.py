@@ -240,7 +240,7 @@ def test_closed_period_holds_the_event_and_reopen_lets_it_post(api: Api) -> None
     assert api.post("/periods/2026-03/close").status_code == 200
     ev = receipt(0, "RAW", "1", "1")
     (held,) = api.events(ev)
-    assert (held["status"], held["code"]) == ("held", "period_closed")
+    assert (held["status"], held["code"]) == ("held", "period_locked")
     assert api.balances() == {}
     assert api.post("/periods/2026-03/reopen", json={"reason": "late invoice"}).status_code == 200
     assert api.post(f"/exceptions/{ev['event_id']}/repost").json()["status"] == "posted"

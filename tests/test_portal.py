@@ -783,7 +783,7 @@ def test_a_finance_manager_closes_a_period_and_only_the_owner_reopens(
     assert closed.headers["location"] == "/finance/periods?notice=period_closed"
     assert "Closed" in row_text(finance.get("/finance/periods").text, f"period-{month}")
     (held,) = post_events(owner, receipt("RAW", "1", "1", minutes_ago=1))
-    assert held["status"] == "held" and held["code"] == "period_closed"
+    assert held["status"] == "held" and held["code"] == "period_locked"
     assert "/reopen" not in finance.get("/finance/periods").text
     refused = finance.post(f"/finance/periods/{month}/reopen", {"reason": "a mistake"})
     assert refused.status_code == 403

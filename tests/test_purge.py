@@ -119,3 +119,62 @@ def test_outside_a_purge_even_the_owner_cannot_delete_a_ledger_row(db: Engine) -
         conn.execute(text("SELECT set_config('app.purging', :t, true)"), {"t": str(uuid.uuid4())})
         conn.execute(text("DELETE FROM stock_move"))
     assert _rows_of(db, tenant_id) > 0
+
+
+def test_the_audit_log_expires_after_the_plans_retention_and_no_sooner(db: Engine) -> None:
+    """SAAS.md's plan table: a trial keeps its audit log 30 days. The daily job deletes
+    each tenant's lines older than that (on PostgreSQL as the schema owner, the
+    append-only trigger letting exactly those go), leaves the rest and every other
+    tenant's alone, and says how many went; outside it, an old line stays undeletable."""
+    import uuid
+
+    from cloud_api.services.purge import expire_audit
+
+    _, first, _ = _company(db)
+    _, second, _ = _company(db)
+    a, b = uuid.UUID(first["tenant_id"]), uuid.UUID(second["tenant_id"])
+    al, now = T["audit_log"], now_utc()
+    for tenant_id in (a, b):
+        with tenancy.as_tenant(tenant_id), db.begin() as conn:
+            for days in (45, 31, 29):
+                conn.execute(
+                    al.insert().values(
+                        tenant_id=tenant_id,
+                        id=uuid.uuid4(),
+                        at=now - timedelta(days=days),
+                        actor_kind="system",
+                        actor_id="test",
+                        action=f"test.{days}",
+                        object="",
+                        detail="",
+                    )
+                )
+    with tenancy.as_tenant(b), db.begin() as conn:  # B on Pro: 7 years
+        sub = subs.record_payment(subs.start_checkout("pro", now)[0], now)[0]
+        subscriptions.save(conn, b, sub)
+    owner, platform = as_role(db, rls.OWNER), as_role(db, rls.PLATFORM)
+    if db.dialect.name == "postgresql":
+        with (
+            pytest.raises(DBAPIError, match="append-only"),
+            tenancy.as_tenant(a),
+            owner.begin() as conn,
+        ):  # the cut-off alone, without the expiry's tenant, opens nothing
+            conn.execute(
+                text("SELECT set_config('app.audit_expiry_before', :b, true)"),
+                {"b": now.isoformat()},
+            )
+            conn.execute(text("DELETE FROM audit_log"))
+
+    done = expire_audit(owner, platform, now)
+
+    ours = {a, b}  # the database may hold other tests' tenants
+    assert [(e.tenant_id, e.rows_deleted) for e in done if e.tenant_id in ours] == [(a, 2)]
+
+    def actions(tenant_id: Any) -> set[str]:
+        with tenancy.as_tenant(tenant_id), db.connect() as conn:
+            query = select(al.c.action).where(al.c.tenant_id == tenant_id)
+            return {x for x in conn.scalars(query) if x.startswith(("test.", "audit."))}
+
+    assert actions(a) == {"test.29", "audit.expired"}
+    assert actions(b) == {"test.45", "test.31", "test.29"}
+    assert [e for e in expire_audit(owner, platform, now) if e.tenant_id in ours] == []

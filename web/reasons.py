@@ -39,7 +39,7 @@ REASONS: dict[str, Reason] = {
         _("The item has no cost yet"),
         _("Post the item's first receipt, then re-post."),
     ),
-    "period_closed": Reason(
+    "period_locked": Reason(
         _("The period is closed"),
         _("Open the period (owner, with a reason), then re-post."),
     ),

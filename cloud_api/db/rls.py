@@ -136,6 +136,30 @@ END $$
 """
 
 
+# Since 0021: also the audit log's expiry after the plan's retention (services/purge.py
+# expire_audit), by the schema owner with `app.audit_expiry` set to the tenant and
+# `app.audit_expiry_before` to the cut-off: only audit rows older than that go.
+REFUSE_CHANGE_UNLESS_PURGING_OR_EXPIRED = """
+CREATE OR REPLACE FUNCTION erp_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+       AND current_setting('app.purging', true) = OLD.tenant_id::text THEN
+        RETURN OLD;
+    END IF;
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_log'
+       AND current_setting('app.audit_expiry', true) = OLD.tenant_id::text THEN
+        -- nested: only audit_log rows have `at` (PL/pgSQL does not short-circuit)
+        IF OLD.at < NULLIF(current_setting('app.audit_expiry_before', true), '')::timestamptz
+        THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION '% is append-only: post a reversal instead', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
 def owned_by_owner(table: str) -> str:
     return f"ALTER TABLE {table} OWNER TO {OWNER}"
 

@@ -97,7 +97,7 @@ def open_posting_date(day: date, closed: set[str]) -> date:
         if period_of(day) not in closed:
             return day
         day = first_day_of_next_month(day)
-    raise Held("period_closed", "no open period to book into")
+    raise Held("period_locked", "no open period to book into")
 
 
 # the exception queue's open statuses: re-sent, re-posted or voided, never dropped
@@ -392,7 +392,7 @@ class Batch:
             entry_date = local_date(occurred, self.tenant.timezone)
             if period_of(entry_date) in self.closed:
                 raise Held(
-                    "period_closed",
+                    "period_locked",  # SAAS.md's code; the period is closed (locked)
                     f"the period {period_of(entry_date)} is closed; "
                     "reopen it or correct the event date, then re-post",
                 )

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, text
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
+from cloud_api.services import subscriptions
+from cloud_api.services.audit import audit
 
 T = m.SQLModel.metadata.tables
 
@@ -62,6 +64,50 @@ def purge_tenant(
         td = T["tenant_deletion"]
         conn.execute(td.update().where(td.c.tenant == tenant_id).values(users_deleted=users))
     return Purged(tenant_id, slug or "", rows, users)
+
+
+@dataclass(frozen=True)
+class Expired:
+    tenant_id: uuid.UUID
+    before: datetime
+    rows_deleted: int
+
+
+def expire_audit(owner_db: Engine, platform_db: Engine, now: datetime) -> list[Expired]:
+    """The audit log kept as long as each tenant's plan says (SAAS.md: 30 days on a
+    trial to 10 years on Enterprise), no longer: the schema owner, bound to one tenant
+    at a time, deletes its audit rows older than the retention (the append-only trigger
+    lets exactly those go). Each deletion leaves an audit line saying how many went."""
+    s, al = T["subscription"], T["audit_log"]
+    with platform_db.connect() as conn:
+        every = select(s.c.tenant_id).order_by(s.c.tenant_id)
+        tenant_ids = list(conn.scalars(every.execution_options(cross_tenant=True)))
+    done = []
+    for tenant_id in tenant_ids:
+        with tenancy.as_tenant(tenant_id), platform_db.connect() as conn:
+            days = subscriptions.plan_of(conn, tenant_id).audit_retention_days
+        if days is None:
+            continue
+        before = now - timedelta(days=days)
+        with tenancy.as_tenant(tenant_id), owner_db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text(
+                        "SELECT set_config('app.audit_expiry', :t, true), "
+                        "set_config('app.audit_expiry_before', :b, true)"
+                    ),
+                    {"t": str(tenant_id), "b": before.isoformat()},
+                )
+            gone = conn.execute(
+                delete(al).where(al.c.tenant_id == tenant_id, al.c.at < before)
+            ).rowcount
+            if gone:
+                actor = ("system", "audit_retention")
+                audit(
+                    conn, tenant_id, now, actor, "audit.expired", detail=f"{gone} before {before}"
+                )
+                done.append(Expired(tenant_id, before, int(gone)))
+    return done
 
 
 def _delete_rows(conn: Connection, tenant_id: uuid.UUID) -> int:
