@@ -1,5 +1,6 @@
 """The isolation suite (SAAS.md cases 1-3, 7 and 20): tenants A and B with identical
-data, and A's credentials on every endpoint of the API.
+data, and A's credentials on every endpoint of the API: its key, and an owner's portal
+session.
 
 Every GET of the OpenAPI document is called as A (with A's codes and with B's ids in
 its path); no answer is a 5xx and none holds any id of B's rows. Every write that names
@@ -111,8 +112,46 @@ def _paths(api: Api) -> dict[str, list[str]]:
     return {p: sorted(ops) for p, ops in spec["paths"].items() if p.startswith("/api/v1")}
 
 
+class _Caller:
+    """A's credential on the JSON API: its tenant key, or (SAAS.md cases 2 and 20)
+    the portal session of an owner of A, with a second factor (A is on Pro) and the
+    session's CSRF token on writes."""
+
+    def __init__(self, a: Api, db: Engine, kind: str) -> None:
+        self.api, self.browser = a, None
+        if kind == "session":
+            import pyotp
+
+            from tests.test_users import PASSWORD, Browser
+
+            email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
+            body = {"email": email, "name": "Owner", "role": "owner", "password": PASSWORD}
+            assert a.post("/users", json=body).status_code == 201
+            self.browser = Browser(db, a.client.app)
+            assert self.browser.log_in(email).status_code == 200
+            secret = self.browser.call("POST", "/mfa/setup").json()["secret"]
+            code = pyotp.TOTP(secret).now()
+            assert self.browser.call("POST", "/mfa/confirm", json={"code": code}).is_success
+            me = self.browser.call("GET", "/me").json()
+            assert me["user_id"] and me["role"] == "owner" and me["csrf_token"]  # a session
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        if self.browser is not None:
+            return self.browser.call(method, path, **kw)
+        return self.api.client.request(method, "/api/v1" + path, **kw)
+
+
+@pytest.fixture(params=["key", "session"])
+def caller(
+    request: pytest.FixtureRequest,
+    db: Engine,
+    tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]],
+) -> _Caller:
+    return _Caller(tenants[0], db, request.param)
+
+
 def test_every_read_as_a_shows_nothing_of_b(
-    db: Engine, tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]]
+    db: Engine, tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]], caller: _Caller
 ) -> None:
     a, b, _, _b_ids = tenants
     b_only = ids_of(db, b.tenant.id) - ids_of(db, a.tenant.id)
@@ -122,7 +161,7 @@ def test_every_read_as_a_shows_nothing_of_b(
     answered = {}
     for path in reads:
         url = path.format(**CODES)
-        response = a.get(url.removeprefix("/api/v1"))
+        response = caller.request("GET", url.removeprefix("/api/v1"))
         answered[path] = response.status_code
         assert response.status_code < 500, (path, response.text)
         body = response.text
@@ -133,11 +172,11 @@ def test_every_read_as_a_shows_nothing_of_b(
         assert not leaked, (path, sorted(leaked)[:3])
     # every read really answered with A's data (the ids in the path are A's codes)
     assert {p: s for p, s in answered.items() if s != 200} == {}
-    assert str(b.tenant.id) not in a.get("/me").text
+    assert str(b.tenant.id) not in caller.request("GET", "/me").text
 
 
 def test_every_write_by_id_with_bs_ids_is_404_and_b_is_untouched(
-    db: Engine, tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]]
+    db: Engine, tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]], caller: _Caller
 ) -> None:
     a, b, _, b_ids = tenants
     before = snapshot(db, b.tenant.id)
@@ -165,7 +204,7 @@ def test_every_write_by_id_with_bs_ids_is_404_and_b_is_untouched(
         url = path.format(**b_ids).removeprefix("/api/v1")
         body = next((v for k, v in bodies.items() if path.endswith(k)), {})
         for op in ops:
-            response = a.client.request(op.upper(), "/api/v1" + url, json=body)
+            response = caller.request(op.upper(), url, json=body)
             assert response.status_code == 404, (op, path, response.text)
             assert str(b.tenant.id) not in response.text
     assert snapshot(db, b.tenant.id) == before
