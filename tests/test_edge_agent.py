@@ -142,7 +142,7 @@ def test_same_id_other_payload_is_parked_and_the_rest_flow(
         assert agent.drain(timeout_s=20)
         status = agent.outbox.status()
         assert status.parked_count == 1
-        assert status.parked[0].code == "idempotency_conflict"
+        assert status.parked[0].code == "idempotency_key_reused"
         assert len(posted_events(db, shop.tenant.id)) == 4  # the first and three after
         assert on_hand(shop, "RAW") == Decimal(100000 - 2 - 3)
         agent.stop()

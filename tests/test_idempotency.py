@@ -84,7 +84,7 @@ def test_the_same_id_with_another_body_is_a_conflict_and_another_tenant_is_indep
     assert posted["status"] == "posted"
     other = {**event, "payload": {**event["payload"], "quantity": "99"}}
     answers = _at_once(server.url, a.tenant.api_key, other, 4)
-    assert {(x["status"], x["code"]) for x in answers} == {("conflict", "idempotency_conflict")}
+    assert {(x["status"], x["code"]) for x in answers} == {("conflict", "idempotency_key_reused")}
     assert a.balances()["1403"] == Decimal("25.00")
     # the same event id under B is B's own event: it posts there, once
     (in_b,) = b.events(other)

@@ -92,7 +92,7 @@ def test_same_id_other_payload_is_a_conflict_and_writes_nothing(api: Api) -> Non
     api.events(ev)
     other = {**ev, "payload": {**ev["payload"], "quantity": "11"}}
     (result,) = api.events(other)
-    assert (result["status"], result["code"]) == ("conflict", "idempotency_conflict")
+    assert (result["status"], result["code"]) == ("conflict", "idempotency_key_reused")
     assert api.balances()["1403"] == D("100.00")
 
 

@@ -83,7 +83,7 @@ class FakeCloud:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         known = self.digests.get(event_id)
         if known is not None and known != digest:
-            return SendResult(event_id, "conflict", "idempotency_conflict", "id reused")
+            return SendResult(event_id, "conflict", "idempotency_key_reused", "id reused")
         if known is not None:
             return SendResult(event_id, "duplicate")
         work_order = body["payload"].get("work_order")
@@ -508,7 +508,7 @@ def test_scenario_4_conflict_is_parked_with_its_reason_and_later_events_post(db,
     assert states(db)[event_id] == PARKED
     assert cloud.posted == later
     [parked] = outbox.status().parked
-    assert (parked.event_id, parked.code) == (event_id, "idempotency_conflict")
+    assert (parked.event_id, parked.code) == (event_id, "idempotency_key_reused")
     outbox.close()
 
 

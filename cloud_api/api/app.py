@@ -257,7 +257,12 @@ def _post_now(request: Request, tenant: TenantContext, event: dict[str, Any]) ->
 
 # a rejected reversal's reasons that are the state of things, not a malformed request
 REFUSED_BY_STATE = frozenset(
-    {"already_reversed", "cannot_reverse_reversal", "cannot_reverse_close", "idempotency_conflict"}
+    {
+        "already_reversed",
+        "cannot_reverse_reversal",
+        "cannot_reverse_close",
+        "idempotency_key_reused",
+    }
 )
 
 

@@ -321,7 +321,7 @@ class Batch:
                 results[index] = EventResult(
                     event_id=str(event.event_id),
                     status=ResultStatus.conflict,
-                    code="idempotency_conflict",
+                    code="idempotency_key_reused",  # SAAS.md case 9
                     message="this event id was already used with another payload; "
                     "make a new id for a new event",
                 )
