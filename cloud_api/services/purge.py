@@ -78,12 +78,9 @@ def expire_audit(owner_db: Engine, platform_db: Engine, now: datetime) -> list[E
     trial to 10 years on Enterprise), no longer: the schema owner, bound to one tenant
     at a time, deletes its audit rows older than the retention (the append-only trigger
     lets exactly those go). Each deletion leaves an audit line saying how many went."""
-    s, al = T["subscription"], T["audit_log"]
-    with platform_db.connect() as conn:
-        every = select(s.c.tenant_id).order_by(s.c.tenant_id)
-        tenant_ids = list(conn.scalars(every.execution_options(cross_tenant=True)))
+    al = T["audit_log"]
     done = []
-    for tenant_id in tenant_ids:
+    for tenant_id in subscriptions.every_tenant(platform_db):
         with tenancy.as_tenant(tenant_id), platform_db.connect() as conn:
             days = subscriptions.plan_of(conn, tenant_id).audit_retention_days
         if days is None:

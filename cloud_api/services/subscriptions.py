@@ -129,6 +129,15 @@ def describe(conn: Connection, tenant: TenantContext, now: datetime) -> dict[str
     }
 
 
+def every_tenant(db: Engine) -> list[Any]:
+    """Every tenant with a subscription, in id order, for the scheduled jobs that visit
+    each in turn (erp_platform reads subscriptions across tenants)."""
+    s = T["subscription"]
+    with db.connect() as conn:
+        every = select(s.c.tenant_id).order_by(s.c.tenant_id)
+        return list(conn.scalars(every.execution_options(cross_tenant=True)))
+
+
 def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
     """The scheduled job: issue the renewal invoices that are due, mark the active
     subscriptions whose invoice is overdue past due, and apply the time-driven
@@ -138,12 +147,8 @@ def tick_all(db: Engine, now: datetime) -> list[tuple[Any, subs.Transition]]:
     state and the audit trail follow."""
     from cloud_api.services import billing  # billing reads subscriptions: not at the top
 
-    s = T["subscription"]
-    with db.connect() as conn:
-        every = select(s.c.tenant_id).order_by(s.c.tenant_id)
-        tenant_ids = list(conn.scalars(every.execution_options(cross_tenant=True)))
     done = []
-    for tenant_id in tenant_ids:
+    for tenant_id in every_tenant(db):
         with tenancy.as_tenant(tenant_id), db.begin() as conn:
             billing.issue_due_invoice(conn, tenant_id, now)
             billing.fail_overdue(conn, tenant_id, now)
