@@ -67,6 +67,13 @@ EVENT_ACTIONS: dict[str, str] = {
 }
 
 
+# what a person needs to re-post or void a queued event of each kind
+QUEUE_ACTIONS: dict[str, str] = {
+    **EVENT_ACTIONS,
+    "reversal": "journal.reverse",
+    "journal_entry": "journal.post",
+}
+
 # the device scope each of those actions needs (tenant/security/keys.py DEVICE_SCOPES;
 # "events:post" covers them all)
 DEVICE_SCOPE_OF = {

@@ -27,7 +27,7 @@ def _(message: str) -> str:
 
 INVOICES_ACTION = "users.manage"  # cloud_api/api/access.py READ_ACTIONS: the owner's
 INVOICE_STATUSES = {"open": _("Not paid yet"), "paid": _("Paid"), "void": _("Void")}
-CANCELABLE = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
+CANCELABLE = frozenset(state for state in subs.TRANSITIONS["canceled"] if state)
 Billing = Annotated[Write, Depends(writer("billing"))]
 
 

@@ -111,41 +111,31 @@ def append_only(table: str) -> list[str]:
     ]
 
 
-REFUSE_CHANGE = """
+def _refuse_change(*exceptions: str) -> str:
+    """The append-only trigger's function: refuse every UPDATE and DELETE, but for the
+    `exceptions` (PL/pgSQL blocks that RETURN OLD to let a row go)."""
+    allowed = "".join(exceptions)
+    return f"""
 CREATE OR REPLACE FUNCTION erp_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+BEGIN{allowed}
     RAISE EXCEPTION '% is append-only: post a reversal instead', TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
 END $$
 """
 
 
-# Since 0017: the one exception, the purge of a canceled tenant after 90 days, run by
-# the schema owner with `app.purging` set to that tenant (services/purge.py); row-level
-# security still limits it to that tenant's rows.
-REFUSE_CHANGE_UNLESS_PURGING = """
-CREATE OR REPLACE FUNCTION erp_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+# the purge of a canceled tenant after 90 days, run by the schema owner with
+# `app.purging` set to that tenant (services/purge.py); row-level security still limits
+# it to that tenant's rows
+_PURGING = """
     IF TG_OP = 'DELETE'
        AND current_setting('app.purging', true) = OLD.tenant_id::text THEN
         RETURN OLD;
-    END IF;
-    RAISE EXCEPTION '% is append-only: post a reversal instead', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END $$
-"""
-
-
-# Since 0021: also the audit log's expiry after the plan's retention (services/purge.py
-# expire_audit), by the schema owner with `app.audit_expiry` set to the tenant and
-# `app.audit_expiry_before` to the cut-off: only audit rows older than that go.
-REFUSE_CHANGE_UNLESS_PURGING_OR_EXPIRED = """
-CREATE OR REPLACE FUNCTION erp_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE'
-       AND current_setting('app.purging', true) = OLD.tenant_id::text THEN
-        RETURN OLD;
-    END IF;
+    END IF;"""
+# the audit log's expiry after the plan's retention (services/purge.py expire_audit),
+# by the schema owner with `app.audit_expiry` set to the tenant and
+# `app.audit_expiry_before` to the cut-off: only audit rows older than that go
+_AUDIT_EXPIRY = """
     IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_log'
        AND current_setting('app.audit_expiry', true) = OLD.tenant_id::text THEN
         -- nested: only audit_log rows have `at` (PL/pgSQL does not short-circuit)
@@ -153,11 +143,10 @@ BEGIN
         THEN
             RETURN OLD;
         END IF;
-    END IF;
-    RAISE EXCEPTION '% is append-only: post a reversal instead', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END $$
-"""
+    END IF;"""
+REFUSE_CHANGE = _refuse_change()
+REFUSE_CHANGE_UNLESS_PURGING = _refuse_change(_PURGING)  # since 0017
+REFUSE_CHANGE_UNLESS_PURGING_OR_EXPIRED = _refuse_change(_PURGING, _AUDIT_EXPIRY)  # since 0021
 
 
 def owned_by_owner(table: str) -> str:

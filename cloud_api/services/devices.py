@@ -204,16 +204,30 @@ def revoke(
     by: Actor = INTEGRATION,
 ) -> None:
     _live_device(conn, tenant, device_id)
-    d, dk = T["device"], T["device_key"]
-    conn.execute(
-        update(d).where(d.c.tenant_id == tenant.id, d.c.id == device_id).values(revoked_at=now)
-    )
-    conn.execute(
-        update(dk)
-        .where(dk.c.tenant_id == tenant.id, dk.c.device_id == device_id, dk.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    _revoke(conn, tenant.id, now, device_id)
     audit(conn, tenant.id, now, by, "device.revoke", str(device_id))
+
+
+def revoke_all(conn: Connection, tenant_id: uuid.UUID, now: datetime, by: Actor) -> int:
+    """Every live device of the tenant and its keys, at once (a canceled subscription);
+    returns how many devices."""
+    revoked = _revoke(conn, tenant_id, now)
+    audit(conn, tenant_id, now, by, "device.revoke_all", detail=f"{revoked} devices")
+    return revoked
+
+
+def _revoke(
+    conn: Connection, tenant_id: uuid.UUID, now: datetime, device_id: uuid.UUID | None = None
+) -> int:
+    """Revoke one live device (or all of them) with its keys; how many devices."""
+    d, dk = T["device"], T["device_key"]
+    devices = update(d).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None))
+    keys = update(dk).where(dk.c.tenant_id == tenant_id, dk.c.revoked_at.is_(None))
+    if device_id is not None:
+        devices, keys = devices.where(d.c.id == device_id), keys.where(dk.c.device_id == device_id)
+    revoked = conn.execute(devices.values(revoked_at=now)).rowcount
+    conn.execute(keys.values(revoked_at=now))
+    return int(revoked or 0)
 
 
 def _live_device(conn: Connection, tenant: TenantContext, device_id: uuid.UUID) -> Any:

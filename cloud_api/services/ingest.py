@@ -47,7 +47,7 @@ from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.errors import Conflict, ErpError, Forbidden, Held, NotFound, Rejected
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
-from tenant.rbac import EVENT_ACTIONS, can, device_may_send
+from tenant.rbac import EVENT_ACTIONS, QUEUE_ACTIONS, can, device_may_send
 
 T = m.SQLModel.metadata.tables
 RETRIES = 5
@@ -172,10 +172,6 @@ class IngestService:
                 )
                 .values(status="voided", code="voided", message=reason)
             )
-
-
-# what a person needs to re-post or void a queued event of each kind
-QUEUE_ACTIONS = {**EVENT_ACTIONS, "reversal": "journal.reverse", "journal_entry": "journal.post"}
 
 
 def _may_act_on(actor: Actor | None, event_type: str) -> None:

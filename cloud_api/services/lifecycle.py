@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from cloud_api.db import models as m
 from cloud_api.errors import Rejected
-from cloud_api.services import subscriptions, users
+from cloud_api.services import devices, subscriptions, users
 from cloud_api.services.audit import audit
 from tenant import subscriptions as subs
 
@@ -80,15 +80,4 @@ def cancel(
     if confirm.strip() != conn.scalar(select(t.c.slug).where(t.c.id == tenant_id)):
         raise Rejected("confirmation_mismatch", "type the company's short name to confirm")
     sub = _move(conn, tenant_id, lambda s: subs.cancel(s, now), ("user", str(user_id)), now)
-    d, dk = T["device"], T["device_key"]
-    revoked = conn.execute(
-        update(d).where(d.c.tenant_id == tenant_id, d.c.revoked_at.is_(None)).values(revoked_at=now)
-    ).rowcount
-    conn.execute(
-        update(dk)
-        .where(dk.c.tenant_id == tenant_id, dk.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    actor = ("system", "subscription_cancel")
-    audit(conn, tenant_id, now, actor, "device.revoke_all", detail=f"{revoked} devices")
-    return sub, int(revoked or 0)
+    return sub, devices.revoke_all(conn, tenant_id, now, ("system", "subscription_cancel"))

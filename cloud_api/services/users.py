@@ -243,7 +243,7 @@ def switch_tenant(
     s = T["user_session"]
     here = (s.c.tenant_id == tenant_id) & (s.c.token_hash == session_hash)
     started = conn.scalar(select(s.c.created_at).where(here))
-    conn.execute(update(s).where(here).values(revoked_at=now))
+    log_out(conn, session_hash, now)
     # where they went is the other company's business, not this one's
     audit(conn, tenant_id, now, ("user", str(user_id)), "session.switch_out")
     tenancy.switch(conn, target)
