@@ -2,7 +2,10 @@
 
 The device credential may be given inline (`cloud.api_key`), in a file
 (`cloud.api_key_file`, e.g. written by enrollment) or in ERP_EDGE_API_KEY; the
-environment wins, so a secret need not sit in the file.
+environment wins, so a secret need not sit in the file. The same goes for the MQTT
+bridge's password on a default-deny broker: `mqtt.password_file` or
+ERP_EDGE_MQTT_PASSWORD (wins), with `mqtt.username`; without a username the bridge
+connects anonymously (the demo's embedded broker).
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from edge_agent.sessions import MODES, Workstation
+from firmware_bridges.terminal.dynsec import DynsecError, check_username
 
 TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t"}
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
 class ConfigError(Exception):
@@ -39,12 +45,17 @@ class StationConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    url: str = "mqtt://127.0.0.1:1883"
+    url: str = DEFAULT_MQTT_URL  # the broker, without credentials
+
     site: str = "plant"
     client_id: str = ""
     version: int = 5  # 3 for an MQTT 3.1.1 broker (the demo's embedded one)
     # terminal device id → workstation id (its warehouse and work centre)
     terminals: dict[str, str] = field(default_factory=dict)
+    # The bridge's own dynsec client (`erp edge mqtt-bridge add`); None = anonymous.
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None  # where `erp edge mqtt-bridge add` writes it
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,20 @@ def load_config(path: str | Path) -> EdgeConfig:
     return parse_config(raw, base=path.parent)
 
 
+def load_mqtt_config(path: str | Path) -> MqttConfig:
+    """Only the [mqtt] table (with the edge id), the password optional: what the MQTT
+    provisioning commands need, before the bridge has a password."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    if "mqtt" not in raw:
+        raise ConfigError(f"{path} has no [mqtt] table")
+    edge_id = _text(_table(raw, "edge"), "id", "edge")
+    return _mqtt(raw["mqtt"], edge_id, path.parent, need_password=False)
+
+
 def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> EdgeConfig:
     edge, cloud = _table(raw, "edge"), _table(raw, "cloud")
     edge_id = _text(edge, "id", "edge")
@@ -93,7 +118,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> EdgeConfig:
         heartbeat_s=float(cloud.get("heartbeat_s", 30)),
         masterdata_refresh_s=float(cloud.get("masterdata_refresh_s", 60)),
         stations=tuple(_station(s) for s in raw.get("workstations", [])),
-        mqtt=_mqtt(raw["mqtt"], edge_id) if "mqtt" in raw else None,
+        mqtt=_mqtt(raw["mqtt"], edge_id, base) if "mqtt" in raw else None,
     )
 
 
@@ -148,11 +173,60 @@ def _station(raw: dict[str, Any]) -> StationConfig:
     return StationConfig(station, scanner, raw.get("device_id", f"scanner-{station_id}"))
 
 
-def _mqtt(raw: dict[str, Any], edge_id: str) -> MqttConfig:
+def _mqtt(raw: dict[str, Any], edge_id: str, base: Path, need_password: bool = True) -> MqttConfig:
+    url = raw.get("url", DEFAULT_MQTT_URL)
+    username, password = _mqtt_credentials(raw, base, need_password)
+    parsed = urlparse(url)
+    if parsed.username is not None:  # credentials in the URL: kept apart from it
+        if username is not None:
+            raise ConfigError("[mqtt]: give the credentials in url or as username, not both")
+        username, password = unquote(parsed.username), unquote(parsed.password or "") or None
+        url = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
     return MqttConfig(
-        url=raw.get("url", "mqtt://127.0.0.1:1883"),
+        url=url,
         site=raw.get("site", "plant"),
         client_id=raw.get("client_id", f"erp-edge-{edge_id}"),
         version=int(raw.get("version", 5)),
         terminals=dict(raw.get("terminals", {})),
+        username=username,
+        password=password,
+        password_file=base / raw["password_file"] if "password_file" in raw else None,
     )
+
+
+def _mqtt_credentials(
+    raw: dict[str, Any], base: Path, need_password: bool
+) -> tuple[str | None, str | None]:
+    """(username, password) of the bridge: the password from $ERP_EDGE_MQTT_PASSWORD,
+    else `password_file`, else `password`; (None, None) for an anonymous bridge."""
+    username = raw.get("username")
+    if username is None:
+        if "password" in raw or "password_file" in raw:
+            raise ConfigError("[mqtt]: a password needs a username")
+        return None, None
+    try:
+        check_username(str(username), "[mqtt] username")
+    except DynsecError as error:
+        raise ConfigError(str(error)) from error
+    password = (
+        os.environ.get("ERP_EDGE_MQTT_PASSWORD") or _password_file(raw, base) or raw.get("password")
+    )
+    if not password:
+        if need_password:
+            raise ConfigError(
+                f"[mqtt] username {username!r} needs a password (password_file, or "
+                "$ERP_EDGE_MQTT_PASSWORD): `erp edge mqtt-bridge add` makes one"
+            )
+        return str(username), None
+    return str(username), password
+
+
+def _password_file(raw: dict[str, Any], base: Path) -> str | None:
+    if "password_file" not in raw:
+        return None
+    try:
+        return (base / raw["password_file"]).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None  # not provisioned yet
+    except OSError as error:
+        raise ConfigError(f"[mqtt] password_file: {error}") from error

@@ -104,3 +104,61 @@ def test_mosquitto_config_does_not_drop_queued_messages() -> None:
     assert settings.get("max_queued_messages") == "0", (
         f"{sources[0]}: set `max_queued_messages 0` (got {settings.get('max_queued_messages')!r})"
     )
+
+
+def _conf_settings(path: Path) -> dict[str, str]:
+    settings = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and not key.startswith("#"):
+            settings[key] = value.strip()
+    return settings
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> source, for `source:target[:mode]` volumes."""
+    parts = [str(v).split(":") for v in service.get("volumes", [])]
+    return {p[1]: p[0] for p in parts if len(p) >= 2}
+
+
+def test_mosquitto_denies_by_default_with_dynsec() -> None:
+    services = _compose()["services"]
+    mosquitto, init = services["mosquitto"], services["mosquitto-init"]
+    settings = _conf_settings(COMPOSE_DIR / _mounts(mosquitto)[MOSQUITTO_CONF_IN_CONTAINER])
+    assert settings.get("allow_anonymous") == "false"
+    assert settings.get("plugin") == "/usr/lib/mosquitto_dynamic_security.so"  # in the image
+    dynsec_file = settings["plugin_opt_config_file"]
+    # The broker rewrites the file on every change: it must be on the data volume, which
+    # the init service writes it to first (same volume, same image, same path).
+    data = [target for target in _mounts(mosquitto) if dynsec_file.startswith(target + "/")]
+    assert data, f"{dynsec_file} is not on a volume of the mosquitto service"
+    assert _mounts(init)[data[0]] == _mounts(mosquitto)[data[0]]
+    assert init["image"] == mosquitto["image"]
+    assert "mosquitto_ctrl dynsec init $$F admin" in " ".join(init["command"])
+    assert f"F={dynsec_file};" in " ".join(init["command"])
+    assert "MQTT_ADMIN_PASSWORD" in init["environment"]
+    assert mosquitto["depends_on"]["mosquitto-init"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+def test_edge_bridge_has_its_own_identity_with_a_writable_password_file() -> None:
+    import tomllib
+
+    edge = _compose()["services"]["edge"]
+    mounts = _mounts(edge)
+    config_in_container = next(t for t, s in mounts.items() if s.endswith("edge.toml"))
+    mqtt = tomllib.loads((COMPOSE_DIR / mounts[config_in_container]).read_text())["mqtt"]
+    assert mqtt["username"]
+    password_file = mqtt["password_file"]
+    volumes = [t for t, s in mounts.items() if not s.startswith(".")]  # named, writable
+    assert any(password_file.startswith(t + "/") for t in volumes), (
+        f"{password_file} must be on a named volume of the edge service, where "
+        "`erp edge mqtt-bridge add` can write it"
+    )
+
+
+def test_mqtt_provisioning_commands_exist(erp_cli: Any) -> None:
+    edge = erp_cli.commands["edge"]
+    for group in ("mqtt-terminal", "mqtt-bridge"):
+        assert set(edge.commands[group].commands) == {"add", "remove"}

@@ -17,6 +17,7 @@ from firmware_bridges.terminal.counters import CounterTracker
 from firmware_bridges.terminal.errors import (
     AckTimeout,
     CounterStateError,
+    DynsecError,
     TerminalError,
     TerminalMessageError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "CounterTracker",
     "DeviceAddress",
     "DeviceStatus",
+    "DynsecError",
     "FinishMessage",
     "Handler",
     "PauseMessage",

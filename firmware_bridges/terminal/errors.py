@@ -42,3 +42,13 @@ class AckTimeout(TerminalError):
     """The simulator sent a message every allowed time and never got an ack."""
 
     code = "ack_timeout"
+
+
+class DynsecError(TerminalError):
+    """Provisioning MQTT identities on the broker's dynamic security plugin failed.
+
+    Codes: `bad_username`, `client_exists`, `role_exists`, `unknown_client`,
+    `admin_refused`, `broker_unreachable`, `no_dynsec`, `command_failed`.
+    """
+
+    code = "dynsec_error"

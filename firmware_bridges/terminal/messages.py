@@ -35,6 +35,7 @@ from firmware_bridges.terminal.errors import TerminalMessageError
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MESSAGE_TYPES",
+    "SEGMENT",
     "CountMessage",
     "DeviceAddress",
     "FinishMessage",
@@ -50,7 +51,8 @@ __all__ = [
 ]
 
 MAX_PAYLOAD_BYTES = 16 * 1024
-_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# site, line and device names; a device name is also its MQTT username (dynsec.py)
+SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,6})?")
 _MAX_INT_QUANTITY = 10**15
 
@@ -81,7 +83,7 @@ class DeviceAddress:
 
 def _address(parts: list[str], topic: str) -> DeviceAddress:
     for part in parts[:3]:
-        if not _SEGMENT.fullmatch(part):
+        if not SEGMENT.fullmatch(part):
             raise TerminalMessageError(
                 "bad_topic",
                 f"topic {topic!r}: site, line and device must be 1-64 of A-Z a-z 0-9 _ . -",

@@ -5,6 +5,9 @@ out at QoS 1, not retained; the terminal waits for the ack with that msg id on i
 `down/ack` topic and re-sends the very same payload when none comes in time. Its status
 is retained, "online" on connect, and "offline" is its last will. Counters are
 cumulative within a `counter_epoch`; `reset_counter()` starts a new epoch from 0.
+
+On a default-deny broker it logs in with the username and password that provisioning
+gave it (dynsec.py); its client id is then the username, to which the broker binds it.
 """
 
 import json
@@ -53,10 +56,14 @@ class TerminalSimulator:
         max_attempts: int = 5,
         counter_epoch: int = 1,
         mqtt_version: int = 5,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(CHINA_TIME),
     ) -> None:
         self.host, self.port, self.address = host, port, address
         self.mqtt_version = mqtt_version
+        self.username, self._password = username, password
         self.badge = badge
         self.ack_timeout_s = ack_timeout_s
         self.max_attempts = max_attempts
@@ -74,14 +81,19 @@ class TerminalSimulator:
         self._acked = threading.Condition()
         self._ready = threading.Event()
         self._powered_off = False
+        self._refused: str | None = None
+        # On a dynsec broker the client id is bound to the username (dynsec.py).
+        self.client_id = client_id or username or f"terminal-{address.device}-{self._boot}"
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"terminal-{self.address.device}-{self._boot}",
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5 if self.mqtt_version == 5 else mqtt.MQTTv311,
         )
+        if self.username is not None:
+            client.username_pw_set(self.username, self._password)
         client.will_set(self.address.status_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(1, 5)
         client.on_connect = self._on_connect
@@ -94,8 +106,15 @@ class TerminalSimulator:
     def start(self, timeout_s: float = 5.0) -> "TerminalSimulator":
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
-        if not self._ready.wait(timeout_s):
+        if not self._ready.wait(timeout_s) or self._refused is not None:
+            self._client.disconnect()
             self._client.loop_stop()
+            if self._refused is not None:
+                raise TerminalError(
+                    f"terminal {self.address.device_id}: the broker at {self.host}:{self.port} "
+                    f"refused {self._refused}; check its MQTT username, password and role",
+                    code="broker_refused",
+                )
             raise TerminalError(
                 f"terminal {self.address.device_id} could not connect to "
                 f"{self.host}:{self.port} within {timeout_s} s",
@@ -121,11 +140,22 @@ class TerminalSimulator:
             sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, *args: Any
+    ) -> None:
+        if reason.is_failure:
+            self._refused = f"its login ({reason})"
+            self._ready.set()
+            return
         client.subscribe(self.address.down_topic("+"), qos=1)
         client.publish(self.address.status_topic, "online", qos=1, retain=True)
 
-    def _on_subscribe(self, *args: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, *args: Any
+    ) -> None:
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            self._refused = f"its subscription to {self.address.down_topic('+')} ({refused[0]})"
         self._ready.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
