@@ -138,12 +138,13 @@ def tenant_purge(
     database_url: DbUrl = None,
 ) -> None:
     """Delete every tenant whose subscription is due for purge (canceled 90 days ago),
-    keeping a deletion record, and every audit line older than its tenant's plan keeps
-    them (run it from cron, daily); prints one line per tenant."""
+    keeping a deletion record, every audit line older than its tenant's plan keeps
+    them and every Idempotency-Key older than a day (run it from cron, daily); prints
+    one line per tenant."""
     from cloud_api.db import tenancy
     from cloud_api.db.engine import make_engine
     from cloud_api.domain.clock import now_utc
-    from cloud_api.services.purge import expire_audit, purge_due
+    from cloud_api.services.purge import expire_audit, expire_idempotency_keys, purge_due
 
     settings = get_settings()
     owner_url = owner_database_url or settings.owner_database_url or settings.database_url
@@ -159,6 +160,7 @@ def tenant_purge(
             f"{expired.tenant_id}: {expired.rows_deleted} audit lines from before "
             f"{expired.before:%Y-%m-%d} expired"
         )
+    typer.echo(f"{expire_idempotency_keys(platform, now)} idempotency keys older than a day")
 
 
 @tenant_app.command("record-payment")

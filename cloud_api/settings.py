@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # each process keeps its own (fine for one process: the demo)
     redis_url: str | None = None
     redis_prefix: str = "erp"
+    # outgoing mail (cloud_api/mail.py): file:DIR writes .eml files, smtp://host:port,
+    # smtp+starttls://user:pass@host:587 or smtps://... hand them to a mail server
+    mail_url: str = f"file:{Path('var') / 'mail'}"
+    mail_from: str = "Shop-floor ERP <no-reply@localhost>"
     max_batch_events: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
 

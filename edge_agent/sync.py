@@ -3,7 +3,9 @@
 Each batch goes to `POST /api/v1/edge/events`; the cloud answers one result per event
 and the outbox records them (posted/duplicate → sent, held → held, rejected/conflict →
 parked) in one transaction. A crash between the answer and that record re-sends the
-batch, which the cloud answers `duplicate`: stock moves once (EDGE.md, scenario 3).
+batch under the same Idempotency-Key, which the cloud answers with its first reply (a
+batch made up differently: `duplicate` for each event already posted): stock moves once
+(EDGE.md, scenario 3).
 
 When the cloud cannot be reached or answers an error, nothing changes in the outbox;
 the loop waits with exponential back-off and full jitter, at least the `Retry-After` it
@@ -12,8 +14,11 @@ was given (429 quota, 503), and for 402 (subscription unpaid) keeps everything b
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +58,14 @@ class CloudClient:
         )
 
     def post_events(self, events: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._call("POST", "/edge/events", json={"events": events})
+        """The batch's Idempotency-Key is named by the batch itself (its events, as the
+        outbox keeps them, and what is worked out at sending, such as `replayed`): the
+        same batch sent again after a lost answer gets the first reply back; one made
+        up differently is another request, whose events already posted answer
+        `duplicate` (each event is idempotent on its own id)."""
+        body = {"events": events}
+        key = {"Idempotency-Key": batch_key(body)}
+        return self._call("POST", "/edge/events", json=body, headers=key)
 
     def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/edge/heartbeat", json=body)
@@ -77,6 +89,14 @@ class CloudClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+BATCH_KEYS = uuid.UUID("5c1e4b0e-7d1f-4b6a-9a57-3f0c2b8e9d41")  # uuid5 namespace
+
+
+def batch_key(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return str(uuid.uuid5(BATCH_KEYS, hashlib.sha256(canonical.encode()).hexdigest()))
 
 
 def _problem_text(response: httpx.Response) -> str:

@@ -25,6 +25,7 @@ from cloud_api.db.engine import make_engine, normalize_url
 from cloud_api.db.migrate import upgrade
 from cloud_api.services.tenants import create_tenant
 from cloud_api.settings import get_settings
+from tests import mail  # noqa: F401  (MAIL_URL for this session, before any settings)
 from tests.pg_cluster import ClusterError, find_binaries, start_cluster
 from tests.roles import app_engines
 
@@ -166,6 +167,17 @@ class Api:
 
         tb = self.get("/reports/trial-balance").json()
         return {a["code"]: Decimal(a["balance"]) for a in tb["accounts"]}
+
+
+@pytest.fixture
+def server(pg_db: Engine) -> Iterator[Any]:
+    """The cloud API served over HTTP on 127.0.0.1, on PostgreSQL as erp_app."""
+    from tests.edge_harness import CloudServer
+
+    cloud = CloudServer(pg_db)
+    cloud.start()
+    yield cloud
+    cloud.stop()
 
 
 @pytest.fixture

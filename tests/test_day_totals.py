@@ -158,3 +158,31 @@ def test_the_books_check_names_a_day_total_that_disagrees(fresh_url: str) -> Non
         assert by_check["account_day_credit_equals_ledger"] == Decimal("0.01")
     finally:
         engine.dispose()
+
+
+def test_the_site_migration_puts_a_one_site_tenants_locations_at_its_devices_site(
+    fresh_url: str,
+) -> None:
+    """0023 gives existing warehouses and bins a site: a tenant whose live devices are
+    all at one site gets it (so they keep posting), another keeps "main"; migrating
+    down and up again on SQLite keeps the foreign keys that point at the table."""
+    engine = make_engine(fresh_url)
+    try:
+        one, two = Api(engine), Api(engine)
+        for api, sites in ((one, ["plant-2"]), (two, ["north", "south"])):
+            for site in sites:
+                code = api.post("/devices/enrollment-codes", json={"site": site}).json()["code"]
+                enrolled = api.client.post(
+                    "/api/v1/devices/enroll", json={"code": code, "name": site}
+                )
+                assert enrolled.status_code == 201, enrolled.text
+        setup_workshop(one)
+        (posted,) = one.events(receipt(1, "RAW", "2", "1.00"))  # a stock move at WH
+        downgrade(fresh_url, "0022")
+        upgrade(fresh_url)
+        for api, site in ((one, "plant-2"), (two, "main")):
+            places = {r["code"]: r["site"] for r in api.get("/locations").json()}
+            assert places["WH"] == site, places
+        assert posted["status"] == "posted" and one.reconcile() == []
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,135 @@ def test_held_events_are_metered_when_they_post_not_when_they_are_held(api: Api)
     reversed_ = api.post(f"/events/{posted['event_id']}/reverse", json={"reason": "x"})
     assert reversed_.status_code == 409  # its stock went to WO1: the reversal is held
     assert api.get("/subscription").json()["events_this_month"] == 2
+
+
+def test_work_order_progress_by_id_or_code_for_a_device_scoped_to_it(api: Api) -> None:
+    """POST /work-orders/{id or code}/progress: a station enrolled for progress reports a
+    completion and hours on an order; its event id makes a repeat post nothing more; a
+    receiving handheld (stock:post) is refused, as is a work order in the body; a
+    completion the state holds (a closed order) is 409 with nothing kept; an unknown
+    code is 404 with no security event (a code is not a probe), an unknown id is."""
+    setup_workshop(api)
+    api.events(receipt(1, "RAW", "50", "2"), issue(2, "RAW", "4"))
+    station = api.post("/devices/enrollment-codes", json={"scopes": ["progress:post"]})
+    call = _as(api, _enroll(api, station.json()["code"], "station-1").json()["key"])
+    wo1 = api.get("/work-orders/WO1").json()["id"]
+    done = {"location": "WH", "quantity": "2"}
+    event_id = str(uuid.uuid4())
+    body = {"type": "production_completion", "payload": done, "event_id": event_id}
+    needs_time = call("POST", f"/work-orders/{wo1}/progress", json=body)
+    assert (needs_time.status_code, needs_time.json()["code"]) == (422, "occurred_at_required")
+    body["occurred_at"] = now_utc().isoformat()
+    posted = call("POST", f"/work-orders/{wo1}/progress", json=body)
+    assert posted.status_code == 201, posted.text
+    assert (posted.json()["status"], posted.json()["work_order"]) == ("posted", "WO1")
+    again = call("POST", "/work-orders/WO1/progress", json=body)  # by code, same event
+    assert (again.status_code, again.json()["status"]) == (201, "duplicate")
+    assert again.json()["journal_entry_id"] == posted.json()["journal_entry_id"]
+    hours = {"type": "labour", "payload": {"work_center": "WC", "hours": "1.5"}}
+    assert call("POST", "/work-orders/WO1/progress", json=hours).status_code == 201
+    cost = api.get("/work-orders/WO1/cost").json()
+    assert cost["completed_quantity"] == "2.000000", cost
+
+    smuggled = {"type": "labour", "payload": {"work_order": "WO2", "work_center": "WC"}}
+    refused = call("POST", "/work-orders/WO1/progress", json=smuggled)
+    assert (refused.status_code, refused.json()["code"]) == (422, "work_order_in_body")
+    handheld = api.post("/devices/enrollment-codes", json={"scopes": ["stock:post"]})
+    receiver = _as(api, _enroll(api, handheld.json()["code"], "recv-1").json()["key"])
+    forbidden = receiver("POST", "/work-orders/WO1/progress", json=hours)
+    assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")
+    assert api.post("/work-orders/WO2/cancel").status_code == 200
+    anew = {**body, "event_id": None, "occurred_at": None}
+    closed = call("POST", "/work-orders/WO2/progress", json=anew)
+    assert closed.status_code == 409, closed.text
+    assert api.get("/exceptions", params={"status": "held"}).json() == []
+
+    unknown = call("POST", "/work-orders/NOPE/progress", json=hours)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_work_order")
+    strangers = [str(uuid.uuid4()), uuid.uuid4().hex]  # an id, in either spelling
+    for stranger in strangers:
+        answer = call("POST", f"/work-orders/{stranger}/progress", json=hours)
+        assert answer.status_code == 404
+    probes = [r["object"] for r in api.get("/audit-log").json() if r["action"].startswith("sec")]
+    assert sorted(probes) == sorted(f"work_order:{s}" for s in strangers)
+
+
+def test_a_device_moves_stock_at_its_own_sites_locations_only(api: Api) -> None:
+    """SAAS.md: an enrollment is scoped to tenant + site. A warehouse is at a site (a
+    bin at its warehouse's); a device enrolled at one site that names another site's
+    warehouse or bin is rejected `location_outside_site` and nothing moves; people and
+    integrations are not bound to a site."""
+    setup_workshop(api)
+    api.create("/locations", {"code": "WH2", "name": "Plant 2", "kind": "warehouse", "site": "p2"})
+    api.create("/locations", {"code": "B2", "name": "Bin", "kind": "bin", "parent_code": "WH2"})
+    mismatch = {"code": "B3", "name": "Bin", "kind": "bin", "parent_code": "WH2", "site": "main"}
+    refused = api.post("/locations", json=mismatch)
+    assert (refused.status_code, refused.json()["code"]) == (422, "site_mismatch")
+    sites = {row["code"]: row["site"] for row in api.get("/locations").json()}
+    assert (sites["WH"], sites["WH2"], sites["B2"]) == ("main", "p2", "p2")
+
+    main = _as(api, _device(api)[1])
+    code = api.post("/devices/enrollment-codes", json={"site": "p2"}).json()["code"]
+    plant2 = _as(api, _enroll(api, code, "p2-gate").json()["key"])
+    for caller, place, outcome in [
+        (main, "WH2", "location_outside_site"),
+        (main, "B2", "location_outside_site"),
+        (plant2, "WH", "location_outside_site"),
+        (main, "WH", "posted"),
+        (plant2, "B2", "posted"),
+    ]:
+        event = receipt(1, "RAW", "3", "2", location=place)
+        (result,) = caller("POST", "/edge/events", json={"events": [event]}).json()["results"]
+        assert (result["code"] or result["status"]) == outcome, (place, result)
+    stock = api.get("/reports/stock").json()
+    held = {(r["location"], r["item"]): Decimal(r["quantity"]) for r in stock}
+    assert held == {("WH", "RAW"): 3, ("B2", "RAW"): 3}
+    # a device's refused event stays refused when someone re-posts it from the queue
+    queued = api.get("/exceptions", params={"status": "rejected"}).json()[0]
+    again = api.post(f"/exceptions/{queued['event_id']}/repost")
+    assert again.json()["code"] == "location_outside_site", again.text
+    # the tenant key (an integration) is at no site
+    (moved,) = api.events(receipt(2, "RAW", "1", "2", location="WH2"))
+    assert moved["status"] == "posted"
+    # and each edge is given its own site's warehouses and bins to check scans against
+    for caller, seen in ((main, {"WH"}), (plant2, {"WH2", "B2"})):
+        pulled = caller("GET", "/edge/masterdata").json()["locations"]
+        assert {row["code"] for row in pulled} == seen
+    assert {r["code"] for r in api.get("/edge/masterdata").json()["locations"]} >= {"WH", "WH2"}
+
+
+def test_a_member_bound_to_a_site_manages_that_sites_devices_only(api: Api) -> None:
+    """SAAS.md's RBAC row "Enroll / revoke devices: warehouse ✓ own site, production ✓
+    own site": a member bound to a site gets codes for it (by default), and is refused
+    `other_site` for another site's code or device; unbound, every site; the owner
+    always every site. The site applies from the next request."""
+    from tests.test_users import PASSWORD, Browser, _email
+
+    email = _email("clerk")
+    member = {"email": email, "name": "Clerk", "role": "warehouse", "password": PASSWORD}
+    added = api.post("/users", json={**member, "site": "p2"})
+    assert added.status_code == 201 and added.json()["site"] == "p2", added.text
+    listed = {u["email"]: u["site"] for u in api.get("/users").json()}
+    assert listed[email] == "p2"
+    clerk = Browser(api.db, api.client.app)
+    assert clerk.log_in(email).status_code == 200
+    own = clerk.call("POST", "/devices/enrollment-codes", json={})
+    assert own.status_code == 201 and own.json()["site"] == "p2", own.text
+    other = clerk.call("POST", "/devices/enrollment-codes", json={"site": "main"})
+    assert (other.status_code, other.json()["code"]) == (403, "other_site")
+    main_device, _ = _device(api)  # the tenant key: every site
+    for action in ("rotate", "revoke"):
+        refused = clerk.call("POST", f"/devices/{main_device}/{action}")
+        assert (refused.status_code, refused.json()["code"]) == (403, "other_site"), action
+    p2_device = _enroll(api, own.json()["code"], "p2-gate").json()["device_id"]
+    assert clerk.call("POST", f"/devices/{p2_device}/rotate").status_code == 200
+    assert clerk.call("POST", f"/devices/{p2_device}/revoke").status_code == 200
+
+    user_id = added.json()["user_id"]
+    assert api.patch(f"/users/{user_id}", json={}).json()["code"] == "nothing_to_change"
+    freed = api.patch(f"/users/{user_id}", json={"site": None})
+    assert freed.status_code == 200 and freed.json()["sessions_ended"] == 0, freed.text
+    anywhere = clerk.call("POST", "/devices/enrollment-codes", json={"site": "main"})
+    assert anywhere.status_code == 201, anywhere.text  # the same session, the next request
+    audit = [r for r in api.get("/audit-log").json() if r["action"] == "member.site"]
+    assert [(r["object"], r["detail"]) for r in audit] == [(user_id, "*")]

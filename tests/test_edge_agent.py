@@ -98,9 +98,13 @@ def make_agent_offline(tmp_path: Path, server: CloudServer, api: Api):  # type: 
     return agent
 
 
-def test_crash_between_the_answer_and_the_mark_resends_as_duplicate(
-    shop: Api, db: Engine, tmp_path: Path
+@pytest.mark.parametrize("late", [False, True])
+def test_crash_between_the_answer_and_the_mark_resends_and_gets_the_first_reply(
+    shop: Api, db: Engine, tmp_path: Path, late: bool
 ) -> None:
+    """The same batch sent again (the same Idempotency-Key) gets the first reply; sent
+    late, its events now say `replayed`: another batch, another key, each event
+    answered `duplicate`, never a 409 that would hold the outbox up."""
     with cloud(db) as server:
         agent = make_agent(tmp_path, server, shop)
         login_and_issue(agent, "RAW", "5")
@@ -114,8 +118,11 @@ def test_crash_between_the_answer_and_the_mark_resends_as_duplicate(
             agent.syncer.sync_once()
         agent.outbox.record_results = real_record  # type: ignore[method-assign]
         assert agent.outbox.status().backlog == 1  # not marked: sent again
+        if late:  # as if the restart took longer than REPLAY_AFTER_S
+            agent.outbox.replay_after_s = 0
         report = agent.syncer.sync_once()
-        assert report.counts == {"duplicate": 1}
+        assert report.error is None
+        assert report.counts == ({"duplicate": 1} if late else {"posted": 1})
         assert agent.outbox.status().backlog == 0
         assert len(posted_events(db, shop.tenant.id)) == 1
         assert on_hand(shop, "RAW") == Decimal(100000 - 5)

@@ -7,6 +7,7 @@ that writes nothing; the same id in another tenant is that tenant's own event.""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,40 +22,41 @@ from tests.factory import receipt, setup_workshop
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def server(pg_db: Engine) -> Any:
-    cloud = CloudServer(pg_db)
-    cloud.start()
-    yield cloud
-    cloud.stop()
-
-
-def _at_once(url: str, key: str, event: dict[str, Any], senders: int) -> list[dict[str, Any]]:
-    answers: list[dict[str, Any]] = []
+def at_once(senders: int, send: Callable[[httpx.Client], Any]) -> list[Any]:
+    """`send` run by `senders` threads released together, each with its own client;
+    their answers (any exception fails the test)."""
+    answers: list[Any] = []
     errors: list[BaseException] = []
     start = threading.Barrier(senders)
 
-    def send() -> None:
+    def run() -> None:
         try:
             with httpx.Client(timeout=60) as client:
                 start.wait()
-                response = client.post(
-                    url + "/api/v1/edge/events",
-                    json={"events": [event]},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-            assert response.status_code == 200, response.text
-            answers.append(response.json()["results"][0])
+                answers.append(send(client))
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=send) for _ in range(senders)]
+    threads = [threading.Thread(target=run) for _ in range(senders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
     return answers
+
+
+def _at_once(url: str, key: str, event: dict[str, Any], senders: int) -> list[dict[str, Any]]:
+    def send(client: httpx.Client) -> dict[str, Any]:
+        response = client.post(
+            url + "/api/v1/edge/events",
+            json={"events": [event]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["results"][0]  # type: ignore[no-any-return]
+
+    return at_once(senders, send)
 
 
 @pytest.mark.parametrize("senders", [2, 10])

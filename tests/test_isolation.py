@@ -16,7 +16,7 @@ import io
 import re
 import uuid
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -24,6 +24,9 @@ from sqlalchemy import Engine, select
 from cloud_api.db import models as m
 from tests.conftest import Api
 from tests.factory import completion, issue, labour, receipt, setup_workshop, shipment
+
+if TYPE_CHECKING:
+    from tests.test_users import Browser
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -112,6 +115,29 @@ def _paths(api: Api) -> dict[str, list[str]]:
     return {p: sorted(ops) for p, ops in spec["paths"].items() if p.startswith("/api/v1")}
 
 
+def owner_session(a: Api, db: Engine) -> Browser:
+    """A new owner of A signed in to the portal with a second factor (A is on Pro): a
+    browser holding the `__Host-session` cookie, and the session's CSRF token that its
+    `call` sends on writes (tests/test_users.py Browser). Shared with
+    tests/test_schemathesis.py."""
+    import pyotp
+
+    from tests.mail import mailed_code
+    from tests.test_users import PASSWORD, Browser
+
+    email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "name": "Owner", "role": "owner", "password": PASSWORD}
+    assert a.post("/users", json=body).status_code == 201
+    browser = Browser(db, a.client.app)
+    assert browser.log_in(email).status_code == 200
+    secret = browser.call("POST", "/mfa/setup").json()["secret"]
+    codes = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
+    assert browser.call("POST", "/mfa/confirm", json=codes).is_success
+    me = browser.call("GET", "/me").json()
+    assert me["user_id"] and me["role"] == "owner" and me["csrf_token"]  # a session
+    return browser
+
+
 class _Caller:
     """A's credential on the JSON API: its tenant key, or (SAAS.md cases 2 and 20)
     the portal session of an owner of A, with a second factor (A is on Pro) and the
@@ -120,20 +146,7 @@ class _Caller:
     def __init__(self, a: Api, db: Engine, kind: str) -> None:
         self.api, self.browser = a, None
         if kind == "session":
-            import pyotp
-
-            from tests.test_users import PASSWORD, Browser
-
-            email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
-            body = {"email": email, "name": "Owner", "role": "owner", "password": PASSWORD}
-            assert a.post("/users", json=body).status_code == 201
-            self.browser = Browser(db, a.client.app)
-            assert self.browser.log_in(email).status_code == 200
-            secret = self.browser.call("POST", "/mfa/setup").json()["secret"]
-            code = pyotp.TOTP(secret).now()
-            assert self.browser.call("POST", "/mfa/confirm", json={"code": code}).is_success
-            me = self.browser.call("GET", "/me").json()
-            assert me["user_id"] and me["role"] == "owner" and me["csrf_token"]  # a session
+            self.browser = owner_session(a, db)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         if self.browser is not None:
@@ -233,6 +246,40 @@ def test_a_device_of_a_posting_against_bs_work_order_changes_nothing_in_b(
         headers={"Authorization": f"Bearer {a_ids['device_key']}"},
     )
     assert refused.status_code == 403
+
+
+def test_a_device_naming_bs_work_order_by_id_gets_404_and_a_security_event_in_a(
+    db: Engine, tenants: tuple[Api, Api, dict[str, Any], dict[str, Any]]
+) -> None:
+    """Case 1 as SAAS.md has it: A's device key + B's work-order id →
+    POST /work-orders/{B_id}/progress → 404. Nothing is posted (no stock move in
+    either tenant), B has no new row (no audit line either), and A's audit log has a
+    security event naming the device and the id it asked for. A's own order, by its
+    id, takes the same request (the route works)."""
+    a, b, a_ids, _ = tenants
+    b_id = b.get("/work-orders/WO1").json()["id"]
+    a_id = a.get("/work-orders/WO1").json()["id"]
+    assert a_id != b_id  # the same code in both tenants, different ids
+    device = {"Authorization": f"Bearer {a_ids['device_key']}"}
+    body = {"type": "production_completion", "payload": {"location": "WH", "quantity": "1"}}
+    before_a, before_b = snapshot(db, a.tenant.id), snapshot(db, b.tenant.id)
+    response = a.client.post(f"/api/v1/work-orders/{b_id}/progress", json=body, headers=device)
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "unknown_work_order"
+    assert str(b.tenant.id) not in response.text
+    assert snapshot(db, b.tenant.id) == before_b
+    after_a = snapshot(db, a.tenant.id)
+    changed = {t for t in after_a if after_a[t] != before_a.get(t)}
+    assert changed == {"audit_log"}  # the security event, and nothing else
+    (probe,) = [r for r in a.get("/audit-log").json() if r["action"] == "security.unknown_object"]
+    assert probe["object"] == f"work_order:{b_id}"
+    assert (probe["actor_kind"], probe["actor_id"]) == ("device", a_ids["device_id"])
+    assert probe["detail"] == f"POST /api/v1/work-orders/{b_id}/progress"
+    # A's own order by id: posted in A
+    own = a.client.post(f"/api/v1/work-orders/{a_id}/progress", json=body, headers=device)
+    assert own.status_code == 201, own.text
+    assert (own.json()["work_order"], own.json()["status"]) == ("WO1", "posted")
+    assert snapshot(db, b.tenant.id) == before_b
 
 
 def test_identical_codes_in_both_tenants_and_no_error_tells_of_the_other(

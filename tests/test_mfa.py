@@ -19,8 +19,11 @@ from cloud_api.domain.clock import now_utc
 from cloud_api.services import subscriptions
 from tenant import subscriptions as subs
 from tenant.security import mfa
+from tests.mail import mailed_code, mails_to
 from tests.roles import as_role
 from tests.test_users import PASSWORD, Browser, _email
+
+T = m.SQLModel.metadata.tables
 
 T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
 
@@ -58,13 +61,15 @@ def test_pro_owners_set_up_a_second_factor_and_then_need_it(db: Engine) -> None:
     blocked = owner.call("GET", "/items")
     assert blocked.status_code == 403 and blocked.json()["code"] == "mfa_setup_required"
     assert owner.call("GET", "/me").status_code == 200
-    unconfirmed = owner.call("POST", "/mfa/confirm", json={"code": "000000"})
+    unconfirmed = owner.call("POST", "/mfa/confirm", json={"code": "000000", "mail_code": "1"})
     assert unconfirmed.status_code == 409  # nothing started yet
     setup = owner.call("POST", "/mfa/setup").json()
-    assert setup["otpauth_uri"].startswith("otpauth://totp/")
-    totp = pyotp.TOTP(setup["secret"])
-    assert owner.call("POST", "/mfa/confirm", json={"code": "000001"}).status_code in (409, 422)
-    confirmed = owner.call("POST", "/mfa/confirm", json={"code": totp.now()})
+    assert setup["otpauth_uri"].startswith("otpauth://totp/") and setup["mailed_to"] == email
+    totp, mail_code = pyotp.TOTP(setup["secret"]), mailed_code(email)
+    wrong = owner.call("POST", "/mfa/confirm", json={"code": "000001", "mail_code": mail_code})
+    assert wrong.status_code == 422 and wrong.json()["code"] == "mfa_failed"
+    codes = {"code": totp.now(), "mail_code": mail_code}
+    confirmed = owner.call("POST", "/mfa/confirm", json=codes)
     assert confirmed.status_code == 200, confirmed.text
     assert owner.call("GET", "/items").status_code == 200
 
@@ -143,10 +148,12 @@ def test_the_portal_sends_a_pro_owner_to_set_up_and_then_asks_for_the_code(db: E
 
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text)
     assert secret, page.text[:800]
+    assert 'id="mail-code"' in page.text and email in page.text  # where the code went
+    again = client.get("/mfa")  # a reload: the same set-up, no second mail
+    assert secret.group(1) in again.text and len(mails_to(email)) == 1
     code = pyotp.TOTP(secret.group(1)).now()
-    done = client.post(
-        "/mfa", data={"csrf_token": _csrf(page.text), "code": code}, follow_redirects=False
-    )
+    form = {"csrf_token": _csrf(page.text), "code": code, "mail_code": mailed_code(email)}
+    done = client.post("/mfa", data=form, follow_redirects=False)
     assert done.status_code == 303, done.text
     assert client.get("/", follow_redirects=False).status_code == 200
 
@@ -187,7 +194,8 @@ def test_an_operator_resets_a_lost_second_factor_with_a_reason(db: Engine) -> No
     signed = owner.sign_up(email)
     _on_pro(db, uuid.UUID(signed["tenant_id"]))
     secret = owner.call("POST", "/mfa/setup").json()["secret"]
-    assert owner.call("POST", "/mfa/confirm", json={"code": pyotp.TOTP(secret).now()}).is_success
+    codes = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
+    assert owner.call("POST", "/mfa/confirm", json=codes).is_success
     other_owner = Browser(db, owner.client.app)
     other_owner.sign_up(_email("other"), company="Birch & Co")
     member = {"email": email, "name": "Owner", "role": "viewer", "password": PASSWORD}
@@ -224,3 +232,108 @@ def test_an_operator_resets_a_lost_second_factor_with_a_reason(db: Engine) -> No
         ["tenant", "reset-mfa", "nobody@example.com", "--database-url", platform, "--reason", "x"],
     )
     assert unknown.exit_code == 2 and "user_not_found" in unknown.output
+
+
+def test_the_password_alone_cannot_enrol_a_factor_without_the_mailed_code(db: Engine) -> None:
+    """SAAS.md's MFA bootstrap: someone holding only the password of a Pro owner who has
+    no factor yet cannot enrol their own authenticator. The set-up mails a code to the
+    account's address (saying what to do if it was not them); without it, or with a
+    wrong one, nothing is enrolled, the set-up ends (one guess per mail) and the audit
+    log says so; an expired code is refused the same way."""
+    import uuid
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    secret = owner.call("POST", "/mfa/setup").json()["secret"]
+    (sent,) = mails_to(email)
+    assert sent["Subject"] == "Your code to set up a second factor"
+    assert "If this was not you" in sent.get_payload(decode=True).decode()
+    code = pyotp.TOTP(secret).now()
+    guessed = owner.call("POST", "/mfa/confirm", json={"code": code, "mail_code": "12345678"})
+    assert (guessed.status_code, guessed.json()["code"]) == (422, "mail_code_failed")
+    right_too_late = {"code": code, "mail_code": mailed_code(email)}
+    ended = owner.call("POST", "/mfa/confirm", json=right_too_late)
+    assert (ended.status_code, ended.json()["code"]) == (409, "no_mfa_pending")
+    assert owner.call("GET", "/items").json()["code"] == "mfa_setup_required"
+    soon = owner.call("POST", "/mfa/setup")  # one mail a minute at most
+    assert (soon.status_code, soon.json()["code"]) == (429, "mail_cooldown")
+    assert int(soon.headers["Retry-After"]) <= 60 and len(mails_to(email)) == 1
+
+    _mail_sent_ago(db, email, mfa.MAIL_COOLDOWN)
+    secret = owner.call("POST", "/mfa/setup").json()["secret"]  # a new mail, a new code
+    assert len(mails_to(email)) == 2
+    _mail_sent_ago(db, email, mfa.MAIL_CODE_TTL + timedelta(minutes=1))
+    late = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
+    expired = owner.call("POST", "/mfa/confirm", json=late)
+    assert expired.json()["code"] == "mail_code_failed"
+
+    secret = owner.call("POST", "/mfa/setup").json()["secret"]
+    codes = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
+    assert owner.call("POST", "/mfa/confirm", json=codes).status_code == 200
+    assert owner.call("GET", "/items").status_code == 200
+    actions = [r["action"] for r in owner.call("GET", "/audit-log").json()]
+    assert actions.count("user.mfa_mail_code_failed") == 2
+    assert actions.count("user.mfa_enabled") == 1
+
+
+def test_no_mail_no_set_up(db: Engine) -> None:
+    """A mail server that does not take the mail: 503 mail_unavailable and nothing is
+    started (no pending secret to confirm)."""
+    import uuid
+
+    from cloud_api.mail import SmtpMailer
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    owner.client.app.state.mailer = SmtpMailer("127.0.0.1", _closed_port(), "erp@localhost")
+    refused = owner.call("POST", "/mfa/setup")
+    assert (refused.status_code, refused.json()["code"]) == (503, "mail_unavailable")
+    nothing = owner.call("POST", "/mfa/confirm", json={"code": "123456", "mail_code": "1"})
+    assert nothing.json()["code"] == "no_mfa_pending"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _mail_sent_ago(db: Engine, email: str, ago: timedelta) -> None:
+    u = T["app_user"]
+    with as_role(db, rls.PLATFORM).begin() as conn:
+        sent = now_utc() - ago - timedelta(seconds=1)
+        conn.execute(u.update().where(u.c.email == email).values(mfa_mail_code_at=sent))
+
+
+def test_a_set_up_belongs_to_the_session_that_started_it(db: Engine) -> None:
+    """Someone with the password signs in and starts a set-up: the owner's own session
+    is not shown that secret (it starts its own, and the mail tells the owner), and the
+    other session's secret cannot be confirmed from the owner's session, nor the
+    owner's from the other: each is that session's alone."""
+    import re
+    import uuid
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    intruder = Browser(db, owner.client.app)
+    assert intruder.log_in(email).status_code == 200
+    theirs = intruder.call("POST", "/mfa/setup").json()["secret"]
+    _mail_sent_ago(db, email, mfa.MAIL_COOLDOWN)
+    page = owner.client.get("/mfa")  # the owner's own set-up page
+    assert page.status_code == 200 and theirs not in page.text
+    shown = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text)
+    assert shown and shown.group(1) != theirs
+    codes = {"code": pyotp.TOTP(theirs).now(), "mail_code": mailed_code(email)}
+    stolen = intruder.call("POST", "/mfa/confirm", json=codes)  # the owner's set-up now
+    assert (stolen.status_code, stolen.json()["code"]) == (409, "no_mfa_pending")
+    mine = {"code": pyotp.TOTP(shown.group(1)).now(), "mail_code": mailed_code(email)}
+    assert owner.call("POST", "/mfa/confirm", json=mine).status_code == 200
+    with as_role(db, rls.PLATFORM).connect() as conn:
+        u = T["app_user"]
+        kept = conn.scalar(select(u.c.totp_secret).where(u.c.email == email))
+    assert kept == shown.group(1) != theirs

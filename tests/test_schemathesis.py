@@ -1,10 +1,14 @@
 """SAAS.md case 20: schemathesis, in-process, generates requests for every operation of
 the OpenAPI document from its schemas (and breaks them), sent with tenant A's and then
-tenant B's credentials: no 5xx, every answer matches its documented schema and content
-type, and none carries an id of the other tenant's rows. Without credentials: 401."""
+tenant B's credentials, each in two kinds: the tenant's API key, and the portal session
+of the tenant's owner (signed in with TOTP, as Pro requires: cookie `__Host-session`,
+`X-CSRF-Token` on writes). No 5xx, every answer matches its documented schema and
+content type, none carries an id of the other tenant's rows, and no credential is ever
+refused mid-run. Without credentials: 401."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 import zipfile
@@ -14,6 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -22,10 +27,40 @@ from sqlalchemy import Engine
 
 from tests.conftest import Api
 from tests.factory import receipt, setup_workshop
-from tests.test_isolation import UUID_RE, ids_of
+from tests.test_isolation import UUID_RE, ids_of, owner_session
 
 # the operations that need no credential (and the edge's own, open by design)
 OPEN = {"/api/v1/signup", "/api/v1/login", "/api/v1/devices/enroll"}
+SESSION_COOKIE = "__Host-session"
+# Generated values of the operations' credential header parameters: dropped from the
+# session's calls, or a made-up key would win over the cookie (a 401 testing nothing).
+CREDENTIAL_HEADERS = {"authorization", "x-api-key"}
+# Error codes that mean the credential itself was refused, i.e. the run stopped testing
+# what it says: no call of either kind may get one.
+CREDENTIAL_REFUSED = {
+    "missing_api_key",
+    "invalid_api_key",
+    "session_expired",
+    "csrf_failed",
+    "mfa_setup_required",
+    "rate_limited",
+}
+# What would end the owner's session mid-run, so the session runs it only once, after
+# every other operation (the last thing each owner does), then checks the session is
+# gone. Kept in the run, and why nothing else needs to be:
+# - POST /session/switch: a generated slug is no company the owner belongs to, so 404
+#   unknown_tenant "and the session goes on" (services/users.py switch_tenant);
+# - POST /me/password: needs the current password, which is never generated: 401;
+# - POST /mfa/setup only sets a pending secret (the confirmed factor stays), and a
+#   generated /mfa/confirm code that happened to match would keep the session;
+# - PATCH/DELETE /users/{user_id}: a generated id is never the signed-in owner's: 404;
+# - POST /subscription/cancel: needs the company's slug as `confirm`: 422;
+# - POST /api-key/rotate and /api-key/revoke: the owner's session really replaces the
+#   tenant's key (the old one dies at once) or revokes it; the key run goes on with the
+#   key the answer gives, or with one the owner gets at once (`_rekey`).
+# After every operation both owners' sessions are checked to be alive, so an operation
+# that ended one would be named.
+SESSION_LAST = {"POST /api/v1/logout"}
 
 
 class Tenants:
@@ -35,7 +70,11 @@ class Tenants:
             setup_workshop(api)
             api.events(receipt(1, "RAW", "5", "2.00"))
         self.app = self.a.client.app
+        # each tenant's owner, signed in before any run (with the keys still unrotated)
+        self.owners = {api.tenant.id: owner_session(api, db) for api in (self.a, self.b)}
+        self.keys = {api.tenant.id: api.tenant.api_key for api in (self.a, self.b)}
         self.ids = {api.tenant.id: ids_of(db, api.tenant.id) for api in (self.a, self.b)}
+        self.sent_as_owner: set[str] = set()  # the operations the sessions were sent
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -51,11 +90,16 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 
 def test_no_5xx_no_schema_violation_no_other_tenants_ids(tenants: Tenants) -> None:
     """Every operation, a dozen generated cases each (fixed seed), each sent as A and
-    as B. schemathesis's own pytest plugin does not load under this pytest, so the
-    operations' Hypothesis strategies are driven here."""
+    as B with the tenant's key, and as A's and B's owner in the portal session
+    (SESSION_LAST: once, at the end; OPEN reads no credential: the key's call only).
+    The kinds take turns going first, so each gets its writes answered 201, not only
+    409 for what the other just created. schemathesis's own pytest plugin does not
+    load under this pytest, so the operations' Hypothesis strategies are driven here."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", tenants.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 50
+    labels = {operation.label for operation in operations}
+    assert labels >= SESSION_LAST and len(SESSION_LAST) <= 2  # small, and still real
     for operation in operations:
 
         @given(case=operation.as_strategy())
@@ -67,17 +111,107 @@ def test_no_5xx_no_schema_violation_no_other_tenants_ids(tenants: Tenants) -> No
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            for me, other in ((tenants.a, tenants.b), (tenants.b, tenants.a)):
-                response = case.call(headers={"Authorization": f"Bearer {me.tenant.api_key}"})
-                case.validate_response(response, checks=CHECKS)
-                others = tenants.ids[other.tenant.id] - tenants.ids[me.tenant.id]
-                leaked = set(UUID_RE.findall(_text(response))) & others
-                assert not leaked, (case.path, sorted(leaked)[:3])
+            kinds = ("session", "key") if _session_first(case) else ("key", "session")
+            for kind in kinds:
+                skip = case.operation.label in SESSION_LAST or case.path in OPEN
+                if kind == "session" and skip:
+                    continue
+                for me, other in ((tenants.a, tenants.b), (tenants.b, tenants.a)):
+                    _send_and_check(tenants, case, kind, me, other)
 
         try:
             run()
+            if operation.label not in SESSION_LAST:
+                _owners_signed_in(tenants, f"after {operation.label}")
         except Exception as error:
             raise AssertionError(f"{operation.label}: {error}") from error
+
+    # what ends the session: one generated case per owner, after everything else
+    for operation in (o for o in operations if o.label in SESSION_LAST):
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=1,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run_last(case: Any) -> None:
+            for me, other in ((tenants.a, tenants.b), (tenants.b, tenants.a)):
+                _send_and_check(tenants, case, "session", me, other)
+
+        run_last()
+        for owner in tenants.owners.values():  # and the session really ended
+            assert owner.call("GET", "/me").status_code == 401, operation.label
+    # the sessions went everywhere a credential is read
+    assert tenants.sent_as_owner == {o.label for o in operations if o.path not in OPEN}
+
+
+def _send_and_check(tenants: Tenants, case: Any, kind: str, me: Api, other: Api) -> None:
+    if kind == "key":
+        response = case.call(headers={"Authorization": f"Bearer {tenants.keys[me.tenant.id]}"})
+    else:  # the owner's browser: its cookie and, on writes, its CSRF header
+        owner = tenants.owners[me.tenant.id]
+        cookie = owner.client.cookies.get(SESSION_COOKIE)
+        assert cookie and owner.csrf
+        write = case.method.upper() not in ("GET", "HEAD", "OPTIONS")
+        sent = case.headers
+        case.headers = {
+            k: v for k, v in (sent or {}).items() if k.lower() not in CREDENTIAL_HEADERS
+        }
+        try:
+            response = case.call(
+                headers={"X-CSRF-Token": owner.csrf} if write else {},
+                cookies={SESSION_COOKIE: cookie},
+            )
+        finally:
+            case.headers = sent
+        tenants.sent_as_owner.add(case.operation.label)
+    case.validate_response(response, checks=CHECKS)
+    where = (kind, case.method, case.formatted_path, response.status_code)
+    assert _code(response) not in CREDENTIAL_REFUSED, (*where, response.text[:300])
+    others = tenants.ids[other.tenant.id] - tenants.ids[me.tenant.id]
+    leaked = set(UUID_RE.findall(_text(response))) & others
+    assert not leaked, (*where, sorted(leaked)[:3])
+    if response.status_code == 200:
+        _rekey(tenants, case.operation.label, me, response)
+
+
+def _rekey(tenants: Tenants, label: str, me: Api, response: Any) -> None:
+    """After the owner replaced or revoked the tenant's key: the key the run goes on
+    with (the old one is refused from then on)."""
+    if label == "POST /api/v1/api-key/rotate":
+        tenants.keys[me.tenant.id] = response.json()["api_key"]
+    elif label == "POST /api/v1/api-key/revoke":  # none left: the owner gets a new one
+        again = tenants.owners[me.tenant.id].call("POST", "/api-key/rotate")
+        assert again.status_code == 200, again.text
+        tenants.keys[me.tenant.id] = again.json()["api_key"]
+
+
+def _session_first(case: Any) -> bool:
+    """Half the cases, picked by their own data: the same case takes the same turn when
+    Hypothesis replays it, and in every process."""
+    body = None if case.body is NOT_SET else case.body  # its repr has an address
+    data = (case.path_parameters, case.query, body)
+    return hashlib.sha256(repr(data).encode()).digest()[0] % 2 == 1
+
+
+def _owners_signed_in(tenants: Tenants, when: str) -> None:
+    for owner in tenants.owners.values():
+        me = owner.call("GET", "/me")
+        assert me.status_code == 200 and me.json()["role"] == "owner", (when, me.text)
+
+
+def _code(response: Any) -> Any:
+    """An error's code (a created row's own `code` field is data, not an error)."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
 
 
 def test_every_operation_without_credentials_is_401(tenants: Tenants) -> None:

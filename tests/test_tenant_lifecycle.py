@@ -290,6 +290,41 @@ def test_the_portal_replaces_the_api_key_for_the_owner_only(db: Engine) -> None:
     assert new_key not in owner.get("/users").text  # shown once
 
 
+def test_the_owner_revokes_the_tenant_api_key_and_integrations_keep_their_tokens(
+    db: Engine,
+) -> None:
+    """The tenant key acts for the owner in everything (a payment provider's secret
+    key); once every integration has a scoped token the owner revokes it: refused at
+    once, tokens unaffected, audited; only the owner's session does it; replacing it
+    issues a key again. In the portal too."""
+    owner = Browser(db)
+    signed = owner.sign_up(_email("owner"))
+    key = {"Authorization": f"Bearer {signed['api_key']}"}
+    made = owner.call("POST", "/api-tokens", json={"name": "erp-sync", "scopes": ["items:read"]})
+    assert made.status_code == 201, made.text
+    token = {"Authorization": f"Bearer {made.json()['token']}"}
+    by_key = owner.client.post("/api/v1/api-key/revoke", headers=key)
+    assert (by_key.status_code, by_key.json()["code"]) == (403, "owner_session_required")
+    revoked = owner.call("POST", "/api-key/revoke")
+    assert revoked.status_code == 200 and revoked.json() == {"api_key": False}
+    refused = owner.client.get("/api/v1/items", headers=key)
+    assert (refused.status_code, refused.json()["code"]) == (401, "invalid_api_key")
+    assert owner.client.get("/api/v1/items", headers=token).status_code == 200
+    assert len(_audit(owner, "tenant.api_key_revoked")) == 1
+    again = owner.call("POST", "/api-key/rotate").json()["api_key"]
+    reissued = {"Authorization": f"Bearer {again}"}
+    assert owner.client.get("/api/v1/items", headers=reissued).status_code == 200
+
+    portal = Portal(db)
+    portal.sign_up()
+    assert 'id="api-key-revoke-form"' in portal.get("/users").text
+    gone = portal.post("/users/api-key/revoke", page="/users")
+    assert gone.headers["location"] == "/users?notice=api_key_revoked"
+    shown = portal.get("/users").text
+    assert 'id="api-key-none"' in shown and 'id="api-key-revoke-form"' not in shown
+    assert portal.api("GET", "/items").status_code == 401
+
+
 def text_of_code(html: str) -> str:
     import re
 

@@ -30,6 +30,7 @@ NOTICES = frozenset(
         "invited",
         "role_changed",
         "removed",
+        "api_key_revoked",
         "subscription_canceled",
     }
 )

@@ -56,17 +56,18 @@ def _devices(r: APIRouter) -> None:
     @r.post("/devices/enroll", response_class=HTMLResponse)
     def enroll(request: Request, write: ManageDevices) -> HTMLResponse:
         """A one-time enrollment code, shown once, as text and as a QR code."""
-        site = write.field("site", SITE_MAX) or "main"
+        only = write.who.device_site
+        site = write.field("site", SITE_MAX) or None
         scopes = POSTS.get(write.field("posts", 16), POSTS["both"])
         pepper = request.app.state.settings.api_key_pepper
 
-        def call() -> str:  # a site beyond the plan: the error page says so
-            with db(request).begin() as conn:
+        def call() -> tuple[str, str]:  # a site beyond the plan, or another member's
+            with db(request).begin() as conn:  # site: the error page says so
                 return devices.create_enrollment_code(
-                    conn, write.who.tenant, pepper, now_utc(), site, _by(write), scopes
+                    conn, write.who.tenant, pepper, now_utc(), site, _by(write), scopes, only
                 )
 
-        code = service_call(call)
+        code, site = service_call(call)
         return page(request, write.who, code=code, qr=_qr(code), site=site)
 
     @r.post("/devices/{device_id}/rotate", response_class=HTMLResponse)
@@ -80,7 +81,13 @@ def _devices(r: APIRouter) -> None:
         def call() -> str:
             with db(request).begin() as conn:
                 return devices.rotate_key(
-                    conn, write.who.tenant, key_id, pepper, now_utc(), _by(write)
+                    conn,
+                    write.who.tenant,
+                    key_id,
+                    pepper,
+                    now_utc(),
+                    _by(write),
+                    write.who.device_site,
                 )
 
         return page(request, write.who, key=service_call(call))
@@ -95,7 +102,9 @@ def _devices(r: APIRouter) -> None:
 
         def call() -> None:
             with db(request).begin() as conn:
-                devices.revoke(conn, write.who.tenant, key_id, now_utc(), _by(write))
+                devices.revoke(
+                    conn, write.who.tenant, key_id, now_utc(), _by(write), write.who.device_site
+                )
 
         service_call(call)
         return RedirectResponse("/devices?notice=revoked", status_code=303)

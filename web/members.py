@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
 from cloud_api.services import users
-from cloud_api.services.tenants import rotate_api_key
+from cloud_api.services.tenants import has_api_key, revoke_api_key, rotate_api_key
 from tenant.rbac import ROLES
 from web import queries
 from web.common import db, notice, parse_uuid, service_call
@@ -41,6 +41,7 @@ def router() -> APIRouter:
 def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> HTMLResponse:
     with db(request).connect() as conn:
         members = users.members(conn, who.tenant.id)
+        key_live = has_api_key(conn, who.tenant.id)
     context: dict[str, Any] = {"values": {}, "error": None, "new_api_key": None}
     context.update(shown)
     return render(
@@ -49,6 +50,7 @@ def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> 
         who,
         status=status,
         members=members,
+        key_live=key_live,
         roles=ROLES,
         notice=notice(request),
         **context,
@@ -64,7 +66,7 @@ def _pages(r: APIRouter) -> None:
 def _actions(r: APIRouter) -> None:
     @r.post("/users/invite", response_class=HTMLResponse)
     def invite(request: Request, write: ManageUsers) -> Response:
-        values = {k: write.field(k, 254) for k in ("email", "name", "role")}
+        values = {k: write.field(k, 254) for k in ("email", "name", "role", "site")}
         password = write.form.get("password", "")[:256]
         problem = _invite_problem(values, password)
         if problem:
@@ -84,6 +86,7 @@ def _actions(r: APIRouter) -> None:
                     password,
                     now_utc(),
                     who.user_id,
+                    values["site"][:64] or None,
                 )
 
         try:
@@ -100,6 +103,14 @@ def _actions(r: APIRouter) -> None:
         with db(request).begin() as conn:
             key = rotate_api_key(conn, who.tenant.id, pepper, now_utc(), ("user", str(who.user_id)))
         return _page(request, who, new_api_key=key)
+
+    @r.post("/users/api-key/revoke", response_class=HTMLResponse)
+    def revoke_key(request: Request, write: ManageUsers) -> Response:
+        """No company key from now on: integrations use scoped tokens."""
+        who = write.who
+        with db(request).begin() as conn:
+            revoke_api_key(conn, who.tenant.id, now_utc(), ("user", str(who.user_id)))
+        return RedirectResponse("/users?notice=api_key_revoked", status_code=303)
 
     @r.post("/users/{user_id}/role")
     def change_role(request: Request, user_id: str, write: ManageUsers) -> Response:

@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from cloud_api.domain.clock import now_utc
+from cloud_api.errors import ErpError
 from cloud_api.services import users
 from web.common import service_call
-from web.security import PrincipalDep, Write, writer
+from web.security import Principal, PrincipalDep, Write, writer
 from web.templating import render
 
 
@@ -21,33 +22,67 @@ def router() -> APIRouter:
 
     @r.get("/mfa", response_class=HTMLResponse)
     def setup_page(request: Request, who: PrincipalDep) -> HTMLResponse:
-        """A fresh secret each visit (the pending one is replaced): nothing counts
-        until a code from it is confirmed."""
-        with request.app.state.platform_db.begin() as conn:
-            started = users.start_mfa(conn, who.user_id)
-        return render(
-            request,
-            "mfa.html",
-            who,
-            secret=started["secret"],
-            qr=_qr(started["otpauth_uri"]),
-            error=None,
-        )
+        """The set-up waiting (shown again on a reload, with no new mail), else a new
+        secret and a code mailed to the person: nothing counts until both codes are
+        confirmed."""
+        return _setup(request, who, reuse=True)
+
+    @r.post("/mfa/restart", response_class=HTMLResponse)
+    def restart(request: Request, write: Write = Depends(writer("session"))) -> HTMLResponse:
+        """A new secret and a new mail (the mail did not come, or the code expired)."""
+        return _setup(request, write.who, reuse=False)
 
     @r.post("/mfa")
     def confirm(request: Request, write: Write = Depends(writer("session"))) -> Response:
         who = write.who
 
-        def call() -> None:
-            with request.app.state.platform_db.begin() as conn:
-                users.confirm_mfa(
-                    conn, who.tenant.id, who.user_id, write.field("code", 12), now_utc()
-                )
-
-        service_call(call)
+        app = request.app
+        try:
+            users.confirm_mfa(
+                app.state.platform_db,
+                who.tenant.id,
+                who.user_id,
+                who.session_hash,
+                write.field("code", 12),
+                write.field("mail_code", 16),
+                now_utc(),
+                app.state.settings.api_key_pepper,
+            )
+        except ErpError as error:  # the form again, saying what was wrong
+            return _setup(request, who, reuse=True, error=error.message, status=422)
         return RedirectResponse("/", status_code=303)
 
     return r
+
+
+def _setup(
+    request: Request, who: Principal, reuse: bool, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    app = request.app
+
+    def call() -> dict[str, str]:
+        with app.state.platform_db.begin() as conn:
+            return users.start_mfa(
+                conn,
+                who.user_id,
+                who.session_hash,
+                now_utc(),
+                app.state.settings.api_key_pepper,
+                app.state.mailer,
+                reuse=reuse,
+            )
+
+    started = service_call(call)
+    return render(
+        request,
+        "mfa.html",
+        who,
+        status=status,
+        secret=started["secret"],
+        qr=_qr(started["otpauth_uri"]),
+        mailed_to=started["mailed_to"],
+        error=error,
+    )
 
 
 def _qr(uri: str) -> Markup:

@@ -165,6 +165,11 @@ REJECTIONS: dict[str, Reason] = {
         _("Someone with the right role posts it; void this one with a reason."),
         "/users",
     ),
+    "location_outside_site": Reason(
+        _("The device is enrolled at another site than this location"),
+        _("Post it from a device at the location's site, or void this one with a reason."),
+        "/devices",
+    ),
     "sod_violation": Reason(
         _("Who posted an entry may not reverse it"),
         _("Another owner or finance manager re-posts it."),

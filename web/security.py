@@ -89,6 +89,7 @@ class Principal:
     # the companies the person belongs to, (slug, name), for the switch in the header
     companies: tuple[tuple[str, str], ...] = ()
     tenant_slug: str = ""
+    device_site: str | None = None  # the one site whose devices they manage; None: all
 
     def can(self, action: str) -> bool:
         """May this user do `action` now: the role (tenant/rbac.py), and for anything
@@ -201,6 +202,7 @@ def _lookup(
         role=found.role,
         session_token=token,
         session_hash=found.session_hash,
+        device_site=found.device_site,
         csrf=csrf_token(token, pepper),
         writable=subs.allows(current, "portal_write", now=now, role=found.role).ok,
         subscription=Subscription(

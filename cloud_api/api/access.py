@@ -29,6 +29,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     },
     ("POST", "/api/v1/edge/events"): "events.post",
     ("POST", "/api/v1/edge/heartbeat"): "events.post",
+    ("POST", "/api/v1/work-orders/{work_order}/progress"): "events.post",
     ("POST", "/api/v1/exceptions/{event_id}/repost"): "events.post",
     ("POST", "/api/v1/exceptions/{event_id}/void"): "events.post",
     **{
@@ -51,6 +52,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/session/switch"): "session",
     ("POST", "/api/v1/subscription/cancel"): "billing",
     ("POST", "/api/v1/api-key/rotate"): "users.manage",
+    ("POST", "/api/v1/api-key/revoke"): "users.manage",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
     ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",
@@ -69,6 +71,7 @@ READ_ACTIONS = {
 # it may do, and reads by path prefix (the first that matches). Anything else: refused.
 TOKEN_WRITES = {
     ("POST", "/api/v1/edge/events"): "events:post",
+    ("POST", "/api/v1/work-orders/{work_order}/progress"): "events:post",
     ("POST", "/api/v1/edge/heartbeat"): "events:post",
 }
 TOKEN_READS = (
@@ -93,14 +96,14 @@ CSRF_HEADER = "X-CSRF-Token"
 API_PREFIX = "/api/v1"
 
 
-def _route_path(request: Request) -> str:
+def route_path(request: Request) -> str:
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     return path if path.startswith(API_PREFIX) else API_PREFIX + path
 
 
 def scope_needed(request: Request) -> str | None:
-    path = _route_path(request)
+    path = route_path(request)
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return next((scope for prefix, scope in TOKEN_READS if path.startswith(prefix)), None)
     return TOKEN_WRITES.get((request.method, path))
@@ -109,7 +112,7 @@ def scope_needed(request: Request) -> str | None:
 def require_scope(request: Request, scopes: frozenset[str]) -> None:
     needed = scope_needed(request)
     if needed is None or needed not in scopes:
-        what = f"{request.method} {_route_path(request)}"
+        what = f"{request.method} {route_path(request)}"
         raise Forbidden(
             "insufficient_scope",
             f"this token may not {what}" + (f": it needs the scope {needed}" if needed else ""),
@@ -117,11 +120,11 @@ def require_scope(request: Request, scopes: frozenset[str]) -> None:
 
 
 def is_billing(request: Request) -> bool:
-    return (request.method, _route_path(request)) in BILLING_WRITES
+    return (request.method, route_path(request)) in BILLING_WRITES
 
 
 def action_of(request: Request) -> str:
-    path = _route_path(request)
+    path = route_path(request)
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return READ_ACTIONS.get(path, "read")
     return WRITE_ACTIONS.get((request.method, path), "unmapped")

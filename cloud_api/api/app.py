@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from sqlalchemy import Engine, select
 
-from cloud_api.api import access, auth, problems, schemas
+from cloud_api.api import access, auth, idempotent, problems, schemas
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
@@ -20,6 +20,7 @@ from cloud_api.db.engine import make_engine
 from cloud_api.domain.clock import now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Forbidden, NotFound, Rejected, Unauthorized
+from cloud_api.mail import mailer_from_url
 from cloud_api.services import (
     api_tokens,
     audit,
@@ -38,7 +39,12 @@ from cloud_api.services import (
 )
 from cloud_api.services.ingest import Actor, IngestService, event_row
 from cloud_api.services.store import TenantContext
-from cloud_api.services.tenants import rotate_api_key, tenant_by_id, tenant_for_key
+from cloud_api.services.tenants import (
+    revoke_api_key,
+    rotate_api_key,
+    tenant_by_id,
+    tenant_for_key,
+)
 from cloud_api.settings import Settings, get_settings
 from tenant import shared_limits
 from tenant.ratelimit import Limiter
@@ -75,6 +81,7 @@ def create_app(
         app.state.login_throttle = LoginThrottle()
         app.state.rate_limiter = Limiter(1, 1, max_keys=50_000)  # rates come per tenant
     app.state.plan_cache = {}
+    app.state.mailer = mailer_from_url(settings.mail_url, settings.mail_from)
     problems.install(app)
 
     @app.middleware("http")
@@ -125,13 +132,15 @@ def current_tenant(
     if not key.startswith(DEVICE_KEY_PREFIX):
         return _gate_key(request, tenant_for_key(request.app.state.platform_db, key, pepper))
     with request.app.state.platform_db.connect() as conn:
-        tenant_id, device_id, scopes = devices.authenticate(conn, key, pepper, now_utc())
+        tenant_id, device_id, scopes, site = devices.authenticate(conn, key, pepper, now_utc())
         tenant = tenant_by_id(conn, tenant_id)
-    if request.url.path not in DEVICE_PATHS:
+    if access.route_path(request) not in DEVICE_PATHS:
         raise Forbidden(
-            "device_not_allowed", "a device key may only post events and read master data"
+            "device_not_allowed",
+            "a device key may only post events and work-order progress, and read master data",
         )
     request.state.device_id, request.state.device_scopes = device_id, scopes
+    request.state.device_site = site
     return tenant
 
 
@@ -140,7 +149,7 @@ def _gate_key(request: Request, tenant: TenantContext) -> TenantContext:
     API writes: 402 while unpaid or paused, 403 suspended, none once canceled; reads
     like a member who is not the owner (none while suspended). Posting events and
     heartbeats have the ingest's own gate (402 with Retry-After: the sender keeps them)."""
-    if request.url.path in DEVICE_PATHS:
+    if access.route_path(request) in DEVICE_PATHS:
         return tenant
     write = request.method not in ("GET", "HEAD", "OPTIONS")
     with tenancy.as_tenant(tenant.id), request.app.state.platform_db.begin() as conn:
@@ -170,6 +179,7 @@ def _session_tenant(request: Request, token: str) -> TenantContext:
     access.require_csrf(request, token, request.app.state.settings.api_key_pepper)
     access.require_role(request, who.role)
     request.state.user_id, request.state.role = who.user_id, who.role
+    request.state.member_site = who.device_site
     request.state.session_hash = who.session_hash
     return tenant
 
@@ -237,6 +247,11 @@ def _actor(request: Request) -> tuple[str, str]:
     return ("api_token", token) if token is not None else ("api_key", "tenant")
 
 
+def _member_site(request: Request) -> str | None:
+    """The one site whose devices the signed-in member manages (None: every site)."""
+    return getattr(request.state, "member_site", None)
+
+
 def _post_now(request: Request, tenant: TenantContext, event: dict[str, Any]) -> EventResult:
     """Post one event the portal or an integration builds, synchronously: posted (or
     already posted: the id is the idempotency key), else refused with its reason and
@@ -266,10 +281,32 @@ REFUSED_BY_STATE = frozenset(
 )
 
 
+def _probe(request: Request, tenant: TenantContext, db: Engine, kind: str, ref: str) -> None:
+    """An id (not a code: what uuid.UUID reads, as the lookup does) this tenant does not
+    have, asked for: a security event in its own audit log (who, what, from where),
+    kept though the request fails."""
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return
+    with db.begin() as conn:
+        audit.audit(
+            conn,
+            tenant.id,
+            now_utc(),
+            _actor(request),
+            "security.unknown_object",
+            f"{kind}:{ref}",
+            request.client.host if request.client else None,
+            f"{request.method} {request.url.path}",
+        )
+
+
 def _ingest_actor(request: Request) -> Actor:
     kind, ident = _actor(request)
     scopes = getattr(request.state, "device_scopes", None)
-    return Actor(kind, ident, getattr(request.state, "role", None), scopes)
+    site = getattr(request.state, "device_site", None)
+    return Actor(kind, ident, getattr(request.state, "role", None), scopes, site)
 
 
 # what a user who must still set up a second factor may do meanwhile
@@ -277,7 +314,24 @@ MFA_FREE = frozenset({"/api/v1/me", "/api/v1/mfa/setup", "/api/v1/mfa/confirm", 
 DEVICE_KEY_PREFIX = "dk_live_"
 # What a device key may call (SAAS.md: scopes events:post, work_orders:read, items:read)
 DEVICE_PATHS = frozenset(
-    {"/api/v1/edge/events", "/api/v1/edge/masterdata", "/api/v1/edge/heartbeat"}
+    {
+        "/api/v1/edge/events",
+        "/api/v1/edge/masterdata",
+        "/api/v1/edge/heartbeat",
+        "/api/v1/work-orders/{work_order}/progress",
+    }
+)
+
+
+# writes whose answer carries a secret shown once: an Idempotency-Key does not keep it
+SECRET_ANSWERS = frozenset(
+    f"/api/v1{path}"
+    for path in (
+        "/devices/enrollment-codes",
+        "/devices/{device_id}/rotate",
+        "/api-tokens",
+        "/api-key/rotate",
+    )
 )
 
 
@@ -289,7 +343,14 @@ DbDep = Annotated[Engine, Depends(_db)]
 
 
 def _api_router() -> APIRouter:
-    r = APIRouter()
+    r = APIRouter(
+        route_class=idempotent.route_class(
+            bound_tenant,
+            _actor,
+            open_paths=frozenset({"/devices/enroll"}),
+            secret_paths=SECRET_ANSWERS,
+        )
+    )
 
     @r.post("/edge/events", response_model=BatchResult)
     def post_events(
@@ -308,17 +369,21 @@ def _api_router() -> APIRouter:
         counts = {s.value: 0 for s in ResultStatus}
         for res in results:
             counts[res.status.value] += 1
+        # a reply with events held or rejected for now is not kept with an
+        # Idempotency-Key: sent again (once master data is fixed) they are tried again
+        request.state.idempotent_final = counts["posted"] + counts["duplicate"] == len(results)
         return BatchResult(results=results, received_at=received, **counts)
 
     @r.get("/edge/masterdata")
     def edge_master_data(
-        tenant: TenantDep, db: DbDep, since: datetime | None = None
+        tenant: TenantDep, db: DbDep, request: Request, since: datetime | None = None
     ) -> dict[str, Any]:
         """What an edge validates scans against offline: items, locations, work
         centres, operators, suppliers and open work orders with their components.
         Without `since`, everything; with the `cursor` of the last pull, what changed."""
         with db.connect() as conn:
-            return edge.master_data(conn, tenant, since)
+            site = getattr(request.state, "device_site", None)
+            return edge.master_data(conn, tenant, since, site)
 
     @r.post("/edge/heartbeat")
     def edge_heartbeat(
@@ -593,6 +658,44 @@ def _work_order_routes(r: APIRouter) -> None:
         with db.connect() as conn:
             return work_orders.read(conn, tenant, code)
 
+    @r.post("/work-orders/{work_order}/progress", status_code=201)
+    def post_progress(
+        work_order: Annotated[str, Path(description="The order's id, or its code")],
+        body: schemas.WorkOrderProgress,
+        tenant: TenantDep,
+        db: DbDep,
+        request: Request,
+    ) -> dict[str, Any]:
+        """A completion or hours on one order, posted now (devices with progress:post,
+        production, the owner). An order this tenant does not have is 404, and asked
+        for by id it is also a security event in this tenant's audit log (SAAS.md case
+        1: another tenant's id is a probe). A reason that holds it (no stock, a closed
+        period) is 409 and nothing is kept: the sender keeps it."""
+        if "work_order" in body.payload:
+            raise Rejected("work_order_in_body", "the work order comes from the path")
+        if body.event_id is not None and body.occurred_at is None:
+            raise Rejected(
+                "occurred_at_required",
+                "an event with its own id carries when it happened, so a repeat is the same",
+            )
+        try:
+            with db.connect() as conn:
+                subscriptions.check_ingest(conn, tenant, now_utc())
+                code = work_orders.code_of(conn, tenant, work_order)
+        except NotFound:
+            _probe(request, tenant, db, "work_order", work_order)
+            raise
+        event = {
+            "event_id": str(body.event_id or uuid.uuid4()),
+            "device_id": str(getattr(request.state, "device_id", None) or "api"),
+            "seq": 0,
+            "type": body.type,
+            "occurred_at": (body.occurred_at or now_utc()).isoformat(),
+            "payload": {**body.payload, "work_order": code},
+        }
+        result = _post_now(request, tenant, event)
+        return {"work_order": code} | result.model_dump(mode="json")
+
     @r.post("/work-orders/{code}/release")
     def release_work_order(
         code: str, body: schemas.WorkOrderRelease, tenant: TenantDep, db: DbDep
@@ -642,7 +745,7 @@ def _device_routes(r: APIRouter) -> None:
         """A one-time code (single use, 24 h) to enroll an edge: `erp edge enroll CODE`."""
         now = now_utc()
         with db.begin() as conn:
-            code = devices.create_enrollment_code(
+            code, site = devices.create_enrollment_code(
                 conn,
                 tenant,
                 request.app.state.settings.api_key_pepper,
@@ -650,8 +753,9 @@ def _device_routes(r: APIRouter) -> None:
                 body.site,
                 _actor(request),
                 body.scopes,
+                _member_site(request),
             )
-        return {"code": code, "site": body.site, "expires_at": now + ENROLLMENT_TTL}
+        return {"code": code, "site": site, "expires_at": now + ENROLLMENT_TTL}
 
     @r.post("/devices/enroll", status_code=201)
     def enroll_device(body: schemas.DeviceEnroll, request: Request) -> dict[str, Any]:
@@ -679,7 +783,9 @@ def _device_routes(r: APIRouter) -> None:
         """A new key; the previous one keeps working for 7 days (rotation overlap)."""
         with db.begin() as conn:
             pepper = request.app.state.settings.api_key_pepper
-            key = devices.rotate_key(conn, tenant, device_id, pepper, now_utc(), _actor(request))
+            key = devices.rotate_key(
+                conn, tenant, device_id, pepper, now_utc(), _actor(request), _member_site(request)
+            )
         return {"device_id": str(device_id), "key": key}
 
     @r.post("/devices/{device_id}/revoke")
@@ -687,7 +793,9 @@ def _device_routes(r: APIRouter) -> None:
         device_id: uuid.UUID, tenant: TenantDep, db: DbDep, request: Request
     ) -> dict[str, Any]:
         with db.begin() as conn:
-            devices.revoke(conn, tenant, device_id, now_utc(), _actor(request))
+            devices.revoke(
+                conn, tenant, device_id, now_utc(), _actor(request), _member_site(request)
+            )
         return {"device_id": str(device_id), "revoked": True}
 
     @r.post("/api-tokens", status_code=201)
@@ -739,6 +847,17 @@ def _device_routes(r: APIRouter) -> None:
         with db.begin() as conn:
             key = rotate_api_key(conn, tenant.id, pepper, now_utc(), ("user", str(user_id)))
         return {"api_key": key}
+
+    @r.post("/api-key/revoke")
+    def revoke_tenant_key(tenant: TenantDep, db: DbDep, request: Request) -> dict[str, bool]:
+        """No tenant API key from now on (integrations keep their scoped tokens); the
+        owner, signed in. Replacing the key gives one again."""
+        user_id = getattr(request.state, "user_id", None)
+        if user_id is None:
+            raise Forbidden("owner_session_required", "the owner revokes the key, signed in")
+        with db.begin() as conn:
+            revoke_api_key(conn, tenant.id, now_utc(), ("user", str(user_id)))
+        return {"api_key": False}
 
     @r.post("/subscription/cancel")
     def cancel_subscription(

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cloud_api.contract import RequestBody
 from cloud_api.domain.clock import now_utc
-from cloud_api.errors import Conflict, ErpError
+from cloud_api.errors import Conflict, ErpError, Rejected
 from cloud_api.services import users
 from cloud_api.services.subscriptions import Refused
 from tenant.security import (
@@ -50,7 +50,11 @@ class PasswordChange(_In):
 
 
 class MfaConfirm(_In):
-    code: Annotated[str, Field(min_length=6, max_length=12)]
+    code: Annotated[str, Field(min_length=6, max_length=12)]  # the authenticator's
+    mail_code: Annotated[str, Field(min_length=1, max_length=16)]  # the mailed one
+
+
+Site = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class MemberAdd(_In):
@@ -58,6 +62,7 @@ class MemberAdd(_In):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str, Field(max_length=16)]
     password: Password
+    site: Site | None = None  # whose devices they manage; left out: every site
 
 
 class TenantSwitch(_In):
@@ -65,7 +70,10 @@ class TenantSwitch(_In):
 
 
 class RoleChange(_In):
-    role: Annotated[str, Field(max_length=16)]
+    """A new role, and/or the site whose devices they manage (null: every site)."""
+
+    role: Annotated[str, Field(max_length=16)] | None = None
+    site: Site | None = None
 
 
 def _session_user(request: Request) -> uuid.UUID:
@@ -200,8 +208,9 @@ def router(tenant_dep: Any) -> APIRouter:
                 body.password,
                 now_utc(),
                 getattr(request.state, "user_id", None),
+                body.site,
             )
-        return {"user_id": str(user_id), "role": body.role}
+        return {"user_id": str(user_id), "role": body.role, "site": body.site}
 
     @r.patch("/users/{user_id}")
     def change_role(
@@ -210,18 +219,20 @@ def router(tenant_dep: Any) -> APIRouter:
         request: Request,
         tenant: Annotated[Any, Depends(tenant_dep)],
     ) -> dict[str, Any]:
-        """A new role; the member's sessions in this tenant end, so they sign in again
-        with it (a new session id)."""
+        """A new role: the member's sessions in this tenant end, so they sign in again
+        with it (a new session id). A site (or null) applies from the next request."""
+        if not body.model_fields_set & {"role", "site"} or (
+            "role" in body.model_fields_set and body.role is None
+        ):
+            raise Rejected("nothing_to_change", "send a role, a site (null: every site), or both")
+        by, now, ended = getattr(request.state, "user_id", None), now_utc(), 0
         with request.app.state.db.begin() as conn:
-            ended = users.change_role(
-                conn,
-                tenant.id,
-                user_id,
-                body.role,
-                now_utc(),
-                getattr(request.state, "user_id", None),
-            )
-        return {"user_id": str(user_id), "role": body.role, "sessions_ended": ended}
+            if "site" in body.model_fields_set:
+                users.set_site(conn, tenant.id, user_id, body.site, now, by)
+            if body.role is not None:
+                ended = users.change_role(conn, tenant.id, user_id, body.role, now, by)
+        answer = {"user_id": str(user_id), "sessions_ended": ended}
+        return answer | {k: getattr(body, k) for k in sorted(body.model_fields_set)}
 
     @r.post("/me/password")
     def change_password(
@@ -242,18 +253,32 @@ def router(tenant_dep: Any) -> APIRouter:
     @r.post("/mfa/setup")
     def mfa_setup(request: Request, tenant: Annotated[Any, Depends(tenant_dep)]) -> dict[str, str]:
         """A new TOTP secret for the signed-in user (shown once: scan the otpauth URI
-        as a QR code); it counts once confirmed with a first code."""
-        user_id = _session_user(request)
-        with request.app.state.platform_db.begin() as conn:
-            return users.start_mfa(conn, user_id)
+        as a QR code) and a code mailed to their address; it counts once confirmed with
+        the app's first code and the mailed one. 503 mail_unavailable when the mail
+        cannot be sent (nothing is started)."""
+        user_id, app = _session_user(request), request.app
+        with app.state.platform_db.begin() as conn:
+            pepper = app.state.settings.api_key_pepper
+            return users.start_mfa(
+                conn, user_id, request.state.session_hash, now_utc(), pepper, app.state.mailer
+            )
 
     @r.post("/mfa/confirm")
     def mfa_confirm(
         body: MfaConfirm, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, bool]:
-        user_id = _session_user(request)
-        with request.app.state.platform_db.begin() as conn:
-            users.confirm_mfa(conn, tenant.id, user_id, body.code, now_utc())
+        user_id, app = _session_user(request), request.app
+        pepper = app.state.settings.api_key_pepper
+        users.confirm_mfa(
+            app.state.platform_db,
+            tenant.id,
+            user_id,
+            request.state.session_hash,
+            body.code,
+            body.mail_code,
+            now_utc(),
+            pepper,
+        )
         return {"mfa": True}
 
     @r.delete("/users/{user_id}")

@@ -3,11 +3,11 @@
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from biip import ParseError
 from biip.gtin import Gtin
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cloud_api.contract import (
     Code,
@@ -62,6 +62,9 @@ class LocationCreate(_In):
     name: Name
     kind: Literal["warehouse", "bin"]
     parent_code: Code | None = None
+    # the site it is at (default: its parent's, else "main"); devices enrolled at a
+    # site move stock at its locations only
+    site: Code | None = None
 
 
 class PartyCreate(_In):
@@ -158,6 +161,18 @@ class WorkOrderRelease(_In):
 
 class WorkOrderClose(_In):
     reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class WorkOrderProgress(_In):
+    """Progress on the order the path names: the `payload` of a production_completion
+    (location, quantity, scrap_quantity, lot) or a labour event (work_center, hours or
+    started_at/stopped_at, operation), without its work_order. The event id is the
+    idempotency key: sent again, it posts nothing more."""
+
+    type: Literal["production_completion", "labour"]
+    payload: dict[str, Any]
+    event_id: uuid.UUID | None = None
+    occurred_at: AwareDatetime | None = None
 
 
 class Created(BaseModel):
@@ -277,7 +292,8 @@ class BomExplosion(BaseModel):
 
 
 class EnrollmentCodeCreate(_In):
-    site: Annotated[str, Field(min_length=1, max_length=64)] = "main"
+    # default: the member's own site, else "main"
+    site: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     # what the station posts: stock:post (receiving, issuing, shipping, counting) and/or
     # progress:post (completions, labour); both when left out
     scopes: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=8)] | None = None

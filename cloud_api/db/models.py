@@ -162,6 +162,9 @@ class Location(SQLModel, table=True):
         max_length=16
     )  # warehouse, bin, supplier, customer, production, scrap, adjustment, variance
     parent_id: uuid.UUID | None = None
+    # the site a warehouse or bin is at: a device enrolled at a site moves stock there
+    # only (the virtual locations belong to every site)
+    site: str = Field(default="main", max_length=64)
     changed_at: datetime = _changed_at()
 
 
@@ -530,6 +533,23 @@ class OutputDay(SQLModel, table=True):
     value: Decimal = _money()
 
 
+class IdempotencyRecord(SQLModel, table=True):
+    """A write sent with an `Idempotency-Key` header (SAAS.md, device authentication 5):
+    the key, a hash of the request (method, path, body) and, once answered, the reply,
+    replayed to a repeat of the same request. Kept 24 hours."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (Index("ix_idempotency_record_at", "tenant_id", "created_at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    created_at: datetime
+    locked_at: datetime  # when the request being answered took the key
+    status_code: int | None = None  # None while it is being answered
+    media_type: str | None = Field(default=None, max_length=100)
+    body: str | None = None
+
+
 class ValuationPool(SQLModel, table=True):
     """Cached cost pool state per item × internal location, up to `last_*` position."""
 
@@ -819,6 +839,13 @@ class AppUser(SQLModel, table=True):
     totp_secret: str | None = Field(default=None, max_length=64)
     totp_pending: str | None = Field(default=None, max_length=64)
     totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
+    # a pending second factor counts only with the code mailed to the account's address
+    # too (whoever holds the password alone cannot enrol their own authenticator)
+    mfa_mail_code_hash: str | None = Field(default=None, max_length=64)
+    mfa_mail_code_at: datetime | None = None
+    # the session that started the pending set-up: only it sees the secret again and
+    # confirms it (another session, the password's holder, starts its own)
+    mfa_pending_session: str | None = Field(default=None, max_length=64)
 
 
 class Membership(SQLModel, table=True):
@@ -830,6 +857,9 @@ class Membership(SQLModel, table=True):
     user_id: uuid.UUID = Field(primary_key=True, foreign_key="app_user.id")
     role: str = Field(max_length=16)
     created_at: datetime
+    # the site whose devices a member manages (SAAS.md: warehouse and production enroll
+    # and revoke devices of their own site); None: every site. An owner has every site.
+    site: str | None = Field(default=None, max_length=64)
 
 
 class UserSession(SQLModel, table=True):

@@ -24,6 +24,7 @@ class LocationRef:
     id: uuid.UUID
     code: str
     kind: str
+    site: str = "main"  # of a warehouse or bin
 
     @property
     def internal(self) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
-from cloud_api.errors import NotFound, Rejected, Unauthorized
+from cloud_api.errors import Forbidden, NotFound, Rejected, Unauthorized
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext
@@ -59,12 +59,17 @@ def create_enrollment_code(
     tenant: TenantContext,
     pepper: str,
     now: datetime,
-    site: str = "main",
+    site: str | None = None,
     by: Actor = INTEGRATION,
     scopes: Iterable[str] | None = None,
-) -> str:
-    """A one-time code for a device at `site` that will post what `scopes` allow (None:
-    stock movements and work-order progress both); 422 unknown_scope otherwise."""
+    only_site: str | None = None,
+) -> tuple[str, str]:
+    """A one-time code, and its site, for a device at `site` (default: `only_site`,
+    else "main") that will post what `scopes` allow (None: stock movements and
+    work-order progress both); 422 unknown_scope otherwise. A member bound to
+    `only_site` enrolls there only."""
+    site = site or only_site or "main"
+    _own_site(site, only_site)
     try:
         granted = device_scopes(scopes)
     except BadScope as error:
@@ -81,7 +86,7 @@ def create_enrollment_code(
         )
     )
     audit(conn, tenant.id, now, by, "enrollment_code.create", site)
-    return issued.code
+    return issued.code, site
 
 
 def enroll(
@@ -173,9 +178,10 @@ def rotate_key(
     pepper: str,
     now: datetime,
     by: Actor = INTEGRATION,
+    only_site: str | None = None,
 ) -> str:
     """A new key; the newest current one stays live for the overlap, older ones die."""
-    _live_device(conn, tenant, device_id)
+    _own_site(_live_device(conn, tenant, device_id).site, only_site)
     dk = T["device_key"]
     keys = [
         KeyTimes(r.keyid, r.created_at, r.rotated_at, r.revoked_at)
@@ -202,8 +208,9 @@ def revoke(
     device_id: uuid.UUID,
     now: datetime,
     by: Actor = INTEGRATION,
+    only_site: str | None = None,
 ) -> None:
-    _live_device(conn, tenant, device_id)
+    _own_site(_live_device(conn, tenant, device_id).site, only_site)
     _revoke(conn, tenant.id, now, device_id)
     audit(conn, tenant.id, now, by, "device.revoke", str(device_id))
 
@@ -228,6 +235,14 @@ def _revoke(
     revoked = conn.execute(devices.values(revoked_at=now)).rowcount
     conn.execute(keys.values(revoked_at=now))
     return int(revoked or 0)
+
+
+def _own_site(site: str, only_site: str | None) -> None:
+    """SAAS.md's RBAC "✓ own site": a member bound to a site manages its devices only."""
+    if only_site is not None and site != only_site:
+        raise Forbidden(
+            "other_site", f"you manage the devices of site {only_site}, and this is {site}"
+        )
 
 
 def _live_device(conn: Connection, tenant: TenantContext, device_id: uuid.UUID) -> Any:
@@ -261,15 +276,16 @@ def list_devices(conn: Connection, tenant: TenantContext, now: datetime) -> list
 
 def authenticate(
     conn: Connection, key: str, pepper: str, now: datetime
-) -> tuple[Any, Any, frozenset[str]]:
-    """(tenant id, device id, its scopes) for a live key of a live device; 401 otherwise."""
+) -> tuple[Any, Any, frozenset[str], str]:
+    """(tenant id, device id, its scopes, its site) for a live key of a live device; 401
+    otherwise."""
     try:
         keyid, secret = parse_device_key(key)
     except BadKey as error:
         raise Unauthorized("invalid_device_key", BAD_KEY) from error
     dk, d = T["device_key"], T["device"]
     row = conn.execute(
-        select(dk, d.c.revoked_at.label("device_revoked_at"), d.c.scopes)
+        select(dk, d.c.revoked_at.label("device_revoked_at"), d.c.scopes, d.c.site)
         .join(d, (d.c.tenant_id == dk.c.tenant_id) & (d.c.id == dk.c.device_id))
         .where(dk.c.keyid == keyid)
     ).first()
@@ -280,7 +296,7 @@ def authenticate(
         or not verify_secret(secret, row.secret_hash, pepper)
     ):
         raise Unauthorized("invalid_device_key", BAD_KEY)
-    return row.tenant_id, row.device_id, frozenset(row.scopes.split())
+    return row.tenant_id, row.device_id, frozenset(row.scopes.split()), row.site
 
 
 def seen(conn: Connection, tenant: TenantContext, device_id: uuid.UUID, now: datetime) -> None:

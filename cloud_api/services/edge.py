@@ -31,8 +31,14 @@ CURSOR_OVERLAP = timedelta(seconds=30)
 EDGE_LOCATION_KINDS = ("warehouse", "bin")
 
 
-def master_data(conn: Connection, tenant: TenantContext, since: datetime | None) -> dict[str, Any]:
+def master_data(
+    conn: Connection, tenant: TenantContext, since: datetime | None, site: str | None = None
+) -> dict[str, Any]:
+    """What an edge validates scans against; a device's (`site`) has its own site's
+    warehouses and bins only, so a scan of another site's is refused on the floor."""
     started = now_utc()
+    loc = T["location"]
+    at_site = [loc.c.site == site] if site is not None else []
     since = utc(since) if since is not None else None
     return {
         "full": since is None,
@@ -44,8 +50,9 @@ def master_data(conn: Connection, tenant: TenantContext, since: datetime | None)
             tenant,
             "location",
             since,
-            ("code", "name", "kind"),
-            T["location"].c.kind.in_(EDGE_LOCATION_KINDS),
+            ("code", "name", "kind", "site"),
+            loc.c.kind.in_(EDGE_LOCATION_KINDS),
+            *at_site,
         ),
         "work_centers": _rows(conn, tenant, "work_center", since, ("code", "name")),
         "operators": _rows(conn, tenant, "operator", since, ("code", "name", "active")),

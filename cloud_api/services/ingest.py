@@ -13,7 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -142,10 +142,14 @@ class IngestService:
         self, tenant: TenantContext, event_id: uuid.UUID, actor: Actor | None = None
     ) -> EventResult:
         """Try a held or rejected event again, as it was sent; `actor`, who asks, is
-        the one a reversal's rights and segregation of duties are checked against."""
+        the one a reversal's rights and segregation of duties are checked against. A
+        device's event stays bound to the device's site, whoever re-posts it."""
         with self.db.connect() as conn:
             row = event_row(conn, tenant.id, event_id)
+            site = _sender_site(conn, tenant.id, row.posted_by if row is not None else None)
         _require_open(row, event_id)
+        if site is not None and actor is not None:
+            actor = replace(actor, site=site)
         result = self.ingest(tenant, [json.loads(row.payload)], actor)[0]
         if result.status == ResultStatus.rejected and result.code in NOT_THEIR_RIGHT:
             raise Forbidden(result.code, result.message or "not allowed for this role")
@@ -172,6 +176,20 @@ class IngestService:
                 )
                 .values(status="voided", code="voided", message=reason)
             )
+
+
+def _sender_site(conn: Connection, tenant_id: uuid.UUID, sent_by: str | None) -> str | None:
+    """The site of the device that sent an event (`posted_by` device:<id>), if one did."""
+    kind, _, ident = (sent_by or "").partition(":")
+    if kind != "device":
+        return None
+    try:
+        device_id = uuid.UUID(ident)
+    except ValueError:
+        return None
+    d = T["device"]
+    found = conn.scalar(select(d.c.site).where(d.c.tenant_id == tenant_id, d.c.id == device_id))
+    return str(found) if found is not None else None
 
 
 def _may_act_on(actor: Actor | None, event_type: str) -> None:
@@ -225,6 +243,7 @@ class Actor:
     id: str
     role: str | None = None
     scopes: frozenset[str] | None = None  # a device's (tenant/security/keys.py)
+    site: str | None = None  # a device's: it moves stock at this site's locations only
 
     @property
     def ref(self) -> str:
@@ -596,7 +615,24 @@ class Batch:
             return self._reversal_plan(event)
         if event.type == "journal_entry":
             self._may_post_journal()
-        return rules.RULES[event.type](event, self.md)  # type: ignore[operator]
+        plan = rules.RULES[event.type](event, self.md)  # type: ignore[operator]
+        self._at_own_site(plan)
+        return plan  # type: ignore[no-any-return]
+
+    def _at_own_site(self, plan: rules.Plan) -> None:
+        """A device enrolled at a site moves stock in that site's warehouses and bins
+        only (SAAS.md: enrollment is scoped to tenant + site)."""
+        site = self.actor.site if self.actor is not None else None
+        if site is None:
+            return
+        for move in plan.moves:
+            for place in (move.source, move.destination):
+                if place.internal and place.site != site:
+                    raise Rejected(
+                        "location_outside_site",
+                        f"location {place.code} is at site {place.site}; this device is "
+                        f"enrolled at site {site}",
+                    )
 
     def _may_send(self, event: Event) -> None:
         """The RBAC matrix's rows for a person's events: stock movements are the

@@ -59,6 +59,18 @@ def create_location(
     conn: Connection, tenant: TenantContext, body: schemas.LocationCreate
 ) -> uuid.UUID:
     parent = id_of(conn, tenant, "location", body.parent_code) if body.parent_code else None
+    site = body.site or "main"
+    if parent is not None:
+        loc = T["location"]
+        parent_site = conn.scalar(
+            select(loc.c.site).where(loc.c.tenant_id == tenant.id, loc.c.id == parent)
+        )
+        if body.site is not None and body.site != parent_site:
+            raise Rejected(
+                "site_mismatch",
+                f"location {body.parent_code} is at site {parent_site}, not {body.site}",
+            )
+        site = parent_site
     return _insert(
         conn,
         "location",
@@ -69,6 +81,7 @@ def create_location(
             "name": body.name,
             "kind": body.kind,
             "parent_id": parent,
+            "site": site,
         },
         "location",
     )

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, insert, select,
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
-from cloud_api.services import subscriptions
+from cloud_api.services import idempotency, subscriptions
 from cloud_api.services.audit import audit
 
 T = m.SQLModel.metadata.tables
@@ -105,6 +105,16 @@ def expire_audit(owner_db: Engine, platform_db: Engine, now: datetime) -> list[E
                 )
                 done.append(Expired(tenant_id, before, int(gone)))
     return done
+
+
+def expire_idempotency_keys(platform_db: Engine, now: datetime) -> int:
+    """Forget every tenant's Idempotency-Keys older than a day (not audited: a key is a
+    cache of a reply, not a record of the books)."""
+    gone = 0
+    for tenant_id in subscriptions.every_tenant(platform_db):
+        with tenancy.as_tenant(tenant_id), platform_db.begin() as conn:
+            gone += idempotency.expire(conn, tenant_id, now)
+    return gone
 
 
 def _delete_rows(conn: Connection, tenant_id: uuid.UUID) -> int:

@@ -163,10 +163,12 @@ class MasterDataStore:
     def _load_locations(self) -> None:
         loc = T["location"]
         rows = self.conn.execute(
-            select(loc.c.id, loc.c.code, loc.c.kind).where(loc.c.tenant_id == self.tenant.id)
+            select(loc.c.id, loc.c.code, loc.c.kind, loc.c.site).where(
+                loc.c.tenant_id == self.tenant.id
+            )
         )
         for row in rows:
-            ref = LocationRef(row.id, row.code, row.kind)
+            ref = LocationRef(row.id, row.code, row.kind, row.site)
             self._locations[row.code] = ref
             self._locations_by_id[row.id] = ref
             if not ref.internal:

@@ -1,5 +1,6 @@
 """Creating a tenant: its row, an API key, the default chart, categories and locations."""
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,6 +153,28 @@ def rotate_api_key(
     )
     audit(conn, tenant_id, now, by, "tenant.api_key_rotated")
     return key
+
+
+# a revoked tenant key's stored "hash": not hex, so no key ever hashes to it
+REVOKED_KEY = "revoked:"
+
+
+def revoke_api_key(
+    conn: Connection, tenant_id: uuid.UUID, now: datetime, by: tuple[str, str]
+) -> None:
+    """No tenant API key at all from now on: integrations use scoped tokens (the key
+    acts for the owner, like a payment provider's secret key). Replacing it gives the
+    tenant one again. Audited."""
+    t = T["tenant"]
+    revoked = REVOKED_KEY + secrets.token_hex(28)  # unique, as the column wants
+    conn.execute(update(t).where(t.c.id == tenant_id).values(api_key_hash=revoked))
+    audit(conn, tenant_id, now, by, "tenant.api_key_revoked")
+
+
+def has_api_key(conn: Connection, tenant_id: uuid.UUID) -> bool:
+    t = T["tenant"]
+    stored = conn.scalar(select(t.c.api_key_hash).where(t.c.id == tenant_id))
+    return stored is not None and not stored.startswith(REVOKED_KEY)
 
 
 def tenant_for_key(db: Engine, api_key: str, pepper: str) -> TenantContext:

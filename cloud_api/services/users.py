@@ -4,6 +4,7 @@ policy, session times, throttling) are pure, in tenant/security; this keeps thei
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
 from cloud_api.errors import Conflict, NotFound, Rejected, Unauthorized
+from cloud_api.mail import Mailer
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
 from cloud_api.services.tenants import NewTenant, create_tenant
@@ -42,6 +44,16 @@ class Principal:
     role: str
     session_hash: str
     mfa: bool = False  # a second factor is set up
+    site: str | None = None  # the member's site (membership.site)
+
+    @property
+    def device_site(self) -> str | None:
+        """The one site whose devices this member manages; None: every site."""
+        return device_site(self.role, self.site)
+
+
+def device_site(role: str, site: str | None) -> str | None:
+    return None if role == "owner" else site
 
 
 def _email(text: str) -> str:
@@ -94,11 +106,16 @@ def _insert_user(
 
 
 def _add_membership(
-    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str, now: datetime
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str,
+    now: datetime,
+    site: str | None = None,
 ) -> None:
     conn.execute(
         insert(T["membership"]).values(
-            tenant_id=tenant_id, user_id=user_id, role=role, created_at=now
+            tenant_id=tenant_id, user_id=user_id, role=role, created_at=now, site=site
         )
     )
 
@@ -279,34 +296,118 @@ def reset_mfa(conn: Connection, email: str, reason: str, now: datetime) -> list[
     return tenants
 
 
-def start_mfa(conn: Connection, user_id: uuid.UUID) -> dict[str, str]:
+MFA_MAIL_SUBJECT = "Your code to set up a second factor"
+MFA_MAIL = """Someone signed in as {email} is setting up a second factor (an
+authenticator app) for the shop-floor ERP. To finish, enter this code on the set-up
+page, with the first code the app shows:
+
+    {code}
+
+It works for {minutes} minutes, once. If this was not you, your password is known to
+someone else: change it now, and tell your company's owner.
+"""
+
+
+def start_mfa(
+    conn: Connection,
+    user_id: uuid.UUID,
+    session_hash: str,
+    now: datetime,
+    pepper: str,
+    mailer: Mailer,
+    reuse: bool = False,
+) -> dict[str, str]:
     """A new secret waiting for its first code (the platform engine: app_user is
-    global); shown once, to put into an authenticator app."""
+    global), to put into an authenticator app, and a code mailed to the account's
+    address that must come with it; the set-up belongs to the session that started it.
+    `reuse`: this session's set-up still waiting (its mail not expired) is shown again,
+    with no new mail (a page reloaded). At most one mail a minute (429 mail_cooldown):
+    the password alone cannot flood the address."""
     u = T["app_user"]
-    email = conn.scalar(select(u.c.email).where(u.c.id == user_id))
-    secret = mfa.new_secret()
-    conn.execute(update(u).where(u.c.id == user_id).values(totp_pending=secret))
-    return {"secret": secret, "otpauth_uri": mfa.provisioning_uri(secret, email or "")}
+    row = conn.execute(select(u).where(u.c.id == user_id).with_for_update()).one()
+    sent_at = row.mfa_mail_code_at
+    waiting = sent_at is not None and now - sent_at < mfa.MAIL_CODE_TTL
+    mine = row.mfa_pending_session == session_hash
+    if reuse and row.totp_pending is not None and waiting and mine:
+        secret = row.totp_pending
+    else:
+        if sent_at is not None and now - sent_at < mfa.MAIL_COOLDOWN:
+            wait_s = math.ceil((mfa.MAIL_COOLDOWN - (now - sent_at)).total_seconds())
+            raise subscriptions.Refused(
+                429, "mail_cooldown", "a set-up mail was sent under a minute ago", wait_s
+            )
+        secret, code = mfa.new_secret(), mfa.new_mail_code()
+        conn.execute(
+            update(u)
+            .where(u.c.id == user_id)
+            .values(
+                totp_pending=secret,
+                mfa_mail_code_hash=mfa.mail_code_hash(code, pepper),
+                mfa_mail_code_at=now,
+                mfa_pending_session=session_hash,
+            )
+        )
+        minutes = int(mfa.MAIL_CODE_TTL.total_seconds() // 60)
+        body = MFA_MAIL.format(email=row.email, code=code, minutes=minutes)
+        mailer.send(row.email, MFA_MAIL_SUBJECT, body)  # raises: nothing is kept
+    return {
+        "secret": secret,
+        "otpauth_uri": mfa.provisioning_uri(secret, row.email),
+        "mailed_to": row.email,
+    }
 
 
 def confirm_mfa(
-    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, code: str, now: datetime
+    db: Engine,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    session_hash: str,
+    code: str,
+    mail_code: str,
+    now: datetime,
+    pepper: str,
 ) -> None:
-    """The first code from the app proves it holds the pending secret: it becomes
-    the user's second factor (audited)."""
+    """The first code from the app proves it holds the pending secret, the mailed code
+    that the person reads the account's mail: it becomes the user's second factor
+    (audited). A wrong or expired mailed code ends the set-up, written before the
+    refusal (start again: a new mail), so it cannot be guessed."""
     u = T["app_user"]
-    row = conn.execute(select(u).where(u.c.id == user_id)).one()
-    if row.totp_pending is None:
-        raise Conflict("no_mfa_pending", "start the set-up first: POST /api/v1/mfa/setup")
-    checked = mfa.verify(row.totp_pending, code, now, None)
-    if not checked.ok:
-        raise Rejected("mfa_failed", "the code does not match; check the app's clock")
-    conn.execute(
-        update(u)
-        .where(u.c.id == user_id)
-        .values(totp_secret=row.totp_pending, totp_pending=None, totp_last_step=checked.step)
+    with db.begin() as conn:  # the row locked: two confirms cannot share one guess
+        row = conn.execute(select(u).where(u.c.id == user_id).with_for_update()).one()
+        if row.totp_pending is None or row.mfa_pending_session != session_hash:
+            raise Conflict(
+                "no_mfa_pending",
+                "no set-up started in this session: POST /api/v1/mfa/setup first",
+            )
+        sent = (row.mfa_mail_code_hash, row.mfa_mail_code_at)
+        if mfa.mail_code_ok(*sent, mail_code, pepper, now):
+            checked = mfa.verify(row.totp_pending, code, now, None)
+            if not checked.ok:
+                raise Rejected("mfa_failed", "the code does not match; check the app's clock")
+            conn.execute(
+                update(u)
+                .where(u.c.id == user_id)
+                .values(
+                    totp_secret=row.totp_pending,
+                    totp_pending=None,
+                    totp_last_step=checked.step,
+                    mfa_mail_code_hash=None,
+                    mfa_mail_code_at=None,
+                    mfa_pending_session=None,
+                )
+            )
+            audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_enabled")
+            return
+        conn.execute(
+            update(u)
+            .where(u.c.id == user_id)
+            .values(totp_pending=None, mfa_mail_code_hash=None, mfa_pending_session=None)
+        )  # mfa_mail_code_at stays: the cooldown holds
+        audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_mail_code_failed")
+    raise Rejected(
+        "mail_code_failed",
+        "the code from the mail is wrong or expired; start the set-up again (a new mail)",
     )
-    audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_enabled")
 
 
 def _tenant_of(conn: Connection, user_id: uuid.UUID, slug: str | None) -> uuid.UUID | None:
@@ -347,7 +448,7 @@ def principal(conn: Connection, token: str, now: datetime) -> Principal:
     change applies at once); 401 for an unknown, revoked or timed-out session."""
     s, ms, u = T["user_session"], T["membership"], T["app_user"]
     row = conn.execute(
-        select(s, ms.c.role, u.c.totp_secret.is_not(None).label("mfa"))
+        select(s, ms.c.role, ms.c.site, u.c.totp_secret.is_not(None).label("mfa"))
         .join(ms, (ms.c.tenant_id == s.c.tenant_id) & (ms.c.user_id == s.c.user_id))
         .join(u, u.c.id == s.c.user_id)
         .where(s.c.token_hash == token_hash(token))
@@ -365,7 +466,7 @@ def principal(conn: Connection, token: str, now: datetime) -> Principal:
             .where(s.c.tenant_id == row.tenant_id, s.c.token_hash == row.token_hash)
             .values(last_seen_at=now)
         )
-    return Principal(row.tenant_id, row.user_id, row.role, row.token_hash, row.mfa)
+    return Principal(row.tenant_id, row.user_id, row.role, row.token_hash, row.mfa, row.site)
 
 
 def log_out(conn: Connection, session_hash: str, now: datetime) -> None:
@@ -383,9 +484,10 @@ def add_member(
     password: str,
     now: datetime,
     by: uuid.UUID | None,
+    site: str | None = None,
 ) -> uuid.UUID:
-    """A user joins the tenant with a role (created when new); the plan's seats are a
-    hard limit."""
+    """A user joins the tenant with a role (created when new), at `site` (None: every
+    site); the plan's seats are a hard limit."""
     if role not in ROLES:
         raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
     ms = T["membership"]
@@ -402,8 +504,9 @@ def add_member(
     )
     if conn.scalar(select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)):
         raise Conflict("already_member", f"{email} is already a member")
-    _add_membership(conn, tenant_id, user_id, role, now)
-    audit(conn, tenant_id, now, ("user", str(by)), "member.add", f"{email} as {role}")
+    _add_membership(conn, tenant_id, user_id, role, now, site)
+    at = f" at {site}" if site else ""
+    audit(conn, tenant_id, now, ("user", str(by)), "member.add", f"{email} as {role}{at}")
     return user_id
 
 
@@ -483,12 +586,33 @@ def change_role(
     return ended
 
 
+def set_site(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    site: str | None,
+    now: datetime,
+    by: Any,
+) -> None:
+    """The site whose devices the member manages (None: every site); read on each
+    request, so it applies at once. Audited."""
+    ms = T["membership"]
+    mine = (ms.c.tenant_id == tenant_id) & (ms.c.user_id == user_id)
+    if conn.scalar(select(ms.c.role).where(mine)) is None:
+        raise NotFound("unknown_member", f"no member {user_id} in this tenant")
+    conn.execute(update(ms).where(mine).values(site=site))
+    audit(conn, tenant_id, now, ("user", str(by)), "member.site", str(user_id), None, site or "*")
+
+
 def members(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     ms, u = T["membership"], T["app_user"]
     rows = conn.execute(
-        select(u.c.id, u.c.email, u.c.name, ms.c.role)
+        select(u.c.id, u.c.email, u.c.name, ms.c.role, ms.c.site)
         .join(ms, ms.c.user_id == u.c.id)
         .where(ms.c.tenant_id == tenant_id)
         .order_by(u.c.email)
     )
-    return [{"id": str(r.id), "email": r.email, "name": r.name, "role": r.role} for r in rows]
+    return [
+        {"id": str(r.id), "email": r.email, "name": r.name, "role": r.role, "site": r.site}
+        for r in rows
+    ]

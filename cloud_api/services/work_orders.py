@@ -253,6 +253,19 @@ def status_of(conn: Connection, tenant: TenantContext, code: str) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------
+def code_of(conn: Connection, tenant: TenantContext, ref: str) -> str:
+    """The code of the order `ref` names: its id (a UUID), else its code."""
+    wo = T["work_order"]
+    try:
+        by = wo.c.id == uuid.UUID(ref)
+    except ValueError:
+        by = wo.c.code == ref
+    code = conn.scalar(select(wo.c.code).where(wo.c.tenant_id == tenant.id, by))
+    if code is None:
+        raise NotFound("unknown_work_order", f"work order {ref} does not exist")
+    return str(code)
+
+
 def _order(conn: Connection, tenant: TenantContext, code: str, lock: bool = False) -> Any:
     wo = T["work_order"]
     query = select(wo).where(wo.c.tenant_id == tenant.id, wo.c.code == code)

@@ -9,10 +9,13 @@ a shoulder, in a proxy log) cannot be replayed.
 from __future__ import annotations
 
 import hmac
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyotp
+
+from tenant.security._hmac import hmac_hex, same_text
 
 ISSUER = "Shop-floor ERP"
 MFA_ROLES = frozenset({"owner", "finance_mgr"})
@@ -47,6 +50,31 @@ def verify(secret: str, code: str, now: datetime, last_step: int | None) -> Veri
         if hmac.compare_digest(totp.generate_otp(step), code):
             return Verified(True, step)
     return Verified(False)
+
+
+# A new factor also needs a code mailed to the account's address: whoever holds only
+# the password (a first password handed over, a leaked one) cannot enrol their own
+# authenticator, and the owner of the address hears of the attempt.
+MAIL_CODE_TTL = timedelta(minutes=15)
+MAIL_COOLDOWN = timedelta(minutes=1)  # between two set-up mails to one address
+MAIL_CODE_DIGITS = 8
+
+
+def new_mail_code() -> str:
+    return f"{secrets.randbelow(10**MAIL_CODE_DIGITS):0{MAIL_CODE_DIGITS}d}"
+
+
+def mail_code_hash(code: str, pepper: str) -> str:
+    return hmac_hex(pepper, "mfa-mail:" + code)
+
+
+def mail_code_ok(
+    stored_hash: str | None, sent_at: datetime | None, given: str, pepper: str, now: datetime
+) -> bool:
+    """The code mailed at `sent_at`, within MAIL_CODE_TTL; spaces ignored."""
+    if stored_hash is None or sent_at is None or now - sent_at > MAIL_CODE_TTL:
+        return False
+    return same_text(stored_hash, mail_code_hash("".join(given.split()), pepper))
 
 
 def required(role: str, plan_code: str) -> bool:

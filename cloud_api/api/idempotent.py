@@ -1,0 +1,146 @@
+"""The `Idempotency-Key` header on the API's writes (cloud_api/services/idempotency.py
+says what a key means). A route class: each write route gets a dependency that takes
+the key once the caller's tenant is known (before the body is run), and the route's
+answer is kept with the key, or the key let go when the request fails."""
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from cloud_api.api import access
+from cloud_api.db import tenancy
+from cloud_api.domain.clock import now_utc
+from cloud_api.services import idempotency
+from cloud_api.services.store import TenantContext
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _Replay(Exception):
+    def __init__(self, reply: idempotency.Reply) -> None:
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class _Held:
+    tenant_id: Any
+    key: str
+    mark: datetime
+    secret: bool  # the answer carries a secret: kept without its body
+
+
+def route_class(
+    tenant_dependency: Callable[..., Any],
+    sender: Callable[[Request], tuple[str, str]],
+    *,
+    open_paths: frozenset[str],
+    secret_paths: frozenset[str],
+) -> type:
+    """An APIRoute whose writes (but those at `open_paths`, which have no tenant)
+    honour the header. `tenant_dependency` resolves and binds the caller's tenant,
+    `sender` names the caller (part of the request a key stands for); the answers of
+    `secret_paths` (a key, a token, a code: shown once) are not kept."""
+
+    async def take_key(
+        request: Request,
+        tenant: Annotated[TenantContext, Depends(tenant_dependency)],
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias=idempotency.HEADER,
+                description="Send the same request again with the same key and it runs "
+                "once: the repeat gets the first reply (kept 24 h). Another request with "
+                "the key: 409 idempotency_key_reused; while the first is answered: 409 "
+                "in_progress.",
+            ),
+        ] = None,
+    ) -> None:
+        if idempotency_key is None:
+            return
+        key = idempotency.check_key(idempotency_key)
+        kind, ident = sender(request)
+        digest = idempotency.request_hash(
+            request.method,
+            request.url.path,
+            request.url.query,
+            await request.body(),
+            f"{kind}:{ident}",
+        )
+
+        def take() -> idempotency.Taken:
+            with tenancy.as_tenant(tenant.id), request.app.state.db.begin() as conn:
+                return idempotency.take(conn, tenant.id, key, digest, now_utc())
+
+        taken = await run_in_threadpool(take)
+        if taken.reply is not None:
+            raise _Replay(taken.reply)
+        assert taken.mark is not None
+        secret = access.route_path(request) in secret_paths
+        request.state.idempotency = _Held(tenant.id, key, taken.mark, secret)
+
+    class IdempotentRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
+            methods, dependencies = set(kw.get("methods") or ()), kw.get("dependencies") or []
+            has_it = any(d.dependency is take_key for d in dependencies)
+            is_open = any(path.endswith(p) for p in open_paths)  # with the prefix or not
+            if methods & WRITES and not is_open and not has_it:
+                kw["dependencies"] = [*dependencies, Depends(take_key)]
+            super().__init__(path, endpoint, **kw)
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def run(request: Request) -> Response:
+                try:
+                    response = await handler(request)
+                except _Replay as replay:
+                    return Response(
+                        replay.reply.body,
+                        status_code=replay.reply.status_code,
+                        media_type=replay.reply.media_type,
+                        headers={idempotency.REPLAYED_HEADER: "true"},
+                    )
+                except BaseException:
+                    await _settle(request, None)
+                    raise
+                await _settle(request, response)
+                return response
+
+            return run
+
+    return IdempotentRoute
+
+
+async def _settle(request: Request, response: Response | None) -> None:
+    """Keep the answer with the key, or let the key go: for a failure, or an answer
+    the route says is not final (a batch with events held or rejected for now)."""
+    held: _Held | None = getattr(request.state, "idempotency", None)
+    if held is None:
+        return
+    body = getattr(response, "body", None)
+    final = (
+        response is not None
+        and 200 <= response.status_code < 300
+        and isinstance(body, bytes)
+        and getattr(request.state, "idempotent_final", True)
+    )
+
+    def settle() -> None:
+        with tenancy.as_tenant(held.tenant_id), request.app.state.db.begin() as conn:
+            if final:
+                assert response is not None and isinstance(body, bytes)
+                reply = idempotency.Reply(
+                    response.status_code,
+                    None if held.secret else response.media_type or "application/json",
+                    None if held.secret else body.decode(),
+                )
+                idempotency.keep(conn, held.tenant_id, held.key, held.mark, reply)
+            else:
+                idempotency.release(conn, held.tenant_id, held.key, held.mark)
+
+    await run_in_threadpool(settle)

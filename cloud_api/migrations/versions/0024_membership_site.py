@@ -1,0 +1,35 @@
+"""membership site: a warehouse or production member may be bound to one site, whose
+devices they enroll and revoke (SAAS.md's RBAC "✓ own site"); NULL: every site
+
+Revision ID: 0024
+Revises: 0023
+Create Date: 2026-12-05 09:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0024"
+down_revision: str | None = "0023"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("membership") as batch:
+        batch.add_column(
+            sa.Column("site", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
+        )
+
+
+def downgrade() -> None:
+    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
+    # that point at it
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        op.execute("ALTER TABLE membership DROP COLUMN site")
+    else:
+        op.drop_column("membership", "site")
