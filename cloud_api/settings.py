@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # smtp+starttls://user:pass@host:587 or smtps://... hand them to a mail server
     mail_url: str = f"file:{Path('var') / 'mail'}"
     mail_from: str = "Shop-floor ERP <no-reply@localhost>"
+    # where the portal is reached from outside: the links in mails (never the request's
+    # own Host header, which a sender could choose)
+    public_url: str = "http://127.0.0.1:8000"
     max_batch_events: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
 

@@ -30,7 +30,12 @@ from tests.factory import receipt, setup_workshop
 from tests.test_isolation import UUID_RE, ids_of, owner_session
 
 # the operations that need no credential (and the edge's own, open by design)
-OPEN = {"/api/v1/signup", "/api/v1/login", "/api/v1/devices/enroll"}
+OPEN = {
+    "/api/v1/signup",
+    "/api/v1/login",
+    "/api/v1/devices/enroll",
+    "/api/v1/invitations/accept",
+}
 SESSION_COOKIE = "__Host-session"
 # Generated values of the operations' credential header parameters: dropped from the
 # session's calls, or a made-up key would win over the cookie (a 401 testing nothing).

@@ -249,6 +249,7 @@ def test_every_write_route_is_mapped_to_an_action(db: Engine) -> None:
         ("POST", "/api/v1/signup"),
         ("POST", "/api/v1/login"),
         ("POST", "/api/v1/devices/enroll"),
+        ("POST", "/api/v1/invitations/accept"),
     }
     writes = {
         (method, route.path)

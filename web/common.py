@@ -31,6 +31,7 @@ NOTICES = frozenset(
         "role_changed",
         "removed",
         "api_key_revoked",
+        "invitation_mailed",
         "subscription_canceled",
     }
 )

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
-from cloud_api.services import users
+from cloud_api.services import invitations, users
 from cloud_api.services.tenants import has_api_key, revoke_api_key, rotate_api_key
 from tenant.rbac import ROLES
 from web import queries
@@ -73,28 +73,34 @@ def _actions(r: APIRouter) -> None:
             return _page(request, write.who, 422, values=values, error=problem)
         who = write.who
 
+        site, app = values["site"][:64] or None, request.app
+
         def call() -> None:
             # the account may exist (another tenant's): the global lookup is the
             # platform's, the membership is written as this tenant (as the JSON route)
-            with request.app.state.platform_db.begin() as conn:
-                users.add_member(
-                    conn,
-                    who.tenant.id,
-                    values["email"],
-                    values["name"][:200],
-                    values["role"],
-                    password,
-                    now_utc(),
-                    who.user_id,
-                    values["site"][:64] or None,
-                )
+            with app.state.platform_db.begin() as conn:
+                args = (conn, who.tenant.id, values["email"], values["name"][:200])
+                if not password:  # a link by mail: they choose their own
+                    invitations.invite(
+                        *args,
+                        values["role"],
+                        site,
+                        now_utc(),
+                        who.user_id,
+                        app.state.settings.api_key_pepper,
+                        app.state.mailer,
+                        app.state.settings.public_url,
+                    )
+                else:
+                    users.add_member(*args, values["role"], password, now_utc(), who.user_id, site)
 
         try:
             call()
         except ErpError as error:  # a weak password, a taken seat: the form again
             status = getattr(error, "status", 400)
             return _page(request, who, status, values=values, error=error.message)
-        return RedirectResponse("/users?notice=invited", status_code=303)
+        notice = "invited" if password else "invitation_mailed"
+        return RedirectResponse(f"/users?notice={notice}", status_code=303)
 
     @r.post("/users/api-key", response_class=HTMLResponse)
     def replace_api_key(request: Request, write: ManageUsers) -> HTMLResponse:
@@ -159,6 +165,4 @@ def _invite_problem(values: dict[str, str], password: str) -> str | None:
         return _("Give the member's name.")
     if values["role"] not in ROLES:
         return _("Choose a role.")
-    if not password:
-        return _("Choose a password of 12 to 256 characters.")
     return None

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
-from cloud_api.services import users
+from cloud_api.services import invitations, users
 from tenant.security import (
     LOGIN_FAILED_MESSAGE,
     LOGIN_THROTTLED_MESSAGE,
@@ -162,6 +162,42 @@ def router() -> APIRouter:
         response.set_cookie(**session_cookie(token))
         return response
 
+    @r.get("/invite/{token}", response_class=HTMLResponse)
+    def invitation_page(request: Request, token: str) -> HTMLResponse:
+        """Whose link it is, and the form to choose a password; a used or expired link
+        says so (401)."""
+        settings = request.app.state.settings
+        try:
+            found = invitations.peek(
+                request.app.state.platform_db, token[:100], settings.api_key_pepper, now_utc()
+            )
+        except ErpError:
+            return _invitation(request, token, status=401, invalid=True)
+        return _invitation(request, token, email=found.email, company=found.company)
+
+    @r.post("/invite/{token}", response_class=HTMLResponse)
+    def accept_invitation(request: Request, token: str, form: FormDep) -> Response:
+        settings, db = request.app.state.settings, request.app.state.platform_db
+        try:
+            _, session = invitations.accept(
+                db, token[:100], form.get("password", "")[:256], settings.api_key_pepper, now_utc()
+            )
+        except ErpError as error:
+            if error.code != "weak_password":
+                return _invitation(request, token, status=401, invalid=True)
+            found = invitations.peek(db, token[:100], settings.api_key_pepper, now_utc())
+            return _invitation(
+                request,
+                token,
+                status=422,
+                email=found.email,
+                company=found.company,
+                error=error.message,
+            )
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(**session_cookie(session))
+        return response
+
     @r.post("/logout")
     def log_out(request: Request, write: Annotated[Write, Depends(writer("session"))]) -> Response:
         with request.app.state.db.begin() as conn:
@@ -230,6 +266,27 @@ async def _session_user(request: Request) -> Principal | None:
         return await signed_in(request)
     except (LoginRequired, PageError):
         return None
+
+
+def _invitation(
+    request: Request,
+    token: str,
+    status: int = 200,
+    invalid: bool = False,
+    email: str = "",
+    company: str = "",
+    error: str | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "invite.html",
+        status=status,
+        token=token if not invalid else "",
+        invalid=invalid,
+        email=email,
+        company=company,
+        error=error,
+    )
 
 
 def _sign_up_problem(values: dict[str, str], password: str) -> str | None:

@@ -12,7 +12,7 @@ from pydantic import Field
 from cloud_api.contract import RequestBody
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, ErpError, Rejected
-from cloud_api.services import users
+from cloud_api.services import invitations, users
 from cloud_api.services.subscriptions import Refused
 from tenant.security import (
     LOGIN_FAILED_MESSAGE,
@@ -61,8 +61,15 @@ class MemberAdd(_In):
     email: Email
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str, Field(max_length=16)]
-    password: Password
+    # left out: a link is mailed for them to choose their own (an existing account:
+    # a notice, and they sign in with their own password)
+    password: Password | None = None
     site: Site | None = None  # whose devices they manage; left out: every site
+
+
+class InvitationAccept(_In):
+    token: Annotated[str, Field(min_length=1, max_length=100)]
+    password: Password
 
 
 class TenantSwitch(_In):
@@ -196,21 +203,54 @@ def router(tenant_dep: Any) -> APIRouter:
     def add_user(
         body: MemberAdd, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, Any]:
+        """A member with the password given, or (none given) invited by mail: a new
+        account gets a one-time link to choose their own password, an existing one a
+        notice. 503 mail_unavailable when the mail cannot go (nobody is added)."""
         # a user may exist already (another tenant's): the global account lookup is the
         # platform's; the membership is written as this tenant
-        with request.app.state.platform_db.begin() as conn:
-            user_id = users.add_member(
-                conn,
-                tenant.id,
-                body.email,
-                body.name,
-                body.role,
-                body.password,
-                now_utc(),
-                getattr(request.state, "user_id", None),
-                body.site,
-            )
-        return {"user_id": str(user_id), "role": body.role, "site": body.site}
+        app, by, now = request.app, getattr(request.state, "user_id", None), now_utc()
+        with app.state.platform_db.begin() as conn:
+            if body.password is None:
+                invited = invitations.invite(
+                    conn,
+                    tenant.id,
+                    body.email,
+                    body.name,
+                    body.role,
+                    body.site,
+                    now,
+                    by,
+                    _pepper(request),
+                    app.state.mailer,
+                    app.state.settings.public_url,
+                )
+                user_id, mailed = invited.user_id, True
+            else:
+                user_id = users.add_member(
+                    conn,
+                    tenant.id,
+                    body.email,
+                    body.name,
+                    body.role,
+                    body.password,
+                    now,
+                    by,
+                    body.site,
+                )
+                mailed = False
+        return {"user_id": str(user_id), "role": body.role, "site": body.site, "mailed": mailed}
+
+    @r.post("/invitations/accept")
+    def accept_invitation(
+        body: InvitationAccept, request: Request, response: Response
+    ) -> dict[str, Any]:
+        """The invited person chooses their password with the link's token and is
+        signed in (a session cookie, as at login). 401 invalid_invitation for a link
+        used, expired or unknown; 422 weak_password."""
+        tenant_id, token = invitations.accept(
+            request.app.state.platform_db, body.token, body.password, _pepper(request), now_utc()
+        )
+        return {"tenant_id": str(tenant_id), "csrf_token": _start(response, request, token)}
 
     @r.patch("/users/{user_id}")
     def change_role(

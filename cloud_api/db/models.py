@@ -875,6 +875,20 @@ class UserSession(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class Invitation(SQLModel, table=True):
+    """A one-time link mailed to a new member: they choose their own password with it
+    (7 days, single use, stored only as a keyed hash; looked up before the tenant is
+    known, like an enrollment code)."""
+
+    __tablename__ = "invitation"
+    __table_args__ = (Index("uq_invitation_token_hash", "token_hash", unique=True),)
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="app_user.id")
+    created_at: datetime
+    used_at: datetime | None = None
+
+
 class SubscriptionInvoice(SQLModel, table=True):
     """What the platform bills a tenant for a period of its subscription."""
 

@@ -5,6 +5,7 @@ policy, session times, throttling) are pure, in tenant/security; this keeps thei
 from __future__ import annotations
 
 import math
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +61,7 @@ def _email(text: str) -> str:
     return text.strip().lower()
 
 
-def _checked_password(password: str, email: str, company: str | None = None) -> str:
+def checked_password(password: str, email: str, company: str | None = None) -> str:
     try:
         check_password_policy(password, email=email, company=company)
     except WeakPassword as error:
@@ -73,7 +74,7 @@ def sign_up(
 ) -> tuple[NewTenant, str]:
     """A new tenant on a 14-day trial, its owner, and a first session."""
     email = _email(email)
-    password_hash = _checked_password(password, email, company)
+    password_hash = checked_password(password, email, company)
     with db.connect() as conn:
         if _user_by_email(conn, email) is not None:
             raise Conflict("email_taken", "an account with this email exists; sign in instead")
@@ -185,7 +186,7 @@ def change_password(
     if not ok:
         raise Unauthorized("login_failed", LOGIN_FAILED_MESSAGE)
     conn.execute(
-        update(u).where(u.c.id == user_id).values(password_hash=_checked_password(new, row.email))
+        update(u).where(u.c.id == user_id).values(password_hash=checked_password(new, row.email))
     )
     end_sessions_everywhere(conn, user_id, now)
     tenancy.switch(conn, tenant_id)
@@ -481,13 +482,14 @@ def add_member(
     email: str,
     name: str,
     role: str,
-    password: str,
+    password: str | None,
     now: datetime,
     by: uuid.UUID | None,
     site: str | None = None,
 ) -> uuid.UUID:
-    """A user joins the tenant with a role (created when new), at `site` (None: every
-    site); the plan's seats are a hard limit."""
+    """A user joins the tenant with a role (created when new, with `password`, or with
+    none that works when None: they choose theirs from an invitation), at `site` (None:
+    every site); the plan's seats are a hard limit."""
     if role not in ROLES:
         raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
     ms = T["membership"]
@@ -497,11 +499,15 @@ def add_member(
         raise subscriptions.Refused(402, exceeded.code, exceeded.message)
     email = _email(email)
     user = _user_by_email(conn, email)
-    user_id = (
-        user.id
-        if user
-        else _insert_user(conn, email, name, _checked_password(password, email), now)
-    )
+    if user is not None:
+        user_id = user.id
+    else:
+        stored = (
+            checked_password(password, email)
+            if password is not None
+            else hash_password(secrets.token_urlsafe(32))  # nobody knows it
+        )
+        user_id = _insert_user(conn, email, name, stored, now)
     if conn.scalar(select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)):
         raise Conflict("already_member", f"{email} is already a member")
     _add_membership(conn, tenant_id, user_id, role, now, site)

@@ -1,0 +1,41 @@
+"""invitations: a new member gets a one-time link by mail and chooses their own
+password with it (no first password handed over)
+
+Revision ID: 0026
+Revises: 0025
+Create Date: 2026-12-05 10:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+from cloud_api.db import rls
+
+revision: str = "0026"
+down_revision: str | None = "0025"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "invitation",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("used_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"]),
+        sa.ForeignKeyConstraint(["user_id"], ["app_user.id"]),
+        sa.PrimaryKeyConstraint("tenant_id", "token_hash"),
+    )
+    op.create_index("uq_invitation_token_hash", "invitation", ["token_hash"], unique=True)
+    rls.protect_new_table(op, "invitation", lookup=True)
+
+
+def downgrade() -> None:
+    op.drop_index("uq_invitation_token_hash", table_name="invitation")
+    op.drop_table("invitation")

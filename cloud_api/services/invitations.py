@@ -1,0 +1,147 @@
+"""Inviting a member by mail: a new account gets a one-time link (7 days, single use,
+stored as a keyed hash) with which they choose their own password and are signed in;
+nobody hands a first password over. A person who has an account already (another
+company's member) is told by mail that they were added, and signs in as ever."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from cloud_api.db import models as m
+from cloud_api.db import tenancy
+from cloud_api.errors import Unauthorized
+from cloud_api.mail import Mailer
+from cloud_api.services import users
+from cloud_api.services.audit import audit
+from tenant.security._hmac import hmac_hex
+
+T = m.SQLModel.metadata.tables
+VALID_FOR = timedelta(days=7)
+BAD_LINK = "this invitation link is not valid: it was used, has expired, or was never sent"
+
+NEW_MEMBER_SUBJECT = "You are invited to {company}"
+NEW_MEMBER_MAIL = """{inviter} has added you to {company} on the shop-floor ERP, as
+{role}. Choose your password here (the link works once, for 7 days):
+
+    {link}
+
+If you did not expect this, ignore the mail: nothing happens without the link.
+"""
+ADDED_SUBJECT = "You were added to {company}"
+ADDED_MAIL = """{inviter} has added you to {company} on the shop-floor ERP, as {role}.
+Sign in with your email and your own password, and choose {company}:
+
+    {login}
+"""
+
+
+@dataclass(frozen=True)
+class Invited:
+    user_id: uuid.UUID
+    invited: bool  # a new account: a link to choose a password was mailed
+
+
+def _hash(token: str, pepper: str) -> str:
+    return hmac_hex(pepper, "invitation:" + token)
+
+
+def invite(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    email: str,
+    name: str,
+    role: str,
+    site: str | None,
+    now: datetime,
+    by: uuid.UUID | None,
+    pepper: str,
+    mailer: Mailer,
+    public_url: str,
+) -> Invited:
+    """Add the member (the platform engine: accounts are global) and mail them: a
+    link for a new account, a notice for an existing one. A mail that cannot be sent
+    undoes it all (503 mail_unavailable)."""
+    u, t = T["app_user"], T["tenant"]
+    existing = conn.scalar(select(u.c.id).where(u.c.email == email.strip().lower()))
+    user_id = users.add_member(conn, tenant_id, email, name, role, None, now, by, site)
+    company = conn.scalar(select(t.c.name).where(t.c.id == tenant_id)) or ""
+    inviter = conn.scalar(select(u.c.name).where(u.c.id == by)) if by else None
+    words = {"company": company, "role": role, "inviter": inviter or "The owner"}
+    address = conn.scalar(select(u.c.email).where(u.c.id == user_id))
+    if existing is not None:
+        body = ADDED_MAIL.format(**words, login=f"{public_url.rstrip('/')}/login")
+        mailer.send(address, ADDED_SUBJECT.format(**words), body)
+        return Invited(user_id, invited=False)
+    token = secrets.token_urlsafe(32)
+    conn.execute(
+        insert(T["invitation"]).values(
+            tenant_id=tenant_id, token_hash=_hash(token, pepper), user_id=user_id, created_at=now
+        )
+    )
+    audit(conn, tenant_id, now, ("user", str(by)), "member.invited", address)
+    link = f"{public_url.rstrip('/')}/invite/{token}"
+    body = NEW_MEMBER_MAIL.format(**words, link=link)
+    mailer.send(address, NEW_MEMBER_SUBJECT.format(**words), body)
+    return Invited(user_id, invited=True)
+
+
+@dataclass(frozen=True)
+class Pending:
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    company: str
+
+
+def peek(db: Engine, token: str, pepper: str, now: datetime) -> Pending:
+    """Who a live link is for (the platform engine: before the tenant is known);
+    401 invalid_invitation otherwise."""
+    with db.connect() as conn:
+        return _find(conn, token, pepper, now)
+
+
+def _find(conn: Connection, token: str, pepper: str, now: datetime, lock: bool = False) -> Pending:
+    inv, u, t = T["invitation"], T["app_user"], T["tenant"]
+    if not 20 <= len(token) <= 100:
+        raise Unauthorized("invalid_invitation", BAD_LINK)
+    query = select(inv).where(inv.c.token_hash == _hash(token, pepper))
+    row = conn.execute(query.execution_options(cross_tenant=True)).first()
+    if row is None or row.used_at is not None or now - row.created_at > VALID_FOR:
+        raise Unauthorized("invalid_invitation", BAD_LINK)
+    tenancy.switch(conn, row.tenant_id)
+    email = conn.scalar(select(u.c.email).where(u.c.id == row.user_id))
+    company = conn.scalar(select(t.c.name).where(t.c.id == row.tenant_id))
+    return Pending(row.tenant_id, row.user_id, str(email), str(company or ""))
+
+
+def accept(
+    db: Engine, token: str, password: str, pepper: str, now: datetime
+) -> tuple[uuid.UUID, str]:
+    """The invited person's own password (the policy's rules), the link spent, and a
+    first session in that company: (tenant id, session token). The link is spent by a
+    conditional UPDATE, so two uses of one link cannot both win."""
+    inv, u = T["invitation"], T["app_user"]
+    with db.begin() as conn:
+        found = _find(conn, token, pepper, now)
+        stored = users.checked_password(password, found.email)
+        spent = conn.execute(
+            update(inv)
+            .where(
+                inv.c.tenant_id == found.tenant_id,
+                inv.c.token_hash == _hash(token, pepper),
+                inv.c.used_at.is_(None),
+            )
+            .values(used_at=now)
+        ).rowcount
+        if spent != 1:
+            raise Unauthorized("invalid_invitation", BAD_LINK)
+        conn.execute(update(u).where(u.c.id == found.user_id).values(password_hash=stored))
+        session = users.create_session(conn, found.tenant_id, found.user_id, now)
+        actor = ("user", str(found.user_id))
+        audit(conn, found.tenant_id, now, actor, "member.invitation_accepted", found.email)
+    return found.tenant_id, session
