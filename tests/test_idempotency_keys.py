@@ -280,3 +280,25 @@ def test_only_the_holder_keeps_a_reply_or_lets_the_key_go(db: Engine) -> None:
         idempotency.keep(conn, api.tenant.id, "k", later, reply)
     (row,) = _keys(db, api)
     assert (row["status_code"], row["body"]) == (201, "{}")
+
+
+def test_member_management_takes_a_key_and_signing_in_ignores_one(db: Engine) -> None:
+    """POST /users with a key sent twice adds one member (the second answer is the
+    first's); the session's own writes (here /login) ignore the header."""
+    from tests.test_users import PASSWORD, _email
+
+    api = Api(db)
+    email = _email("twice")
+    body = {"email": email, "name": "T", "role": "viewer", "password": PASSWORD}
+    first = api.post("/users", json=body, headers={"Idempotency-Key": "member-1"})
+    again = api.post("/users", json=body, headers={"Idempotency-Key": "member-1"})
+    assert first.status_code == 201 and again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [u["email"] for u in api.get("/users").json()].count(email) == 1
+    login = {"email": email, "password": PASSWORD}
+    for _ in range(2):
+        signed = api.client.post(
+            "/api/v1/login", json=login, headers={"Idempotency-Key": "login-1"}
+        )
+        assert signed.status_code == 200 and "Idempotent-Replayed" not in signed.headers
+    assert [k["key"] for k in _keys(db, api)] == ["member-1"]

@@ -99,7 +99,12 @@ def create_app(
 
     api = {"prefix": "/api/v1", "responses": problems.RESPONSES}
     app.include_router(_api_router(), **api)
-    app.include_router(auth.router(bound_tenant), **api)
+    # member management takes an Idempotency-Key too; signing in, the session's own
+    # writes and accepting an invitation do not (they set cookies or show secrets)
+    members = idempotent.route_class(
+        bound_tenant, _actor, open_paths=SESSION_WRITES, secret_paths=frozenset()
+    )
+    app.include_router(auth.router(bound_tenant, members), **api)
     from web.app import mount  # the portal's pages (web/)
 
     mount(app)
@@ -323,6 +328,18 @@ DEVICE_PATHS = frozenset(
 )
 
 
+SESSION_WRITES = frozenset(
+    {
+        "/signup",
+        "/login",
+        "/logout",
+        "/session/switch",
+        "/me/password",
+        "/mfa/setup",
+        "/mfa/confirm",
+        "/invitations/accept",
+    }
+)
 # writes whose answer carries a secret shown once: an Idempotency-Key does not keep it
 SECRET_ANSWERS = frozenset(
     f"/api/v1{path}"

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import Field
 
 from cloud_api.contract import RequestBody
@@ -90,8 +91,8 @@ def _session_user(request: Request) -> uuid.UUID:
     return user_id  # type: ignore[no-any-return]
 
 
-def router(tenant_dep: Any) -> APIRouter:
-    r = APIRouter()
+def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter:
+    r = APIRouter(route_class=route_class)
 
     def _pepper(request: Request) -> str:
         return request.app.state.settings.api_key_pepper  # type: ignore[no-any-return]
