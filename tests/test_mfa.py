@@ -154,7 +154,8 @@ def test_the_portal_sends_a_pro_owner_to_set_up_and_then_asks_for_the_code(db: E
     code = pyotp.TOTP(secret.group(1)).now()
     form = {"csrf_token": _csrf(page.text), "code": code, "mail_code": mailed_code(email)}
     done = client.post("/mfa", data=form, follow_redirects=False)
-    assert done.status_code == 303, done.text
+    assert done.status_code == 200 and 'id="recovery-codes"' in done.text, done.text
+    assert len(re.findall(r"<code>[0-9a-f]{5}-[0-9a-f]{5}</code>", done.text)) == 10
     assert client.get("/", follow_redirects=False).status_code == 200
 
     browser = Browser(db, owner.client.app).client
@@ -337,3 +338,34 @@ def test_a_set_up_belongs_to_the_session_that_started_it(db: Engine) -> None:
         u = T["app_user"]
         kept = conn.scalar(select(u.c.totp_secret).where(u.c.email == email))
     assert kept == shown.group(1) != theirs
+
+
+def test_recovery_codes_sign_in_once_each_and_new_ones_replace_them(db: Engine) -> None:
+    """Setting up the factor gives ten recovery codes, shown once. One signs in
+    instead of the app's code (however it is typed), once; a made-up one is
+    mfa_failed; new codes replace the old; an operator's MFA reset clears them."""
+    import uuid
+
+    owner, email = Browser(db), _email("owner")
+    signed = owner.sign_up(email)
+    _on_pro(db, uuid.UUID(signed["tenant_id"]))
+    secret = owner.call("POST", "/mfa/setup").json()["secret"]
+    codes = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
+    confirmed = owner.call("POST", "/mfa/confirm", json=codes).json()
+    recovery = confirmed["recovery_codes"]
+    assert len(recovery) == 10 == len(set(recovery))
+
+    def sign_in(otp: str) -> Any:
+        body = {"email": email, "password": PASSWORD, "otp": otp}
+        return Browser(db, owner.client.app).call("POST", "/login", json=body)
+
+    assert sign_in(recovery[0].upper().replace("-", " ")).status_code == 200
+    reused = sign_in(recovery[0])
+    assert (reused.status_code, reused.json()["code"]) == (401, "mfa_failed")
+    assert sign_in("0123456789").json()["code"] == "mfa_failed"
+    log = owner.call("GET", "/audit-log").json()
+    assert [r["detail"] for r in log if r["action"] == "user.mfa_recovery_code_used"] == ["9 left"]
+
+    fresh = owner.call("POST", "/mfa/recovery-codes").json()["recovery_codes"]
+    assert sign_in(recovery[1]).json()["code"] == "mfa_failed"  # the old set is gone
+    assert sign_in(fresh[0]).status_code == 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import segno
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from cloud_api.domain.clock import now_utc
@@ -38,7 +38,7 @@ def router() -> APIRouter:
 
         app = request.app
         try:
-            users.confirm_mfa(
+            codes = users.confirm_mfa(
                 app.state.platform_db,
                 who.tenant.id,
                 who.user_id,
@@ -50,7 +50,7 @@ def router() -> APIRouter:
             )
         except ErpError as error:  # the form again, saying what was wrong
             return _setup(request, who, reuse=True, error=error.message, status=422)
-        return RedirectResponse("/", status_code=303)
+        return render(request, "mfa_codes.html", who, codes=codes)
 
     return r
 

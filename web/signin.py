@@ -144,6 +144,7 @@ def router() -> APIRouter:
                 _field(form, "tenant", 64) or None,
                 now_utc(),
                 _field(form, "otp", 12) or None,
+                request.app.state.settings.api_key_pepper,
             )
         except ErpError as error:
             throttle.record_failure(email, time.monotonic())

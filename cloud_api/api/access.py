@@ -49,6 +49,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/mfa/setup"): "session",
     ("POST", "/api/v1/me/password"): "session",
     ("POST", "/api/v1/mfa/confirm"): "session",
+    ("POST", "/api/v1/mfa/recovery-codes"): "session",
     ("POST", "/api/v1/session/switch"): "session",
     ("POST", "/api/v1/subscription/cancel"): "billing",
     ("POST", "/api/v1/api-key/rotate"): "users.manage",

@@ -337,6 +337,7 @@ SESSION_WRITES = frozenset(
         "/me/password",
         "/mfa/setup",
         "/mfa/confirm",
+        "/mfa/recovery-codes",
         "/invitations/accept",
     }
 )

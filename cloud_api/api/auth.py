@@ -137,6 +137,7 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
                 body.tenant,
                 now_utc(),
                 body.otp,
+                _pepper(request),
             )
         except ErpError:
             throttle.record_failure(body.email, time.monotonic())
@@ -307,10 +308,12 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
     @r.post("/mfa/confirm")
     def mfa_confirm(
         body: MfaConfirm, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
-    ) -> dict[str, bool]:
+    ) -> dict[str, Any]:
+        """The factor counts from now on; the answer holds ten one-time recovery codes
+        (for a lost phone), shown this once."""
         user_id, app = _session_user(request), request.app
         pepper = app.state.settings.api_key_pepper
-        users.confirm_mfa(
+        codes = users.confirm_mfa(
             app.state.platform_db,
             tenant.id,
             user_id,
@@ -320,7 +323,17 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
             now_utc(),
             pepper,
         )
-        return {"mfa": True}
+        return {"mfa": True, "recovery_codes": codes}
+
+    @r.post("/mfa/recovery-codes")
+    def mfa_recovery_codes(
+        request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, Any]:
+        """Ten new recovery codes, shown this once; the old ones stop working."""
+        user_id, app = _session_user(request), request.app
+        with app.state.platform_db.begin() as conn:
+            codes = users.new_recovery_codes(conn, tenant.id, user_id, _pepper(request), now_utc())
+        return {"recovery_codes": codes}
 
     @r.delete("/users/{user_id}")
     def remove_user(

@@ -846,6 +846,8 @@ class AppUser(SQLModel, table=True):
     # the session that started the pending set-up: only it sees the secret again and
     # confirms it (another session, the password's holder, starts its own)
     mfa_pending_session: str | None = Field(default=None, max_length=64)
+    # the unused recovery codes' keyed hashes, space-separated (each works once)
+    mfa_recovery_hashes: str | None = None
 
 
 class Membership(SQLModel, table=True):

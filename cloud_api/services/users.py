@@ -128,11 +128,12 @@ def log_in(
     tenant_slug: str | None,
     now: datetime,
     otp: str | None = None,
+    pepper: str = "",
 ) -> tuple[uuid.UUID, str]:
     """(tenant id, session token) for the right password; the same 401 for an unknown
     user, a wrong password or no membership, at the same cost. A user with a second
-    factor also gives the current code (401 mfa_required without it, mfa_failed for a
-    wrong or replayed one)."""
+    factor also gives the current code, or one of their recovery codes (401
+    mfa_required without it, mfa_failed for a wrong or replayed one)."""
     email = _email(email)
     with db.begin() as conn:
         user = _user_by_email(conn, email)
@@ -152,20 +153,57 @@ def log_in(
         )
         subscriptions.gate_login(conn, tenant_id, role, now)
         if user.totp_secret:
-            _second_factor(conn, user, otp, now)
+            _second_factor(conn, tenant_id, user, otp, now, pepper)
         token = create_session(conn, tenant_id, user.id, now)
         audit(conn, tenant_id, now, ("user", str(user.id)), "user.log_in")
     return tenant_id, token
 
 
-def _second_factor(conn: Connection, user: Any, otp: str | None, now: datetime) -> None:
+def _second_factor(
+    conn: Connection, tenant_id: uuid.UUID, user: Any, otp: str | None, now: datetime, pepper: str
+) -> None:
     if not otp:
         raise Unauthorized("mfa_required", "enter the 6-digit code from your authenticator app")
+    u = T["app_user"]
+    recovery = mfa.normalise_recovery_code(otp)
+    if recovery is not None and pepper:
+        _use_recovery_code(conn, tenant_id, user.id, mfa.recovery_code_hash(recovery, pepper), now)
+        return
     checked = mfa.verify(user.totp_secret, otp, now, user.totp_last_step)
     if not checked.ok:
         raise Unauthorized("mfa_failed", "the code is wrong or was already used")
-    u = T["app_user"]
     conn.execute(update(u).where(u.c.id == user.id).values(totp_last_step=checked.step))
+
+
+def _use_recovery_code(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, digest: str, now: datetime
+) -> None:
+    """A recovery code instead of the app's: it works once (struck off under the row's
+    lock), and the audit log says so and how many are left."""
+    u = T["app_user"]
+    stored = conn.scalar(select(u.c.mfa_recovery_hashes).where(u.c.id == user_id).with_for_update())
+    left = (stored or "").split()
+    if digest not in left:
+        raise Unauthorized("mfa_failed", "the code is wrong or was already used")
+    left.remove(digest)
+    conn.execute(update(u).where(u.c.id == user_id).values(mfa_recovery_hashes=" ".join(left)))
+    said = f"{len(left)} left"
+    audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_recovery_code_used", detail=said)
+
+
+def new_recovery_codes(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, pepper: str, now: datetime
+) -> list[str]:
+    """Ten new recovery codes for a user with a second factor, shown once; the old
+    ones stop working. Audited."""
+    u = T["app_user"]
+    if conn.scalar(select(u.c.totp_secret).where(u.c.id == user_id)) is None:
+        raise Conflict("no_mfa", "set up a second factor first")
+    codes = mfa.new_recovery_codes()
+    hashes = " ".join(mfa.recovery_code_hash(c.replace("-", ""), pepper) for c in codes)
+    conn.execute(update(u).where(u.c.id == user_id).values(mfa_recovery_hashes=hashes))
+    audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_recovery_codes_made")
+    return codes
 
 
 def change_password(
@@ -286,7 +324,7 @@ def reset_mfa(conn: Connection, email: str, reason: str, now: datetime) -> list[
     conn.execute(
         update(u)
         .where(u.c.id == user.id)
-        .values(totp_secret=None, totp_pending=None, totp_last_step=None)
+        .values(totp_secret=None, totp_pending=None, totp_last_step=None, mfa_recovery_hashes=None)
     )
     end_sessions_everywhere(conn, user.id, now)
     tenants = tenants_of(conn, user.id)
@@ -367,11 +405,12 @@ def confirm_mfa(
     mail_code: str,
     now: datetime,
     pepper: str,
-) -> None:
+) -> list[str]:
     """The first code from the app proves it holds the pending secret, the mailed code
     that the person reads the account's mail: it becomes the user's second factor
-    (audited). A wrong or expired mailed code ends the set-up, written before the
-    refusal (start again: a new mail), so it cannot be guessed."""
+    (audited), with ten new recovery codes, returned to be shown once. A wrong or
+    expired mailed code ends the set-up, written before the refusal (start again: a
+    new mail), so it cannot be guessed."""
     u = T["app_user"]
     with db.begin() as conn:  # the row locked: two confirms cannot share one guess
         row = conn.execute(select(u).where(u.c.id == user_id).with_for_update()).one()
@@ -398,7 +437,7 @@ def confirm_mfa(
                 )
             )
             audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_enabled")
-            return
+            return new_recovery_codes(conn, tenant_id, user_id, pepper, now)
         conn.execute(
             update(u)
             .where(u.c.id == user_id)

@@ -77,6 +77,30 @@ def mail_code_ok(
     return same_text(stored_hash, mail_code_hash("".join(given.split()), pepper))
 
 
+# One-time recovery codes, given when a factor is set up: a lost phone does not lock
+# the owner out (each works once, instead of the app's code).
+RECOVERY_CODES = 10
+
+
+def new_recovery_codes() -> list[str]:
+    """Ten codes of 10 hex digits (40 bits each), shown as xxxxx-xxxxx."""
+    codes = (secrets.token_hex(5) for _ in range(RECOVERY_CODES))
+    return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+
+def normalise_recovery_code(text: str) -> str | None:
+    """The code's 10 hex digits, however it was typed (case, spaces, dash); None when
+    it is not one."""
+    digits = "".join(text.split()).replace("-", "").lower()
+    if len(digits) != 10 or any(ch not in "0123456789abcdef" for ch in digits):
+        return None
+    return digits
+
+
+def recovery_code_hash(digits: str, pepper: str) -> str:
+    return hmac_hex(pepper, "mfa-recovery:" + digits)
+
+
 def required(role: str, plan_code: str) -> bool:
     """Owners and finance managers of a Pro or Enterprise tenant must use a second
     factor (a trial or a Starter tenant may, and is asked nothing)."""
