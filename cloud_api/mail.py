@@ -37,7 +37,8 @@ class Mailer(Protocol):
 
 def message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    # one line: a name with a line break in it (a company's) must not break the header
+    msg["From"], msg["To"], msg["Subject"] = sender, to, " ".join(subject.split())
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
     msg.set_content(body)

@@ -20,6 +20,7 @@ from cloud_api.db import rls, tenancy
 from cloud_api.domain.clock import now_utc
 from cloud_api.services import idempotency
 from cloud_api.services.purge import expire_idempotency_keys
+from cloud_api.settings import get_settings
 from tests.conftest import Api
 from tests.edge_harness import CloudServer
 from tests.factory import receipt, setup_workshop
@@ -112,7 +113,8 @@ def test_a_malformed_key_is_refused(db: Engine, key: str) -> None:
 def test_a_request_that_died_holding_its_key_is_taken_over_after_the_lease(db: Engine) -> None:
     api = Api(db)
     body = httpx.Request("POST", "/", json=ITEM).content
-    digest = idempotency.request_hash("POST", "/api/v1/items", "", body, "api_key:tenant")
+    pepper = get_settings().api_key_pepper
+    digest = idempotency.request_hash("POST", "/api/v1/items", "", body, "api_key:tenant", pepper)
     t = T["idempotency_record"]
     now = now_utc()
     row = {"tenant_id": api.tenant.id, "key": "k", "request_hash": digest}

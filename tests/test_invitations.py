@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
@@ -116,3 +117,75 @@ def test_the_portal_invites_and_the_link_page_signs_the_member_in(db: Engine) ->
     assert member.client.get("/", follow_redirects=False).status_code == 200  # signed in
     used = Portal(db).client.get(f"/invite/{token}")
     assert used.status_code == 401 and 'id="invitation-invalid"' in used.text
+
+
+def test_the_access_log_never_holds_an_invitation_token() -> None:
+    """uvicorn logs each request's path; the link's token is in it."""
+    import logging
+
+    from cloud_api.api.logs import RedactSecrets
+
+    token = "Abc_def-123456789012345678901234567890"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/invite/{token}", "1.1", 200),
+        None,
+    )
+    assert RedactSecrets().filter(record)
+    assert token not in record.getMessage() and "/invite/…" in record.getMessage()
+
+
+def test_an_unused_link_can_be_sent_again_and_a_removed_member_s_link_is_dead(
+    db: Engine,
+) -> None:
+    """An invited address whose link was never used is still nobody's: inviting it
+    again (this company or another) sends a new link, and the old one dies once an
+    account is claimed. Removing the member before they accept kills the link. Only
+    the token's keyed hash is stored."""
+    owner, other = Browser(db), Browser(db)
+    owner.sign_up(_email("owner"), company="Oak\nPine")  # a line break in the name
+    other.sign_up(_email("owner"), company="Birch & Co")
+    email = _email("new")
+    body = {"email": email, "name": "New", "role": "viewer"}
+    assert owner.call("POST", "/users", json=body).status_code == 201
+    first = _link_token(email)
+    assert mails_to(email)[-1]["Subject"] == "You are invited to Oak Pine"
+    assert other.call("POST", "/users", json=body).status_code == 201
+    second = _link_token(email)
+    assert second != first and mails_to(email)[-1]["Subject"] == "You are invited to Birch & Co"
+    stored = set()
+    for browser in (owner, other):
+        tenant_id = uuid.UUID(browser.call("GET", "/me").json()["tenant_id"])
+        with tenancy.as_tenant(tenant_id), db.connect() as conn:
+            inv = T["invitation"]
+            stored |= set(
+                conn.scalars(select(inv.c.token_hash).where(inv.c.tenant_id == tenant_id))
+            )
+    assert len(stored) == 2 and not stored & {first, second}
+
+    joined = Browser(db).call(
+        "POST", "/invitations/accept", json={"token": second, "password": PASSWORD}
+    )
+    assert joined.status_code == 200, joined.text
+    dead = Browser(db).call(
+        "POST", "/invitations/accept", json={"token": first, "password": PASSWORD}
+    )
+    assert dead.json()["code"] == "invalid_invitation"  # the account is claimed
+
+    gone = _email("gone")
+    added = owner.call("POST", "/users", json={"email": gone, "name": "G", "role": "viewer"})
+    token = _link_token(gone)
+    assert owner.call("DELETE", f"/users/{added.json()['user_id']}").status_code == 200
+    late = Browser(db).call(
+        "POST", "/invitations/accept", json={"token": token, "password": PASSWORD}
+    )
+    assert (late.status_code, late.json()["code"]) == (401, "invalid_invitation")
+
+
+def _accept(db: Engine, token: str) -> Any:
+    body = {"token": token, "password": PASSWORD}
+    return Browser(db).call("POST", "/invitations/accept", json=body)

@@ -366,6 +366,24 @@ def test_recovery_codes_sign_in_once_each_and_new_ones_replace_them(db: Engine) 
     log = owner.call("GET", "/audit-log").json()
     assert [r["detail"] for r in log if r["action"] == "user.mfa_recovery_code_used"] == ["9 left"]
 
-    fresh = owner.call("POST", "/mfa/recovery-codes").json()["recovery_codes"]
+    bare = owner.call("POST", "/mfa/recovery-codes", json={"code": "000000"})
+    assert (bare.status_code, bare.json()["code"]) == (422, "mfa_failed")  # a session alone
+    later = pyotp.TOTP(secret).at(now_utc() + timedelta(seconds=30))
+    made = owner.call("POST", "/mfa/recovery-codes", json={"code": later})
+    fresh = made.json()["recovery_codes"]
     assert sign_in(recovery[1]).json()["code"] == "mfa_failed"  # the old set is gone
     assert sign_in(fresh[0]).status_code == 200
+
+    from typer.testing import CliRunner
+
+    from cloud_api.cli import app as cli
+
+    platform = as_role(db, rls.PLATFORM).url.render_as_string(hide_password=False)
+    args = ["tenant", "reset-mfa", email, "--reason", "lost", "--database-url", platform]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    gone = {"email": email, "password": PASSWORD, "otp": fresh[1]}
+    after = Browser(db, owner.client.app).call("POST", "/login", json=gone)
+    assert after.status_code == 200  # no factor now: the code is not needed, nor kept
+    u = T["app_user"]
+    with as_role(db, rls.PLATFORM).connect() as conn:
+        assert conn.scalar(select(u.c.mfa_recovery_hashes).where(u.c.email == email)) is None

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from sqlalchemy import Engine, select
 
-from cloud_api.api import access, auth, idempotent, problems, schemas
+from cloud_api.api import access, auth, idempotent, logs, problems, schemas
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
@@ -82,6 +82,7 @@ def create_app(
         app.state.rate_limiter = Limiter(1, 1, max_keys=50_000)  # rates come per tenant
     app.state.plan_cache = {}
     app.state.mailer = mailer_from_url(settings.mail_url, settings.mail_from)
+    logs.redact_access_log()  # no invitation token in the access log
     problems.install(app)
 
     @app.middleware("http")

@@ -68,6 +68,10 @@ class MemberAdd(_In):
     site: Site | None = None  # whose devices they manage; left out: every site
 
 
+class RecoveryCodes(_In):
+    code: Annotated[str, Field(min_length=6, max_length=12)]  # the authenticator's
+
+
 class InvitationAccept(_In):
     token: Annotated[str, Field(min_length=1, max_length=100)]
     password: Password
@@ -327,12 +331,15 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
 
     @r.post("/mfa/recovery-codes")
     def mfa_recovery_codes(
-        request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+        body: RecoveryCodes, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, Any]:
-        """Ten new recovery codes, shown this once; the old ones stop working."""
-        user_id, app = _session_user(request), request.app
+        """Ten new recovery codes for the app's current code, shown this once; the old
+        ones stop working."""
+        user_id, app, pepper = _session_user(request), request.app, _pepper(request)
         with app.state.platform_db.begin() as conn:
-            codes = users.new_recovery_codes(conn, tenant.id, user_id, _pepper(request), now_utc())
+            codes = users.replace_recovery_codes(
+                conn, tenant.id, user_id, body.code, pepper, now_utc()
+            )
         return {"recovery_codes": codes}
 
     @r.delete("/users/{user_id}")

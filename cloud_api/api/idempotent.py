@@ -70,6 +70,7 @@ def route_class(
             request.url.query,
             await request.body(),
             f"{kind}:{ident}",
+            request.app.state.settings.api_key_pepper,
         )
 
         def take() -> idempotency.Taken:

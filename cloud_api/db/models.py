@@ -832,6 +832,9 @@ class AppUser(SQLModel, table=True):
     email: str = Field(max_length=254)  # lower-cased
     name: str = Field(max_length=200)
     password_hash: str = Field(max_length=200)
+    # invited and not yet there: no password anyone knows until a link sets one (a
+    # new invitation sends a new link)
+    unclaimed: bool = False
     locale: str = Field(default="zh-CN", max_length=16)
     created_at: datetime
     # the TOTP second factor (tenant/security/mfa.py): the confirmed secret, one being

@@ -24,7 +24,7 @@ posts it once).
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from cloud_api.db import models as m
 from cloud_api.errors import Conflict, Rejected
 from cloud_api.services.subscriptions import Refused
+from tenant.security._hmac import key_bytes
 
 T = m.SQLModel.metadata.tables
 HEADER = "Idempotency-Key"
@@ -53,10 +54,12 @@ class Reply:
     body: str | None
 
 
-def request_hash(method: str, path: str, query: str, body: bytes, sender: str) -> str:
+def request_hash(method: str, path: str, query: str, body: bytes, sender: str, pepper: str) -> str:
     """The request as a key names it: who sends it (a key is its sender's: another
-    member, device or token with it is another request), method, path, query, body."""
-    digest = hashlib.sha256(f"{sender}\n{method} {path}?{query}\n".encode())
+    member, device or token with it is another request), method, path, query, body.
+    Keyed with the pepper: a body may hold a password, and a plain hash of it kept
+    for a day could be guessed at offline."""
+    digest = hmac.new(key_bytes(pepper), f"{sender}\n{method} {path}?{query}\n".encode(), "sha256")
     digest.update(body)
     return digest.hexdigest()
 

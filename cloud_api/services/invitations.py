@@ -16,7 +16,7 @@ from cloud_api.db import models as m
 from cloud_api.db import tenancy
 from cloud_api.errors import Unauthorized
 from cloud_api.mail import Mailer
-from cloud_api.services import users
+from cloud_api.services import subscriptions, users
 from cloud_api.services.audit import audit
 from tenant.security._hmac import hmac_hex
 
@@ -30,7 +30,7 @@ NEW_MEMBER_MAIL = """{inviter} has added you to {company} on the shop-floor ERP,
 
     {link}
 
-If you did not expect this, ignore the mail: nothing happens without the link.
+If you did not expect this, you can ignore the mail.
 """
 ADDED_SUBJECT = "You were added to {company}"
 ADDED_MAIL = """{inviter} has added you to {company} on the shop-floor ERP, as {role}.
@@ -67,23 +67,24 @@ def invite(
     link for a new account, a notice for an existing one. A mail that cannot be sent
     undoes it all (503 mail_unavailable)."""
     u, t = T["app_user"], T["tenant"]
-    existing = conn.scalar(select(u.c.id).where(u.c.email == email.strip().lower()))
     user_id = users.add_member(conn, tenant_id, email, name, role, None, now, by, site)
+    account = conn.execute(select(u.c.email, u.c.unclaimed).where(u.c.id == user_id)).one()
     company = conn.scalar(select(t.c.name).where(t.c.id == tenant_id)) or ""
     inviter = conn.scalar(select(u.c.name).where(u.c.id == by)) if by else None
     words = {"company": company, "role": role, "inviter": inviter or "The owner"}
-    address = conn.scalar(select(u.c.email).where(u.c.id == user_id))
-    if existing is not None:
+    audit(conn, tenant_id, now, ("user", str(by)), "member.invited", account.email)
+    if not account.unclaimed:  # somebody's own account: they sign in as ever
         body = ADDED_MAIL.format(**words, login=f"{public_url.rstrip('/')}/login")
-        mailer.send(address, ADDED_SUBJECT.format(**words), body)
+        mailer.send(account.email, ADDED_SUBJECT.format(**words), body)
         return Invited(user_id, invited=False)
+    # a new account, or one invited before whose link was never used: a new link
     token = secrets.token_urlsafe(32)
+    address = account.email
     conn.execute(
         insert(T["invitation"]).values(
             tenant_id=tenant_id, token_hash=_hash(token, pepper), user_id=user_id, created_at=now
         )
     )
-    audit(conn, tenant_id, now, ("user", str(by)), "member.invited", address)
     link = f"{public_url.rstrip('/')}/invite/{token}"
     body = NEW_MEMBER_MAIL.format(**words, link=link)
     mailer.send(address, NEW_MEMBER_SUBJECT.format(**words), body)
@@ -105,8 +106,10 @@ def peek(db: Engine, token: str, pepper: str, now: datetime) -> Pending:
         return _find(conn, token, pepper, now)
 
 
-def _find(conn: Connection, token: str, pepper: str, now: datetime, lock: bool = False) -> Pending:
-    inv, u, t = T["invitation"], T["app_user"], T["tenant"]
+def _find(conn: Connection, token: str, pepper: str, now: datetime) -> Pending:
+    """A live link: not used, not expired, for an account still unclaimed (a link of
+    another company's, once one was used, is dead) that is still a member."""
+    inv, u, t, ms = T["invitation"], T["app_user"], T["tenant"], T["membership"]
     if not 20 <= len(token) <= 100:
         raise Unauthorized("invalid_invitation", BAD_LINK)
     query = select(inv).where(inv.c.token_hash == _hash(token, pepper))
@@ -114,9 +117,16 @@ def _find(conn: Connection, token: str, pepper: str, now: datetime, lock: bool =
     if row is None or row.used_at is not None or now - row.created_at > VALID_FOR:
         raise Unauthorized("invalid_invitation", BAD_LINK)
     tenancy.switch(conn, row.tenant_id)
-    email = conn.scalar(select(u.c.email).where(u.c.id == row.user_id))
+    account = conn.execute(select(u.c.email, u.c.unclaimed).where(u.c.id == row.user_id)).first()
+    member = ms.c.tenant_id == row.tenant_id, ms.c.user_id == row.user_id
+    if (
+        account is None
+        or not account.unclaimed
+        or conn.scalar(select(ms.c.role).where(*member)) is None
+    ):
+        raise Unauthorized("invalid_invitation", BAD_LINK)
     company = conn.scalar(select(t.c.name).where(t.c.id == row.tenant_id))
-    return Pending(row.tenant_id, row.user_id, str(email), str(company or ""))
+    return Pending(row.tenant_id, row.user_id, str(account.email), str(company or ""))
 
 
 def accept(
@@ -140,7 +150,18 @@ def accept(
         ).rowcount
         if spent != 1:
             raise Unauthorized("invalid_invitation", BAD_LINK)
-        conn.execute(update(u).where(u.c.id == found.user_id).values(password_hash=stored))
+        role = conn.scalar(
+            select(T["membership"].c.role).where(
+                T["membership"].c.tenant_id == found.tenant_id,
+                T["membership"].c.user_id == found.user_id,
+            )
+        )
+        subscriptions.gate_login(conn, found.tenant_id, role, now)  # as at sign-in
+        conn.execute(
+            update(u)
+            .where(u.c.id == found.user_id, u.c.unclaimed.is_(True))
+            .values(password_hash=stored, unclaimed=False)
+        )
         session = users.create_session(conn, found.tenant_id, found.user_id, now)
         actor = ("user", str(found.user_id))
         audit(conn, found.tenant_id, now, actor, "member.invitation_accepted", found.email)

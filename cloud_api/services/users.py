@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
@@ -95,12 +96,22 @@ def _user_by_email(conn: Connection, email: str) -> Any:
 
 
 def _insert_user(
-    conn: Connection, email: str, name: str, password_hash: str, now: datetime
+    conn: Connection,
+    email: str,
+    name: str,
+    password_hash: str,
+    now: datetime,
+    unclaimed: bool = False,
 ) -> uuid.UUID:
     user_id = uuid.uuid4()
     conn.execute(
         insert(T["app_user"]).values(
-            id=user_id, email=email, name=name, password_hash=password_hash, created_at=now
+            id=user_id,
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+            unclaimed=unclaimed,
         )
     )
     return user_id
@@ -189,6 +200,27 @@ def _use_recovery_code(
     conn.execute(update(u).where(u.c.id == user_id).values(mfa_recovery_hashes=" ".join(left)))
     said = f"{len(left)} left"
     audit(conn, tenant_id, now, ("user", str(user_id)), "user.mfa_recovery_code_used", detail=said)
+
+
+def replace_recovery_codes(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    code: str,
+    pepper: str,
+    now: datetime,
+) -> list[str]:
+    """New recovery codes for whoever shows the app's current code (a session alone,
+    left open or stolen, cannot mint codes that outlive it)."""
+    u = T["app_user"]
+    row = conn.execute(select(u).where(u.c.id == user_id).with_for_update()).one()
+    if row.totp_secret is None:
+        raise Conflict("no_mfa", "set up a second factor first")
+    checked = mfa.verify(row.totp_secret, code, now, row.totp_last_step)
+    if not checked.ok:
+        raise Rejected("mfa_failed", "the code is wrong or was already used")
+    conn.execute(update(u).where(u.c.id == user_id).values(totp_last_step=checked.step))
+    return new_recovery_codes(conn, tenant_id, user_id, pepper, now)
 
 
 def new_recovery_codes(
@@ -546,7 +578,10 @@ def add_member(
             if password is not None
             else hash_password(secrets.token_urlsafe(32))  # nobody knows it
         )
-        user_id = _insert_user(conn, email, name, stored, now)
+        try:  # two companies adding one new address at once: one of them waits
+            user_id = _insert_user(conn, email, name, stored, now, password is None)
+        except IntegrityError as error:
+            raise Conflict("member_busy", f"{email} is being added just now") from error
     if conn.scalar(select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)):
         raise Conflict("already_member", f"{email} is already a member")
     _add_membership(conn, tenant_id, user_id, role, now, site)
@@ -591,6 +626,8 @@ def remove_member(
         raise NotFound("unknown_member", f"no member {user_id} in this tenant")
     _keep_an_owner(conn, tenant_id, user_id, None)
     conn.execute(ms.delete().where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id))
+    inv = T["invitation"]  # a link not used yet dies with the membership
+    conn.execute(inv.delete().where(inv.c.tenant_id == tenant_id, inv.c.user_id == user_id))
     revoked = end_sessions(conn, tenant_id, now, user_id)
     audit(
         conn,

@@ -1,5 +1,5 @@
 """invitations: a new member gets a one-time link by mail and chooses their own
-password with it (no first password handed over)
+password with it (no first password handed over); an account stays unclaimed until then
 
 Revision ID: 0026
 Revises: 0025
@@ -34,8 +34,18 @@ def upgrade() -> None:
     )
     op.create_index("uq_invitation_token_hash", "invitation", ["token_hash"], unique=True)
     rls.protect_new_table(op, "invitation", lookup=True)
+    with op.batch_alter_table("app_user") as batch:
+        batch.add_column(
+            sa.Column("unclaimed", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
 
 
 def downgrade() -> None:
+    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
+    # that point at it
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE app_user DROP COLUMN unclaimed")
+    else:
+        op.drop_column("app_user", "unclaimed")
     op.drop_index("uq_invitation_token_hash", table_name="invitation")
     op.drop_table("invitation")
