@@ -1,6 +1,7 @@
 """Run the Alembic migrations programmatically (used by `erp db upgrade` and tests)."""
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -23,3 +24,14 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def drop_columns(op: Any, table: str, *columns: str) -> None:
+    """For a migration's downgrade: drop columns in place. Alembic's SQLite batch mode
+    rebuilds the table, and dropping the old one trips the foreign keys that point at
+    it; SQLite (3.35+) drops a plain column itself."""
+    for column in columns:
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        else:
+            op.drop_column(table, column)

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from cloud_api.db.migrate import drop_columns
+
 revision: str = "0023"
 down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
@@ -55,10 +57,4 @@ def _follow_the_devices() -> None:
 
 
 def downgrade() -> None:
-    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
-    # that point at it
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        op.execute("ALTER TABLE location DROP COLUMN site")
-    else:
-        op.drop_column("location", "site")
+    drop_columns(op, "location", "site")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from cloud_api.db.migrate import drop_columns
+
 revision: str = "0024"
 down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
@@ -26,10 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
-    # that point at it
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        op.execute("ALTER TABLE membership DROP COLUMN site")
-    else:
-        op.drop_column("membership", "site")
+    drop_columns(op, "membership", "site")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from cloud_api.db.migrate import drop_columns
+
 revision: str = "0025"
 down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
@@ -36,10 +38,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite drops the columns in place: a rebuilt table would trip the foreign keys
-    # that point at it
-    for column in ("mfa_pending_session", "mfa_mail_code_at", "mfa_mail_code_hash"):
-        if op.get_bind().dialect.name == "sqlite":
-            op.execute(f"ALTER TABLE app_user DROP COLUMN {column}")
-        else:
-            op.drop_column("app_user", column)
+    drop_columns(op, "app_user", "mfa_pending_session", "mfa_mail_code_at", "mfa_mail_code_hash")

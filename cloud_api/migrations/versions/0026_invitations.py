@@ -13,6 +13,7 @@ import sqlmodel
 from alembic import op
 
 from cloud_api.db import rls
+from cloud_api.db.migrate import drop_columns
 
 revision: str = "0026"
 down_revision: str | None = "0025"
@@ -41,11 +42,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
-    # that point at it
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("ALTER TABLE app_user DROP COLUMN unclaimed")
-    else:
-        op.drop_column("app_user", "unclaimed")
+    drop_columns(op, "app_user", "unclaimed")
     op.drop_index("uq_invitation_token_hash", table_name="invitation")
     op.drop_table("invitation")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from cloud_api.db.migrate import drop_columns
+
 revision: str = "0027"
 down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
@@ -26,9 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite drops the column in place: a rebuilt table would trip the foreign keys
-    # that point at it
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("ALTER TABLE app_user DROP COLUMN mfa_recovery_hashes")
-    else:
-        op.drop_column("app_user", "mfa_recovery_hashes")
+    drop_columns(op, "app_user", "mfa_recovery_hashes")
