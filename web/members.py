@@ -79,20 +79,20 @@ def _actions(r: APIRouter) -> None:
             # the account may exist (another tenant's): the global lookup is the
             # platform's, the membership is written as this tenant (as the JSON route)
             with app.state.platform_db.begin() as conn:
-                args = (conn, who.tenant.id, values["email"], values["name"][:200])
-                if not password:  # a link by mail: they choose their own
-                    invitations.invite(
-                        *args,
-                        values["role"],
-                        site,
-                        now_utc(),
-                        who.user_id,
-                        app.state.settings.api_key_pepper,
-                        app.state.mailer,
-                        app.state.settings.public_url,
-                    )
-                else:
-                    users.add_member(*args, values["role"], password, now_utc(), who.user_id, site)
+                invitations.add(  # no password: a link by mail, they choose their own
+                    conn,
+                    who.tenant.id,
+                    values["email"],
+                    values["name"][:200],
+                    values["role"],
+                    password or None,
+                    site,
+                    now_utc(),
+                    who.user_id,
+                    app.state.settings.api_key_pepper,
+                    app.state.mailer,
+                    app.state.settings.public_url,
+                )
 
         try:
             call()

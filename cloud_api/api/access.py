@@ -59,6 +59,13 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/api-tokens"): "users.manage",
     ("POST", "/api/v1/api-tokens/{token_id}/revoke"): "users.manage",
 }
+# writes that take no credential at all (the credential is in the body, or is made)
+OPEN_WRITES = frozenset(
+    f"/api/v1/{path}" for path in ("signup", "login", "devices/enroll", "invitations/accept")
+)
+# the session's own writes and those with no credential: no Idempotency-Key for them
+# (they set cookies or show secrets)
+SESSION_WRITES = OPEN_WRITES | {p for (_, p), a in WRITE_ACTIONS.items() if a == "session"}
 # writes that SAAS.md's "read + billing" allows an unpaid or paused tenant
 BILLING_WRITES = frozenset({("POST", "/api/v1/subscription/cancel")})
 # reads that not every role may do

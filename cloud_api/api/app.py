@@ -103,7 +103,7 @@ def create_app(
     # member management takes an Idempotency-Key too; signing in, the session's own
     # writes and accepting an invitation do not (they set cookies or show secrets)
     members = idempotent.route_class(
-        bound_tenant, _actor, open_paths=SESSION_WRITES, secret_paths=frozenset()
+        bound_tenant, _actor, open_paths=access.SESSION_WRITES, secret_paths=frozenset()
     )
     app.include_router(auth.router(bound_tenant, members), **api)
     from web.app import mount  # the portal's pages (web/)
@@ -329,19 +329,6 @@ DEVICE_PATHS = frozenset(
 )
 
 
-SESSION_WRITES = frozenset(
-    {
-        "/signup",
-        "/login",
-        "/logout",
-        "/session/switch",
-        "/me/password",
-        "/mfa/setup",
-        "/mfa/confirm",
-        "/mfa/recovery-codes",
-        "/invitations/accept",
-    }
-)
 # writes whose answer carries a secret shown once: an Idempotency-Key does not keep it
 SECRET_ANSWERS = frozenset(
     f"/api/v1{path}"
@@ -366,7 +353,7 @@ def _api_router() -> APIRouter:
         route_class=idempotent.route_class(
             bound_tenant,
             _actor,
-            open_paths=frozenset({"/devices/enroll"}),
+            open_paths=access.OPEN_WRITES,
             secret_paths=SECRET_ANSWERS,
         )
     )

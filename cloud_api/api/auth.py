@@ -216,35 +216,26 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
         # platform's; the membership is written as this tenant
         app, by, now = request.app, getattr(request.state, "user_id", None), now_utc()
         with app.state.platform_db.begin() as conn:
-            if body.password is None:
-                invited = invitations.invite(
-                    conn,
-                    tenant.id,
-                    body.email,
-                    body.name,
-                    body.role,
-                    body.site,
-                    now,
-                    by,
-                    _pepper(request),
-                    app.state.mailer,
-                    app.state.settings.public_url,
-                )
-                user_id, mailed = invited.user_id, True
-            else:
-                user_id = users.add_member(
-                    conn,
-                    tenant.id,
-                    body.email,
-                    body.name,
-                    body.role,
-                    body.password,
-                    now,
-                    by,
-                    body.site,
-                )
-                mailed = False
-        return {"user_id": str(user_id), "role": body.role, "site": body.site, "mailed": mailed}
+            added = invitations.add(
+                conn,
+                tenant.id,
+                body.email,
+                body.name,
+                body.role,
+                body.password,
+                body.site,
+                now,
+                by,
+                _pepper(request),
+                app.state.mailer,
+                app.state.settings.public_url,
+            )
+        return {
+            "user_id": str(added.user_id),
+            "role": body.role,
+            "site": body.site,
+            "mailed": added.mailed,
+        }
 
     @r.post("/invitations/accept")
     def accept_invitation(

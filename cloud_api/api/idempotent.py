@@ -41,8 +41,8 @@ def route_class(
     open_paths: frozenset[str],
     secret_paths: frozenset[str],
 ) -> type:
-    """An APIRoute whose writes (but those at `open_paths`, which have no tenant)
-    honour the header. `tenant_dependency` resolves and binds the caller's tenant,
+    """An APIRoute whose writes (but those at `open_paths`, full paths: no tenant, or a
+    session's own) honour the header. `tenant_dependency` resolves and binds the caller's tenant,
     `sender` names the caller (part of the request a key stands for); the answers of
     `secret_paths` (a key, a token, a code: shown once) are not kept."""
 
@@ -88,7 +88,9 @@ def route_class(
         def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
             methods, dependencies = set(kw.get("methods") or ()), kw.get("dependencies") or []
             has_it = any(d.dependency is take_key for d in dependencies)
-            is_open = any(path.endswith(p) for p in open_paths)  # with the prefix or not
+            # a router's routes are made first without the API prefix, then again with it
+            prefixed = path if path.startswith(access.API_PREFIX) else access.API_PREFIX + path
+            is_open = prefixed in open_paths
             if methods & WRITES and not is_open and not has_it:
                 kw["dependencies"] = [*dependencies, Depends(take_key)]
             super().__init__(path, endpoint, **kw)

@@ -41,33 +41,37 @@ Sign in with your email and your own password, and choose {company}:
 
 
 @dataclass(frozen=True)
-class Invited:
+class Added:
     user_id: uuid.UUID
-    invited: bool  # a new account: a link to choose a password was mailed
+    mailed: bool  # invited by mail (a link for a new account, else a notice)
 
 
 def _hash(token: str, pepper: str) -> str:
     return hmac_hex(pepper, "invitation:" + token)
 
 
-def invite(
+def add(
     conn: Connection,
     tenant_id: uuid.UUID,
     email: str,
     name: str,
     role: str,
+    password: str | None,
     site: str | None,
     now: datetime,
     by: uuid.UUID | None,
     pepper: str,
     mailer: Mailer,
     public_url: str,
-) -> Invited:
-    """Add the member (the platform engine: accounts are global) and mail them: a
-    link for a new account, a notice for an existing one. A mail that cannot be sent
-    undoes it all (503 mail_unavailable)."""
+) -> Added:
+    """Add the member (the platform engine: accounts are global) with the first
+    password given, or, with none, invite them by mail: a link for a new account, a
+    notice for an existing one. A mail that cannot be sent undoes it all (503
+    mail_unavailable)."""
+    user_id = users.add_member(conn, tenant_id, email, name, role, password, now, by, site)
+    if password is not None:
+        return Added(user_id, mailed=False)
     u, t = T["app_user"], T["tenant"]
-    user_id = users.add_member(conn, tenant_id, email, name, role, None, now, by, site)
     account = conn.execute(select(u.c.email, u.c.unclaimed).where(u.c.id == user_id)).one()
     company = conn.scalar(select(t.c.name).where(t.c.id == tenant_id)) or ""
     inviter = conn.scalar(select(u.c.name).where(u.c.id == by)) if by else None
@@ -76,7 +80,7 @@ def invite(
     if not account.unclaimed:  # somebody's own account: they sign in as ever
         body = ADDED_MAIL.format(**words, login=f"{public_url.rstrip('/')}/login")
         mailer.send(account.email, ADDED_SUBJECT.format(**words), body)
-        return Invited(user_id, invited=False)
+        return Added(user_id, mailed=True)
     # a new account, or one invited before whose link was never used: a new link
     token = secrets.token_urlsafe(32)
     address = account.email
@@ -88,7 +92,7 @@ def invite(
     link = f"{public_url.rstrip('/')}/invite/{token}"
     body = NEW_MEMBER_MAIL.format(**words, link=link)
     mailer.send(address, NEW_MEMBER_SUBJECT.format(**words), body)
-    return Invited(user_id, invited=True)
+    return Added(user_id, mailed=True)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Pending:
     user_id: uuid.UUID
     email: str
     company: str
+    role: str
 
 
 def peek(db: Engine, token: str, pepper: str, now: datetime) -> Pending:
@@ -119,14 +124,11 @@ def _find(conn: Connection, token: str, pepper: str, now: datetime) -> Pending:
     tenancy.switch(conn, row.tenant_id)
     account = conn.execute(select(u.c.email, u.c.unclaimed).where(u.c.id == row.user_id)).first()
     member = ms.c.tenant_id == row.tenant_id, ms.c.user_id == row.user_id
-    if (
-        account is None
-        or not account.unclaimed
-        or conn.scalar(select(ms.c.role).where(*member)) is None
-    ):
+    role = conn.scalar(select(ms.c.role).where(*member))
+    if account is None or not account.unclaimed or role is None:
         raise Unauthorized("invalid_invitation", BAD_LINK)
     company = conn.scalar(select(t.c.name).where(t.c.id == row.tenant_id))
-    return Pending(row.tenant_id, row.user_id, str(account.email), str(company or ""))
+    return Pending(row.tenant_id, row.user_id, str(account.email), str(company or ""), role)
 
 
 def accept(
@@ -150,13 +152,7 @@ def accept(
         ).rowcount
         if spent != 1:
             raise Unauthorized("invalid_invitation", BAD_LINK)
-        role = conn.scalar(
-            select(T["membership"].c.role).where(
-                T["membership"].c.tenant_id == found.tenant_id,
-                T["membership"].c.user_id == found.user_id,
-            )
-        )
-        subscriptions.gate_login(conn, found.tenant_id, role, now)  # as at sign-in
+        subscriptions.gate_login(conn, found.tenant_id, found.role, now)  # as at sign-in
         conn.execute(
             update(u)
             .where(u.c.id == found.user_id, u.c.unclaimed.is_(True))

@@ -50,12 +50,9 @@ class Principal:
 
     @property
     def device_site(self) -> str | None:
-        """The one site whose devices this member manages; None: every site."""
-        return device_site(self.role, self.site)
-
-
-def device_site(role: str, site: str | None) -> str | None:
-    return None if role == "owner" else site
+        """The one site whose devices this member manages; None: every site (an
+        owner always)."""
+        return None if self.role == "owner" else self.site
 
 
 def _email(text: str) -> str:
@@ -226,11 +223,10 @@ def replace_recovery_codes(
 def new_recovery_codes(
     conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, pepper: str, now: datetime
 ) -> list[str]:
-    """Ten new recovery codes for a user with a second factor, shown once; the old
-    ones stop working. Audited."""
+    """Ten new recovery codes for a user whose second factor was just confirmed or
+    who showed its current code (the callers check), shown once; the old ones stop
+    working. Audited."""
     u = T["app_user"]
-    if conn.scalar(select(u.c.totp_secret).where(u.c.id == user_id)) is None:
-        raise Conflict("no_mfa", "set up a second factor first")
     codes = mfa.new_recovery_codes()
     hashes = " ".join(mfa.recovery_code_hash(c.replace("-", ""), pepper) for c in codes)
     conn.execute(update(u).where(u.c.id == user_id).values(mfa_recovery_hashes=hashes))
