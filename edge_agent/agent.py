@@ -4,6 +4,9 @@ One `Agent` owns the outbox, the master-data cache, a session per workstation an
 background loops (sync, master-data pull, heartbeat). Device bridges call `scan()`
 (scanners) and `terminal()` (work-reporting terminals); each returns the answer for the
 device only after the event is committed to the outbox (EDGE.md guarantee 1).
+
+The purge loop deletes what the cloud confirmed, after the retention the config sets
+(outbox/retention.py); without it the disk cap, once reached, would never lift.
 """
 
 from __future__ import annotations
@@ -13,14 +16,25 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config import EdgeConfig
 from edge_agent.masterdata import MasterDataCache
-from edge_agent.outbox import Capture, Outbox, OutboxError
-from edge_agent.sessions import Answer, ScanInput, Session
+from edge_agent.outbox import (
+    Capture,
+    Captured,
+    Outbox,
+    OutboxError,
+    OutboxFull,
+    PurgeReport,
+    Retention,
+    purge,
+)
+from edge_agent.outbox.retention import INLINE_PURGE_ROWS
+from edge_agent.session_store import SessionStore, session_store_path
+from edge_agent.sessions import Answer, ScanInput, ScanProblem, Session
 from edge_agent.sync import CloudClient, CloudError, Syncer, measure_clock
 
 log = logging.getLogger("edge_agent")
@@ -35,7 +49,7 @@ def _now() -> datetime:
 class Loop:
     name: str
     every_s: float
-    step: Callable[[], None]
+    step: Callable[[], object]  # what it returns is not used
 
 
 class Agent:
@@ -58,6 +72,10 @@ class Agent:
             min_free_bytes=config.min_free_bytes,
             agent_version=__version__,
         )
+        self.retention = Retention(
+            keep_sent=timedelta(seconds=config.keep_sent_s),
+            dedup_window=timedelta(seconds=config.dedup_window_s),
+        )
         self.cache = MasterDataCache(config.masterdata_path)
         self.client = client or CloudClient(config.cloud_url, config.api_key)
         self.syncer = Syncer(self.outbox, self.client, batch_size=config.batch_size)
@@ -67,6 +85,9 @@ class Agent:
             saved = self.outbox.meta_get(LABOUR_META.format(station=sid))
             if saved:
                 session.restore_labour(json.loads(saved))
+        # badge, order and step kept across a restart, with their idle timeout
+        self.session_store = SessionStore(session_store_path(config.outbox_path))
+        self.session_store.attach(self.sessions, self.clock())
         self.clock_offset_s: float | None = None
         # what the device hub reports of its devices, for the heartbeat
         self.device_state: Callable[[], list[dict[str, Any]]] = list
@@ -75,7 +96,14 @@ class Agent:
 
     # -- devices ---------------------------------------------------------------
     def scan(
-        self, station_id: str, text: str, *, gs1: Any = None, raw: str | None = None
+        self,
+        station_id: str,
+        text: str,
+        *,
+        gs1: Any = None,
+        raw: str | None = None,
+        symbology: str | None = None,
+        problem: ScanProblem | None = None,
     ) -> Answer:
         """A scan at a workstation: fed to its session; a confirmed transaction is
         committed to the outbox before the answer is returned."""
@@ -83,12 +111,13 @@ class Agent:
         station = self.config.station(station_id)
         with self._session_locks[station_id]:
             session.md = self.cache.data
-            outcome = session.feed(ScanInput(text, gs1), self.clock())
+            scan = ScanInput(text, gs1, symbology, problem)
+            outcome = session.feed(scan, self.clock())
             if outcome.draft is None:
                 return outcome.answer
             draft = outcome.draft
             try:
-                self.outbox.capture(
+                self._capture(
                     Capture(
                         type=draft.type,
                         payload=draft.payload,
@@ -96,9 +125,7 @@ class Agent:
                         occurred_at=draft.occurred_at,
                         operator=draft.operator,
                         raw_scan=raw,
-                    ),
-                    clock_offset_s=self.clock_offset_s,
-                    clock_synced=self.clock_offset_s is not None,
+                    )
                 )
             except OutboxError as error:
                 session.undo()
@@ -111,13 +138,28 @@ class Agent:
     def capture(self, capture: Capture) -> bool:
         """Commit an event built by a bridge (a terminal report); True when it was a
         re-send of a message already stored. Raises OutboxError when refused."""
-        captured = self.outbox.capture(
+        captured = self._capture(capture)
+        self.syncer.wake.set()
+        return captured.duplicate
+
+    def _capture(self, capture: Capture) -> Captured:
+        """Commit one event. At the disk cap, first purge what the cloud has confirmed
+        (a bounded number of rows, within the retention) and try once more, so a scan
+        is refused only when nothing delivered may go yet, not until the next turn of
+        the purge loop."""
+        try:
+            return self._commit(capture)
+        except OutboxFull:
+            if not purge(self.outbox, self.retention, max_rows=INLINE_PURGE_ROWS).purged:
+                raise
+            return self._commit(capture)
+
+    def _commit(self, capture: Capture) -> Captured:
+        return self.outbox.capture(
             capture,
             clock_offset_s=self.clock_offset_s,
             clock_synced=self.clock_offset_s is not None,
         )
-        self.syncer.wake.set()
-        return captured.duplicate
 
     def _save_labour(self, station_id: str, session: Session) -> None:
         self.outbox.meta_set(
@@ -133,6 +175,22 @@ class Agent:
             if answer is not None:
                 answers[sid] = answer
         return answers
+
+    def purge(self) -> PurgeReport:
+        """The purge loop's step: delete delivered events past the retention."""
+        report = purge(self.outbox, self.retention)
+        if report.purged:
+            log.info(
+                "purged %d delivered event(s)%s",
+                report.purged,
+                " (the outbox is short of space)" if report.short_of_space else "",
+            )
+        if report.short_of_space and self.outbox.status().full:
+            log.warning(
+                "the outbox is full and nothing delivered may be purged yet: scans are "
+                "refused until the cloud takes the backlog (or the dedup window passes)"
+            )
+        return report
 
     # -- cloud -----------------------------------------------------------------
     def pull_master_data(self, full: bool = False) -> dict[str, int]:
@@ -162,6 +220,7 @@ class Agent:
             Loop("masterdata", self.config.masterdata_refresh_s, self.pull_master_data),
             Loop("heartbeat", self.config.heartbeat_s, self.heartbeat),
             Loop("sessions", 1.0, self.tick),
+            Loop("purge", self.config.purge_every_s, self.purge),
             *(extra or []),
         ]
         self._spawn("sync", lambda: self.syncer.run(self.stop_event))
@@ -190,6 +249,7 @@ class Agent:
             thread.join(timeout=10)
         self.client.close()
         self.outbox.close()
+        self.session_store.close()
 
     def drain(self, timeout_s: float = 60.0) -> bool:
         """Sync until nothing is pending (for the demo and the CLI); True if drained."""

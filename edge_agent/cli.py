@@ -3,6 +3,7 @@ the MQTT identities of terminals and of the edge bridge on a dynsec broker."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -49,6 +50,10 @@ def run(config: ConfigOpt) -> None:
     """Capture from the configured devices and sync to the cloud until stopped."""
     from edge_agent.devices import DeviceHub
 
+    # the agent's lines (a failing sync, a purge, a refused capture) go to stderr
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     cfg = _config(config)
     from edge_agent.agent import Agent
 

@@ -67,6 +67,11 @@ class EdgeConfig:
     masterdata_path: Path
     disk_cap_bytes: int = 512 * 1024 * 1024
     min_free_bytes: int = 64 * 1024 * 1024
+    # delivered events: kept this long after the cloud confirmed them, and never purged
+    # within dedup_window of their capture (outbox/retention.py); purged this often
+    keep_sent_s: float = 24 * 3600.0
+    dedup_window_s: float = 15 * 60.0
+    purge_every_s: float = 60.0
     batch_size: int = 500
     heartbeat_s: float = 30.0
     masterdata_refresh_s: float = 60.0
@@ -114,6 +119,9 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> EdgeConfig:
         masterdata_path=base / edge.get("masterdata", f"var/edge/{edge_id}/masterdata.json"),
         disk_cap_bytes=int(edge.get("disk_cap_mb", 512)) * 1024 * 1024,
         min_free_bytes=int(edge.get("min_free_mb", 64)) * 1024 * 1024,
+        keep_sent_s=_seconds(edge, "keep_sent_s", 24 * 3600),
+        dedup_window_s=_seconds(edge, "dedup_window_s", 15 * 60),
+        purge_every_s=_seconds(edge, "purge_every_s", 60, positive=True),
         batch_size=int(cloud.get("batch_size", 500)),
         heartbeat_s=float(cloud.get("heartbeat_s", 30)),
         masterdata_refresh_s=float(cloud.get("masterdata_refresh_s", 60)),
@@ -127,6 +135,15 @@ def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"the config needs a [{name}] table")
     return value
+
+
+def _seconds(edge: dict[str, Any], key: str, default: float, positive: bool = False) -> float:
+    value = edge.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"[edge] {key} must be a number of seconds, got {value!r}")
+    if not 0 <= value < float("inf") or (positive and value == 0):
+        raise ConfigError(f"[edge] {key} must be {'above' if positive else 'at least'} 0")
+    return float(value)
 
 
 def _text(table: dict[str, Any], key: str, where: str) -> str:

@@ -20,7 +20,9 @@ from edge_agent.agent import Agent
 from edge_agent.config import StationConfig
 from edge_agent.ids import device_msg_event_id
 from edge_agent.outbox import Capture, OutboxError
-from firmware_bridges.gs1.parse import Gs1Error, ScanData, parse_scan
+from edge_agent.sessions import ScanProblem
+from firmware_bridges.gs1.parse import Gs1Error
+from firmware_bridges.gs1.reading import read_gs1
 from firmware_bridges.scanner import Answer as ScannerAnswer
 from firmware_bridges.scanner import (
     AnswerConfig,
@@ -38,23 +40,6 @@ from firmware_bridges.terminal import (
 )
 
 log = logging.getLogger("edge_agent.devices")
-# Symbologies whose data may be a GS1 key or element string (EAN/UPC carry a GTIN).
-GS1_CAPABLE = {"]E0", "]E4", "]C1", "]e0", "]e1", "]e2", "]d2", "]Q1", "]Q3", "]J1"}
-
-
-def read_gs1(frame: ScanFrame) -> ScanData | None:
-    """The GS1 content of a scan, or None for a plain code (a work order, a badge,
-    a typed quantity). A scan marked GS1 by its identifier that does not parse is an
-    error; an unmarked one that does not parse is plain text."""
-    if frame.symbology is not None and frame.symbology not in GS1_CAPABLE:
-        return None
-    try:
-        data = parse_scan(frame.data, frame.symbology)
-    except Gs1Error:
-        if frame.symbology is None or frame.symbology == "]Q1":
-            return None
-        raise
-    return None if data.kind == "plain" else data
 
 
 class ScannerStation:
@@ -75,12 +60,22 @@ class ScannerStation:
         )
 
     def on_frame(self, frame: ScanFrame) -> ScannerAnswer:
+        """The session answers every scan, a refused GS1 reading too (firmware_bridges/
+        gs1/reading.py): it knows whether the text is a badge or a code it has."""
+        gs1, problem = None, None
         try:
-            gs1 = read_gs1(frame)
+            gs1 = read_gs1(frame.data, frame.symbology)
         except Gs1Error as error:
-            return ScannerAnswer(False, f"{error.code}: {error.message}")
+            problem = ScanProblem(error.code, error.message)
         raw = (frame.symbology or "") + frame.data.decode("latin-1")
-        answer = self.agent.scan(self.station.station.id, frame.text, gs1=gs1, raw=raw)
+        answer = self.agent.scan(
+            self.station.station.id,
+            frame.text,
+            gs1=gs1,
+            raw=raw,
+            symbology=frame.symbology,
+            problem=problem,
+        )
         return ScannerAnswer(answer.ok, answer.text)
 
     def start(self) -> None:

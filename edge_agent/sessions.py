@@ -8,11 +8,21 @@ operator can confirm again.
 
 Scans are read in the light of the step: at the work-order step a scan is looked up as a
 work order, at the item step as an item (or a GS1 label), at a quantity step as a
-number. Command barcodes (printed on the workstation's card) start with `#`:
+number, but never a product code: a GTIN, a GS1 label or an EAN/UPC scan is refused
+there (`quantity_scan`; a GS1 count barcode, AI 30/37 alone, does give a quantity).
+A scan the GS1 reading refused (a wrong check digit ...) is answered with its code,
+unless it is exactly a code the master data know (a numeric badge on a scanner
+without AIM identifiers).
+
+Command barcodes (printed on the workstation's card) start with `#`:
 `#ISSUE #COMPLETE #LABOUR #RECEIVE #SHIP` choose the transaction, `#OK` confirms (or skips an
 optional step), `#CANCEL` drops the transaction, `#BOM` takes the order's planned
 quantity of the component, `#START` / `#STOP` time labour, `#LOGOUT`. A badge scanned
 at any step starts over for that operator.
+
+The state is all in `SessionState`; `on_change` is told after every change, so the
+agent can keep it across a restart (`session_store`), and `resume()` takes a saved
+state up again with the idle timeout applied.
 
 Transactions (EDGE.md / the edge issue):
 - issue:    work order → item (or GS1 label) → lot (lot-tracked items) → quantity → #OK
@@ -27,15 +37,34 @@ Transactions (EDGE.md / the edge issue):
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from edge_agent.masterdata import MasterData
+from edge_agent.quantity_scan import Refusal, quantity_text
 
 MODES = ("issue", "complete", "labour", "receive", "ship")
 MAX_QUANTITY = Decimal("999999999")
+# what a keyed or scanned quantity may look like: ASCII digits and a decimal point, as
+# the wire contract takes them (no exponent, sign, spaces or other scripts' digits)
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)  # "-2": "not a valid quantity"
+_PROMPTS = {
+    "badge": "scan your badge",
+    "work_order": "scan the work order",
+    "item": "scan the item or its label",
+    "lot": "scan the lot",
+    "quantity": "enter the quantity",
+    "good": "enter the good quantity",
+    "scrap": "enter the scrap quantity or #OK",
+    "labour": "#START, #STOP or enter hours",
+    "location": "scan the location",
+    "customer": "scan the customer",
+    "confirm": "#OK to confirm, #CANCEL to drop",
+}
 
 
 @dataclass(frozen=True)
@@ -62,17 +91,38 @@ class Outcome:
 
 
 class Gs1Data(Protocol):
-    gtin: str | None
-    lot: str | None
-    expiry: Any
-    quantity: Decimal | None
-    purchase_order: str | None
+    """What the session reads of a GS1 scan (a frozen `ScanData` in the agent)."""
+
+    @property
+    def gtin(self) -> str | None: ...
+    @property
+    def lot(self) -> str | None: ...
+    @property
+    def expiry(self) -> Any: ...
+    @property
+    def quantity(self) -> Decimal | None: ...
+    @property
+    def purchase_order(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """Why the GS1 reading refused a scan: a stable code (``gs1_check_digit`` ...)."""
+
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
 class ScanInput:
+    """One scan: its text (without AIM identifier), its GS1 content when it has some,
+    its AIM identifier (None: the scanner sent none, or the text was keyed) and the
+    GS1 reading's refusal, if any."""
+
     text: str
     gs1: Gs1Data | None = None
+    symbology: str | None = None
+    problem: ScanProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +136,7 @@ class Workstation:
 
 
 @dataclass
-class _State:
+class SessionState:
     operator: str | None = None
     mode: str = "issue"
     step: str = "badge"
@@ -100,12 +150,19 @@ class Session:
     def __init__(self, station: Workstation, md: MasterData) -> None:
         self.station = station
         self.md = md
-        self.state = _State(mode=station.mode)
-        self._before: _State | None = None
+        self.state = SessionState(mode=station.mode)
+        self._before: SessionState | None = None
+        # told after every change of `state` (the agent saves it: session_store)
+        self.on_change: Callable[[Session], None] | None = None
 
     # -- entry points ----------------------------------------------------------
     def feed(self, scan: ScanInput, now: datetime) -> Outcome:
         self._before = copy.deepcopy(self.state)
+        outcome = self._feed(scan, now)
+        self._changed()
+        return outcome
+
+    def _feed(self, scan: ScanInput, now: datetime) -> Outcome:
         if self._timed_out(now):  # a half-done transaction left too long is dropped
             self._restart()
         self.state.last_activity = now
@@ -114,6 +171,8 @@ class Session:
             return self._bad("empty scan")
         if self.md.operator(text) is not None:
             return self._login(text)
+        if scan.problem is not None and not self._known_code(text):
+            return self._bad(f"{scan.problem.code}: {scan.problem.message}; {self._prompt()}")
         if self.state.operator is None:
             return self._bad("scan your badge first")
         if text.startswith("#"):
@@ -128,6 +187,7 @@ class Session:
         """Drop a transaction left half-done for longer than the step timeout."""
         if self._timed_out(now):
             self._restart()
+            self._changed()
             return Answer(False, f"timed out; {self._prompt()}")
         return None
 
@@ -136,6 +196,21 @@ class Session:
         if self._before is not None:
             self.state = self._before
             self._before = None
+            self._changed()
+
+    def resume(self, state: SessionState, now: datetime) -> bool:
+        """Take up a state saved before a restart. A transaction that timed out while
+        the agent was down is dropped as `tick` would have dropped it (the badge and
+        the transaction type stay, as they do then); True when it was."""
+        if state.step not in _PROMPTS or state.mode not in MODES:
+            raise ValueError(f"not a session state: mode {state.mode!r}, step {state.step!r}")
+        self.state = state
+        self._before = None
+        timed_out = self._timed_out(now)
+        if timed_out:
+            self._restart()
+        self._changed()
+        return timed_out
 
     def open_labour(self) -> dict[str, str]:
         return dict(self.state.labour)
@@ -144,6 +219,15 @@ class Session:
         self.state.labour = dict(labour)
 
     # -- common ----------------------------------------------------------------
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def _known_code(self, text: str) -> bool:
+        md = self.md
+        lookups = (md.work_order, md.item, md.location, md.customer)
+        return any(lookup(text) is not None for lookup in lookups)
+
     def _timed_out(self, now: datetime) -> bool:
         last = self.state.last_activity
         busy = bool(self.state.data)
@@ -183,19 +267,7 @@ class Session:
         return result
 
     def _prompt(self) -> str:
-        return {
-            "badge": "scan your badge",
-            "work_order": "scan the work order",
-            "item": "scan the item or its label",
-            "lot": "scan the lot",
-            "quantity": "enter the quantity",
-            "good": "enter the good quantity",
-            "scrap": "enter the scrap quantity or #OK",
-            "labour": "#START, #STOP or enter hours",
-            "location": "scan the location",
-            "customer": "scan the customer",
-            "confirm": "#OK to confirm, #CANCEL to drop",
-        }[self.state.step]
+        return _PROMPTS[self.state.step]
 
     def _ok(self, text: str, draft: Draft | None = None) -> Outcome:
         return Outcome(Answer(True, text), draft)
@@ -217,9 +289,18 @@ class Session:
         self.state.data["work_order"] = order.code
         return None
 
-    def _quantity(self, text: str, allow_zero: bool = False) -> Decimal | Outcome:
+    def _quantity(
+        self, text: str, scan: ScanInput, allow_zero: bool = False, counts: bool = True
+    ) -> Decimal | Outcome:
+        read = quantity_text(text, scan.gs1, scan.symbology, counts=counts)
+        if isinstance(read, Refusal):
+            return self._bad(f"{read.code}: {read.why}; {self._prompt()}")
+        text = read.text
+        plain = text.removeprefix("Q:").replace(",", ".")
+        if not PLAIN_NUMBER.fullmatch(plain):  # the contract takes no 5e2, +5 or 1_000
+            return self._bad(f"{text} is not a quantity; {self._prompt()}")
         try:
-            value = Decimal(text.removeprefix("Q:").replace(",", "."))
+            value = Decimal(plain)
         except InvalidOperation:
             return self._bad(f"{text} is not a quantity; {self._prompt()}")
         if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
@@ -285,7 +366,7 @@ class Session:
         return self._after_item()
 
     def _issue_quantity(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
-        value = self._quantity(text)
+        value = self._quantity(text, scan)
         if isinstance(value, Outcome):
             return value
         self.state.data["quantity"] = value
@@ -327,14 +408,14 @@ class Session:
         return self._work_order(text) or self._goto("good", f"work order {text}")
 
     def _complete_good(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
-        value = self._quantity(text)
+        value = self._quantity(text, scan)
         if isinstance(value, Outcome):
             return value
         self.state.data["good"] = value
         return self._goto("scrap", f"good {value}")
 
     def _complete_scrap(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
-        value = self._quantity(text, allow_zero=True)
+        value = self._quantity(text, scan, allow_zero=True)
         if isinstance(value, Outcome):
             return value
         self.state.data["scrap"] = value
@@ -375,7 +456,7 @@ class Session:
         return f"{self.state.operator}|{self.state.data['work_order']}"
 
     def _labour_labour(self, text: str, scan: ScanInput, now: datetime) -> Outcome:
-        value = self._quantity(text)
+        value = self._quantity(text, scan, counts=False)
         if isinstance(value, Outcome):
             return value
         self.state.data["hours"] = value

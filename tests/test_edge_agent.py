@@ -8,6 +8,7 @@ import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -90,10 +91,10 @@ def test_outage_then_back_every_scan_posted_once_in_order(
         server.stop()
 
 
-def make_agent_offline(tmp_path: Path, server: CloudServer, api: Api):  # type: ignore[no-untyped-def]
+def make_agent_offline(tmp_path: Path, server: CloudServer, api: Api, **edge: Any):  # type: ignore[no-untyped-def]
     """An agent whose master data was pulled once, and whose cloud is now down."""
     server.start()
-    agent = make_agent(tmp_path, server, api)
+    agent = make_agent(tmp_path, server, api, **edge)
     server.stop()
     return agent
 
@@ -188,11 +189,9 @@ def test_poison_event_is_held_the_rest_post_and_it_posts_after_the_fix(
         agent.stop()
 
 
-def test_disk_cap_refuses_new_scans_evicts_nothing_and_resumes(
-    shop: Api, db: Engine, tmp_path: Path
-) -> None:
-    server = CloudServer(db)
-    agent = make_agent_offline(tmp_path, server, shop)
+def fill_to_the_cap(agent: Any) -> int:
+    """Issues until the outbox (its cap set just above what it holds) refuses one;
+    answers how many were acknowledged, the login's issue included."""
     login_and_issue(agent, "RAW", "1")
     used = agent.outbox.status().bytes_used
     agent.outbox.disk_cap_bytes = used + 64 * 1024  # a nearly full disk
@@ -210,14 +209,59 @@ def test_disk_cap_refuses_new_scans_evicts_nothing_and_resumes(
     assert agent.outbox.status().full and agent.outbox.status().backlog == acked
     # the refused transaction is still there: the operator can confirm again later
     assert not agent.scan("ws-1", "#OK").ok
+    return acked
+
+
+def test_disk_cap_refuses_new_scans_evicts_nothing_and_resumes(
+    shop: Api, db: Engine, tmp_path: Path
+) -> None:
+    server = CloudServer(db)
+    # dedup_window_s = 0: what was delivered may go at once when space is short
+    agent = make_agent_offline(tmp_path, server, shop, dedup_window_s=0)
+    acked = fill_to_the_cap(agent)
     server.start()
     try:
         assert agent.drain(timeout_s=60)
-        agent.outbox.purge_sent(older_than=__import__("datetime").timedelta(0))
-        assert agent.scan("ws-1", "#OK").ok  # capture resumes once space is back
+        assert agent.outbox.status().full and agent.outbox.status().sent_count == acked
+        # the scan that meets the cap purges what the cloud confirmed, and is saved
+        assert agent.scan("ws-1", "#OK").ok
+        assert agent.outbox.status().sent_count == 0
         assert agent.drain(timeout_s=20)
         assert len(posted_events(db, shop.tenant.id)) == acked + 1
         assert on_hand(shop, "RAW") == Decimal(100000 - acked - 1)
+    finally:
+        agent.stop()
+        server.stop()
+
+
+def test_after_an_outage_at_the_cap_the_agent_loop_purges_and_capture_resumes(
+    shop: Api, db: Engine, tmp_path: Path
+) -> None:
+    """The cap never lifted: the agent delivered its backlog but kept every delivered
+    row, so every scan after the outage was still refused."""
+    server = CloudServer(db)
+    agent = make_agent_offline(tmp_path, server, shop, dedup_window_s=0, purge_every_s=0.05)
+    acked = fill_to_the_cap(agent)
+    server.start()
+    agent.start()  # the sync loop delivers, the purge loop deletes what was delivered
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            status = agent.outbox.status()
+            if status.backlog == 0 and status.sent_count == 0 and not status.full:
+                break
+            assert time.monotonic() < deadline, f"never purged: {status}"
+            agent.stop_event.wait(0.05)
+        assert agent.scan("ws-1", "#OK").ok  # capture resumed
+        assert issue_scans(agent, "RAW", "1", 20) == 20
+        deadline = time.monotonic() + 30
+        while len(posted_events(db, shop.tenant.id)) < acked + 21:
+            assert time.monotonic() < deadline, "the scans after the outage did not post"
+            agent.stop_event.wait(0.05)
+        events = posted_events(db, shop.tenant.id)
+        assert len(events) == acked + 21, "every acknowledged scan posted once"
+        assert [e.seq for e in events] == sorted({e.seq for e in events}), "seq keeps rising"
+        assert on_hand(shop, "RAW") == Decimal(100000 - acked - 21)
     finally:
         agent.stop()
         server.stop()

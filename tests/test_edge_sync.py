@@ -20,7 +20,8 @@ from edge_agent.outbox import Capture, Outbox
 from edge_agent.sync import Backoff, CloudClient, Syncer, retry_after_s
 
 
-def _outbox(tmp_path: Path, n: int) -> Outbox:
+def outbox_with(tmp_path: Path, n: int) -> Outbox:
+    """An outbox holding `n` material issues, not yet sent."""
     outbox = Outbox(
         tmp_path / "outbox.sqlite3",
         edge_id="edge-1",
@@ -55,7 +56,7 @@ def _posted(request: httpx.Request) -> httpx.Response:
 def test_retry_after_is_honoured_and_nothing_changes_until_the_cloud_takes_it(
     tmp_path: Path,
 ) -> None:
-    outbox = _outbox(tmp_path, 5)
+    outbox = outbox_with(tmp_path, 5)
     answers = iter(
         [
             httpx.Response(429, headers={"Retry-After": "120"}, json={"code": "quota_exceeded"}),
@@ -85,7 +86,7 @@ def test_backoff_grows_with_full_jitter_up_to_the_cap() -> None:
 
 
 def test_a_batch_too_large_is_split(tmp_path: Path) -> None:
-    outbox = _outbox(tmp_path, 12)
+    outbox = outbox_with(tmp_path, 12)
 
     def cloud(request: httpx.Request) -> httpx.Response:
         if len(json.loads(request.content)["events"]) > 3:
@@ -99,7 +100,7 @@ def test_a_batch_too_large_is_split(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_cloud_is_noted_and_shown_by_erp_edge_status(tmp_path: Path) -> None:
-    outbox = _outbox(tmp_path, 3)
+    outbox = outbox_with(tmp_path, 3)
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")

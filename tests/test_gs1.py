@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridges.gs1.parse import Gs1Error, ScanData, parse_scan
+from firmware_bridges.gs1.parse import Gs1Error, ScanData, looks_like_gtin, parse_scan
+from firmware_bridges.gs1.reading import read_gs1
+from firmware_bridges.scanner.aim import SYMBOLOGY_NAMES, is_gs1, is_product_code, may_carry_gs1
 
 GS = "\x1d"
 
@@ -87,7 +89,8 @@ def test_edge_example_net_weight_keeps_its_decimals() -> None:
     assert scan.net_weight_kg == Decimal("1.23456")
     assert isinstance(scan.net_weight_kg, Decimal)
     assert scan.net_weight_kg.as_tuple().exponent == -5
-    assert parse_scan("]C13102001250").net_weight_kg.as_tuple() == Decimal("12.50").as_tuple()
+    weight = parse_scan("]C13102001250").net_weight_kg
+    assert weight is not None and weight.as_tuple() == Decimal("12.50").as_tuple()
 
 
 def test_edge_example_expiry_day_zero_is_end_of_month() -> None:
@@ -213,6 +216,11 @@ def test_plain_codes_keep_their_value(text: str, value: str) -> None:
         ("]C117210230", "gs1_bad_date"),
         ("]C117211300", "gs1_bad_date"),
         ("17211300", "gs1_bad_date"),
+        # GTIN-13/14-shaped with a wrong check digit; before, AI (12)'s date complaint
+        # won although the digits are no fixed-length element string (issue 15)
+        ("1234567890123", "gs1_check_digit"),
+        ("12345678901234", "gs1_check_digit"),
+        ("96385075", "gs1_check_digit"),  # the issue's EAN-8, mistyped
         ("]C10107032069", "gs1_malformed"),
         ("]C1WO-0001", "gs1_malformed"),
         (f"010703206980498810A{GS}10B", "gs1_malformed"),
@@ -320,3 +328,88 @@ def test_property_wrong_check_digit_is_never_a_key(gtin: str, form: str) -> None
     with pytest.raises(Gs1Error) as caught:
         parse_scan(form.format(g=bad, g13=bad[1:]))
     assert caught.value.code == "gs1_check_digit"
+
+
+# --- the workstation's reading (reading.py): refusals are never plain text -----------
+
+
+@pytest.mark.parametrize(
+    ("data", "symbology", "kind"),
+    [
+        ("96385074", None, "gtin"),
+        ("WO-0001", None, None),
+        ("1000", None, None),
+        ("0123", None, None),  # digits the parser rejects as GS1: a keyed number
+        (f"WO{GS}0001", None, None),  # malformed without identifier: plain, as before
+        ("2.5", None, None),
+        ("96385075", "]C0", None),  # Code 128 without FNC1 is not GS1
+        ("0105901234123458", "]C0", None),
+        ("5901234123457", "]E0", "gtin"),
+        ("05901234123457", "]I1", "gtin"),  # ITF-14
+        ("12345", "]I1", None),
+        ("https://example.com/x", "]Q1", None),
+        ("https://id.gs1.org/01/05901234123458", "]Q1", None),  # plain QR: plain
+        ("https://id.gs1.org/01/05901234123457", "]Q1", "digital_link"),
+    ],
+)
+def test_read_gs1_content_or_plain(data: str, symbology: str | None, kind: str | None) -> None:
+    scan = read_gs1(data.encode("latin-1"), symbology)
+    assert (scan.kind if scan else None) == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "symbology", "code"),
+    [
+        # without identifier: was plain text (edge_agent/devices.py), became a quantity
+        ("96385075", None, "gs1_check_digit"),
+        ("5901234123458", None, "gs1_check_digit"),
+        ("1234567890123", None, "gs1_check_digit"),
+        ("0105901234123458", None, "gs1_check_digit"),  # element string, bad key
+        ("00376130321109103421", None, "gs1_check_digit"),  # SSCC
+        ("17211300", None, "gs1_bad_date"),  # GTIN-shaped: never plain
+        ("5901234123458", "]E0", "gs1_check_digit"),
+        ("0105901234123458", "]C1", "gs1_check_digit"),
+        ("WO-0001", "]C1", "gs1_malformed"),
+    ],
+)
+def test_read_gs1_refusals_keep_their_code(data: str, symbology: str | None, code: str) -> None:
+    with pytest.raises(Gs1Error) as caught:
+        read_gs1(data, symbology)
+    assert caught.value.code == code
+
+
+@given(
+    st.sampled_from([8, 12, 13, 14]).flatmap(
+        lambda n: st.text("0123456789", min_size=n, max_size=n)
+    )
+)
+def test_property_gtin_shaped_scans_without_identifier_are_never_plain(digits: str) -> None:
+    assert looks_like_gtin(digits)
+    try:
+        scan = read_gs1(digits, None)
+    except Gs1Error as error:
+        assert error.code in ("gs1_check_digit", "gs1_bad_date", "gs1_malformed")
+        assert mod10(digits[:-1]) != digits[-1] or error.code != "gs1_check_digit"
+    else:
+        assert scan is not None and scan.kind in ("gtin", "gs1")
+        assert scan.gtin is None or scan.gtin == digits.zfill(14)
+
+
+@given(gtin_14s, st.sampled_from([8, 12, 13, 14]))
+def test_property_wrong_check_digit_without_identifier_is_gs1_check_digit(
+    gtin: str, length: int
+) -> None:
+    bad = wrong_check(gtin[-length:-1] + mod10(gtin[-length:-1]))
+    with pytest.raises(Gs1Error) as caught:
+        read_gs1(bad, None)
+    # gs1_bad_date only for digits that are fixed-length element strings but for a
+    # date ("17211300"); never plain text, never a GTIN
+    assert caught.value.code in ("gs1_check_digit", "gs1_bad_date")
+
+
+def test_product_symbologies() -> None:
+    product = {s for s in SYMBOLOGY_NAMES if is_product_code(s)}
+    assert product == {"]C1", "]E0", "]E3", "]E4", "]e0", "]d2", "]Q3", "]J1"}
+    assert all(is_product_code(s) for s in SYMBOLOGY_NAMES if is_gs1(s))
+    assert not is_product_code(None) and may_carry_gs1(None)
+    assert may_carry_gs1("]Q1") and may_carry_gs1("]I1") and not may_carry_gs1("]C0")

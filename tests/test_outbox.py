@@ -732,10 +732,12 @@ def test_scenario_13_a_v1_outbox_with_a_backlog_opens_under_the_current_schema(t
     open_outbox(fresh, clock).close()
     migrated_conn, fresh_conn = sqlite3.connect(old), sqlite3.connect(fresh)
     for conn in (migrated_conn, fresh_conn):
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION == 3
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for table in ("event", "event_history", "sync_state", "meta"):
         assert columns(migrated_conn, table) == columns(fresh_conn, table), table
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    assert migrated_conn.execute(indexes).fetchall() == fresh_conn.execute(indexes).fetchall()
     migrated_conn.close()
     fresh_conn.close()
 
@@ -743,13 +745,13 @@ def test_scenario_13_a_v1_outbox_with_a_backlog_opens_under_the_current_schema(t
 def test_an_outbox_from_a_newer_agent_is_refused_and_left_untouched(db, clock):
     open_outbox(db, clock).close()
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute(f"PRAGMA user_version = {CURRENT_VERSION + 1}")
     conn.close()
     with pytest.raises(OutboxError) as too_new:
         open_outbox(db, clock)
     assert too_new.value.code == "outbox_too_new"
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION + 1
     conn.close()
 
 
@@ -836,6 +838,7 @@ class OutboxMachine(RuleBasedStateMachine):
         self.messages: dict[tuple[str, str], tuple[str, str]] = {}  # -> (event_id, qty)
         self.purged: set[str] = set()
         self.sent_at: dict[str, datetime] = {}
+        self.captured_at: dict[str, datetime] = {}
 
     @rule(
         device=st.sampled_from(["t1", "t2"]),
@@ -862,6 +865,7 @@ class OutboxMachine(RuleBasedStateMachine):
             self.order.remove(captured.event_id)
         self.state[captured.event_id] = PENDING
         self.seq[captured.event_id] = captured.seq
+        self.captured_at[captured.event_id] = self.clock.now
         self.order.append(captured.event_id)
         if message:
             self.messages[(device, message)] = (captured.event_id, quantity)
@@ -909,6 +913,26 @@ class OutboxMachine(RuleBasedStateMachine):
         # by the edge clock, which may have stepped back since: then fewer go
         sent = {i for i, s in self.state.items() if s == SENT and self.sent_at[i] < self.clock.now}
         assert self.outbox.purge_sent(timedelta(0)) == len(sent)
+        for event_id in sent:
+            del self.state[event_id]
+        self.purged |= sent
+
+    @rule(keep=st.integers(0, 90), window=st.integers(0, 90))
+    def purge_by_age(self, keep: int, window: int) -> None:
+        """The retention's purge: sent before now - keep and captured before
+        now - window (both by the edge clock); the rest stays and still dedups."""
+        now = self.clock.now
+        sent = {
+            i
+            for i, s in self.state.items()
+            if s == SENT
+            and self.sent_at[i] < now - timedelta(minutes=keep)
+            and self.captured_at[i] < now - timedelta(minutes=window)
+        }
+        purged = self.outbox.purge_sent(
+            timedelta(minutes=keep), captured_before=timedelta(minutes=window)
+        )
+        assert purged == len(sent)
         for event_id in sent:
             del self.state[event_id]
         self.purged |= sent

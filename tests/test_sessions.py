@@ -7,9 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge_agent.masterdata import MasterData
-from edge_agent.sessions import Outcome, ScanInput, Session, Workstation
+from edge_agent.sessions import Outcome, ScanInput, ScanProblem, Session, Workstation
+from firmware_bridges.gs1.parse import Gs1Error
+from firmware_bridges.gs1.reading import read_gs1
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -25,72 +29,77 @@ class Label:
 
 def master_data() -> MasterData:
     md = MasterData()
-    md.apply(
-        {
-            "full": True,
-            "cursor": "c1",
-            "items": [
-                {
-                    "code": "RAW",
-                    "name": "Board",
-                    "lot_tracked": False,
-                    "issue_method": "manual",
-                    "gtin": "05901234123457",
-                    "purchase_price": "2.5",
-                },
-                {
-                    "code": "GLUE",
-                    "name": "Glue",
-                    "lot_tracked": True,
-                    "issue_method": "manual",
-                    "gtin": None,
-                    "purchase_price": "35",
-                },
-                {
-                    "code": "TBL",
-                    "name": "Table",
-                    "lot_tracked": False,
-                    "issue_method": "manual",
-                    "gtin": None,
-                    "purchase_price": None,
-                    "sale_price": "2800",
-                },
-                {
-                    "code": "SCREW",
-                    "name": "Screw",
-                    "lot_tracked": False,
-                    "issue_method": "backflush",
-                    "gtin": None,
-                    "purchase_price": None,
-                },
-            ],
-            "locations": [{"code": "WH", "name": "Store", "kind": "warehouse"}],
-            "work_centers": [{"code": "WC", "name": "Assembly"}],
-            "operators": [{"code": "B-1", "name": "Li", "active": True}],
-            "suppliers": [{"code": "SUP", "name": "Supplier"}],
-            "customers": [{"code": "CUS", "name": "Customer"}],
-            "work_orders": [
-                {
-                    "code": "WO1",
-                    "item": "TBL",
-                    "status": "released",
-                    "planned_quantity": "10",
-                    "warehouse": "WH",
-                    "postable": True,
-                    "components": [
-                        {
-                            "item": "RAW",
-                            "location": "WH",
-                            "planned_quantity": "20",
-                            "issue_method": "manual",
-                            "lot_tracked": False,
-                        }
-                    ],
-                },
-            ],
-        }
-    )
+    md.apply(MASTER_DATA)
     return md
+
+
+MASTER_DATA: dict[str, Any] = {
+    "full": True,
+    "cursor": "c1",
+    "items": [
+        {
+            "code": "RAW",
+            "name": "Board",
+            "lot_tracked": False,
+            "issue_method": "manual",
+            "gtin": "05901234123457",
+            "purchase_price": "2.5",
+        },
+        {
+            "code": "GLUE",
+            "name": "Glue",
+            "lot_tracked": True,
+            "issue_method": "manual",
+            "gtin": None,
+            "purchase_price": "35",
+        },
+        {
+            "code": "TBL",
+            "name": "Table",
+            "lot_tracked": False,
+            "issue_method": "manual",
+            "gtin": None,
+            "purchase_price": None,
+            "sale_price": "2800",
+        },
+        {
+            "code": "SCREW",
+            "name": "Screw",
+            "lot_tracked": False,
+            "issue_method": "backflush",
+            "gtin": None,
+            "purchase_price": None,
+        },
+    ],
+    "locations": [{"code": "WH", "name": "Store", "kind": "warehouse"}],
+    "work_centers": [{"code": "WC", "name": "Assembly"}],
+    "operators": [
+        {"code": "B-1", "name": "Li", "active": True},
+        # numeric, GTIN-8-shaped, wrong GS1 check digit: a badge all the same
+        {"code": "20250012", "name": "Ana", "active": True},
+    ],
+    "suppliers": [{"code": "SUP", "name": "Supplier"}],
+    "customers": [{"code": "CUS", "name": "Customer"}],
+    "work_orders": [
+        {
+            "code": "WO1",
+            "item": "TBL",
+            "status": "released",
+            "planned_quantity": "10",
+            "warehouse": "WH",
+            "postable": True,
+            "components": [
+                {
+                    "item": "RAW",
+                    "location": "WH",
+                    "planned_quantity": "20",
+                    "issue_method": "manual",
+                    "lot_tracked": False,
+                }
+            ],
+        },
+    ],
+}
 
 
 STATION = Workstation(id="ws-1", warehouse="WH", work_center="WC", supplier="SUP")
@@ -239,3 +248,160 @@ def test_shipping_station_ships_at_the_list_price_against_a_delivery_note() -> N
     }
     refused = run(s, "RAW")[0]  # RAW has no list price
     assert not refused.answer.ok and "list price" in refused.answer.text
+
+
+# --- issue 15: a product code is never a quantity -------------------------------------
+
+GS = "\x1d"
+
+
+def frame(data: str, symbology: str | None = None) -> ScanInput:
+    """A scan as the scanner path hands it to the session (edge_agent/devices.py): the
+    GS1 reading's content or its refusal, and the AIM identifier."""
+    try:
+        gs1 = read_gs1(data, symbology)
+    except Gs1Error as error:
+        return ScanInput(data, None, symbology, ScanProblem(error.code, error.message))
+    return ScanInput(data, gs1, symbology)
+
+
+# (transaction scans up to a quantity prompt, the step, the state key it fills)
+QUANTITY_PROMPTS = [
+    (["B-1", "WO1", "RAW"], "quantity", "quantity"),
+    (["B-1", "#COMPLETE", "WO1"], "good", "good"),
+    (["B-1", "#COMPLETE", "WO1", "6"], "scrap", "scrap"),
+    (["B-1", "#LABOUR", "WO1"], "labour", "hours"),
+    (["B-1", "#RECEIVE", "WH", "RAW"], "quantity", "quantity"),
+    (["B-1", "#SHIP", "CUS", "TBL"], "quantity", "quantity"),
+]
+
+PRODUCT_SCANS = [
+    # the issue's example: an EAN-8 read without AIM identifier
+    (frame("96385074"), "not_a_quantity"),
+    (ScanInput("96385074"), "not_a_quantity"),  # bare text, no scanner path
+    (frame("96385075"), "gs1_check_digit"),  # the same with a wrong check digit
+    (ScanInput("96385075"), "gs1_check_digit"),
+    (frame("5901234123458"), "gs1_check_digit"),
+    (frame("1234567890123"), "gs1_check_digit"),  # not "(12) bad date", not plain
+    (frame("17211200"), "not_a_quantity"),  # (17) expiry: fixed-length GS1
+    (frame("5901234123457", "]E0"), "not_a_quantity"),
+    (frame("96385074", "]E4"), "not_a_quantity"),
+    (frame("590123412345712", "]E3"), "not_a_quantity"),  # EAN-13 + add-on
+    (frame("12", "]E1"), "not_a_quantity"),  # an add-on alone
+    (frame("0105901234123457", "]C1"), "not_a_quantity"),
+    (frame(f"010590123412345710L7{GS}3024", "]C1"), "not_a_quantity"),  # a label's count
+    (frame("0105901234123457", "]e0"), "not_a_quantity"),
+    (frame("0105901234123457", "]d2"), "not_a_quantity"),
+    (frame("https://id.gs1.org/01/05901234123457", "]Q3"), "not_a_quantity"),
+    (frame("https://id.gs1.org/01/05901234123457", "]Q1"), "not_a_quantity"),
+    (frame("05901234123457", "]I1"), "not_a_quantity"),  # ITF-14 on a carton
+    (frame("0105901234123458", "]C1"), "gs1_check_digit"),
+]
+
+
+@pytest.mark.parametrize("prompt", QUANTITY_PROMPTS, ids=lambda p: f"{p[0][-2]}-{p[1]}")
+@pytest.mark.parametrize("scan, code", PRODUCT_SCANS, ids=lambda v: getattr(v, "text", v))
+def test_a_product_code_at_a_quantity_prompt_is_refused_with_a_code(
+    prompt: tuple[list[str], str, str], scan: ScanInput, code: str
+) -> None:
+    scans, step, key = prompt
+    s = Session(STATION, master_data())
+    run(s, *scans)
+    assert s.state.step == step
+    before = dict(s.state.data)
+    (refused,) = run(s, scan)
+    assert not refused.answer.ok and refused.draft is None
+    assert refused.answer.text.startswith(f"{code}: ")
+    assert refused.answer.text.endswith(s._prompt())  # what to do instead
+    assert s.state.step == step and s.state.data == before and key not in s.state.data
+    (keyed,) = run(s, "2")  # the operator keys it instead
+    assert keyed.answer.ok and s.state.data[key] == Decimal(2)
+
+
+@pytest.mark.parametrize(
+    "scan, quantity",
+    [
+        (ScanInput("24"), "24"),  # keyed
+        (ScanInput("2,5"), "2.5"),
+        (frame("24"), "24"),
+        (frame("1000"), "1000"),  # would be lot "00" read as GS1
+        (frame("24", "]C0"), "24"),  # a quantity barcode
+        (frame("96385074", "]C0"), "96385074"),  # Code 128 says: not a product
+        (frame("Q:96385074"), "96385074"),  # explicit, no identifier
+        (frame("3024", "]C1"), "24"),  # GS1 count barcode, AI (30)
+        (frame("3700000024", "]C1"), "24"),  # AI (37)
+        (frame(f"3024{GS}3724", "]C1"), "24"),
+    ],
+    ids=lambda v: getattr(v, "text", v),
+)
+def test_what_a_quantity_scan_legitimately_looks_like(scan: ScanInput, quantity: str) -> None:
+    s = Session(STATION, master_data())
+    run(s, "B-1", "WO1", "RAW")
+    (answer,) = run(s, scan)
+    assert answer.answer.ok, answer.answer.text
+    assert s.state.data["quantity"] == Decimal(quantity)
+
+
+def test_labour_hours_take_no_count_barcode() -> None:
+    s = Session(STATION, master_data())
+    (refused,) = run(s, "B-1", "#LABOUR", "WO1", frame("302", "]C1"))[-1:]
+    assert refused.answer.text.startswith("not_a_quantity: ")
+    assert "hours" not in s.state.data
+
+
+def test_count_barcodes_that_disagree_are_not_a_quantity() -> None:
+    s = Session(STATION, master_data())
+    (refused,) = run(s, "B-1", "WO1", "RAW", frame(f"3024{GS}3712", "]C1"))[-1:]
+    assert not refused.answer.ok and "quantity" not in s.state.data
+
+
+@given(
+    st.sampled_from([8, 12, 13, 14]).flatmap(
+        lambda n: st.text("0123456789", min_size=n, max_size=n)
+    ),
+    st.sampled_from([None, "]E0", "]E4"]),
+)
+def test_property_gtin_shaped_digits_without_identifier_are_never_a_quantity(
+    digits: str, symbology: str | None
+) -> None:
+    s = Session(STATION, master_data())
+    run(s, "B-1", "WO1", "RAW")
+    for scan in (frame(digits, symbology), ScanInput(digits, symbology=symbology)):
+        (answer,) = run(s, scan)
+        assert not answer.answer.ok and answer.draft is None
+        code = answer.answer.text.split(":")[0]
+        assert code in ("not_a_quantity", "gs1_check_digit", "gs1_bad_date", "gs1_malformed")
+        assert "quantity" not in s.state.data
+
+
+def test_a_refused_gs1_reading_is_answered_with_its_code_but_a_known_code_wins() -> None:
+    s = Session(STATION, master_data())
+    badge = frame("20250012")  # numeric badge, not a valid GTIN-8
+    assert badge.problem is not None and badge.problem.code == "gs1_check_digit"
+    (hello,) = run(s, badge)
+    assert hello.answer.ok and s.state.operator == "20250012"
+    (refused,) = run(s, frame("96385075"))  # at the work-order step
+    assert refused.answer.text.startswith("gs1_check_digit: ")
+    assert s.state.step == "work_order"
+    (refused,) = run(s, frame("0105901234123458", "]C1"))
+    assert refused.answer.text.startswith("gs1_check_digit: ")
+    # before the badge too: the code, not "scan your badge first"
+    fresh = Session(STATION, master_data())
+    assert run(fresh, frame("96385075"))[0].answer.text.startswith("gs1_check_digit: ")
+
+
+@pytest.mark.parametrize("prompt", QUANTITY_PROMPTS, ids=lambda p: f"{p[0][-2]}-{p[1]}")
+@pytest.mark.parametrize("typed", ["5e2", "+5", "1_000", "١٢", "１２", "0x10", "Infinity"])
+def test_a_quantity_the_contract_would_refuse_is_asked_again(
+    prompt: tuple[list[str], str, str], typed: str
+) -> None:
+    """What the cloud refuses as a lenient number (issue 15, item 10) never leaves the
+    station: the operator is asked again, instead of the event being parked later."""
+    scans, step, key = prompt
+    s = Session(STATION, master_data())
+    run(s, *scans)
+    (refused,) = run(s, typed)
+    assert not refused.answer.ok and refused.draft is None, refused
+    assert "not a quantity" in refused.answer.text and s.state.step == step
+    (keyed,) = run(s, "12")
+    assert keyed.answer.ok and s.state.data[key] == Decimal(12)

@@ -18,7 +18,9 @@ Rules chosen here:
   capture (edge clock).
 - clock_skew: occurred_at more than 300 s away from captured_at.
 - Disk cap: live pages + WAL >= disk_cap_bytes, or free disk < min_free_bytes, refuses
-  the capture with OutboxFull before anything is written.
+  the capture with OutboxFull before anything is written. Delivered events are purged
+  by the agent (retention.py: kept `keep_sent`, never within `dedup_window` of their
+  capture); the pages they leave are reused, so capture resumes.
 """
 
 from edge_agent.outbox.envelope import REPLAY_AFTER_S, payload_sha256
@@ -37,6 +39,7 @@ from edge_agent.outbox.model import (
     ParkedEvent,
     SendResult,
 )
+from edge_agent.outbox.retention import PurgeReport, Retention, purge
 from edge_agent.outbox.schema import CLOCK_SKEW_THRESHOLD_S, CURRENT_VERSION
 from edge_agent.outbox.store import Outbox, utc_now
 
@@ -57,7 +60,10 @@ __all__ = [
     "OutboxFull",
     "OutboxStatus",
     "ParkedEvent",
+    "PurgeReport",
+    "Retention",
     "SendResult",
     "payload_sha256",
+    "purge",
     "utc_now",
 ]

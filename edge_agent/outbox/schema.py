@@ -9,6 +9,8 @@ have the same layout. Never edit a released step; add the next one.
 Version 1 (first release): events, their result history, sync state.
 Version 2: clock offset / synced / raw scan / clock-skew columns, and the `meta`
 key-value table for the agent.
+Version 3: a partial index of delivered events by `sent_at`, so the agent's periodic
+purge (retention.py) finds what it may delete without reading every delivered row.
 """
 
 import sqlite3
@@ -81,7 +83,9 @@ V2 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, V1), (2, V2))
+V3 = ("CREATE INDEX event_sent_at ON event (sent_at) WHERE state = 'sent'",)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, V1), (2, V2), (3, V3))
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
 

@@ -54,6 +54,7 @@ _WAL_SIZE_LIMIT_BYTES = 1 << 20  # what a reset WAL file is truncated to
 _BUSY_TIMEOUT_S = 10.0
 _CHECKPOINT_WAIT_MS = 200
 _WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+PURGE_CHUNK = 2000  # delivered rows deleted per transaction by purge_sent
 
 
 def utc_now() -> datetime:
@@ -131,6 +132,7 @@ class Outbox:
     """The edge's store-and-forward queue of captured events (see the module doc)."""
 
     EXCEPTIONS_SHOWN = 100  # parked / held events listed by status()
+    purge_chunk = PURGE_CHUNK  # delivered rows deleted per transaction by purge_sent
 
     def __init__(
         self,
@@ -360,22 +362,56 @@ class Outbox:
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def purge_sent(self, older_than: timedelta) -> int:
-        """Delete delivered events (and their history) sent before now - older_than;
-        return how many. The only deletion there is: unsent rows are never touched."""
-        with self._lock:
-            cutoff = _stamp(self._now() - older_than)
-            with self._write():
-                self._conn.execute(
-                    "DELETE FROM event_history WHERE event_id IN"
-                    " (SELECT event_id FROM event WHERE state = ? AND sent_at < ?)",
-                    (SENT, cutoff),
-                )
-                purged = self._conn.execute(
-                    "DELETE FROM event WHERE state = ? AND sent_at < ?", (SENT, cutoff)
-                ).rowcount
-            self._checkpoint()
+    def purge_sent(
+        self,
+        older_than: timedelta,
+        *,
+        captured_before: timedelta | None = None,
+        max_rows: int | None = None,
+    ) -> int:
+        """Delete delivered events (and their history) sent before now - older_than
+        and, when given, captured before now - captured_before; return how many. The
+        only deletion there is: unsent rows are never touched.
+
+        The rows go in transactions of `purge_chunk`, the lock let go between them, so
+        live captures wait for one chunk at most, never for a whole day's purge. A
+        seq is never reused (AUTOINCREMENT keeps the high mark in sqlite_sequence)."""
+        now = self._now()
+        sent_cutoff = _stamp(now - older_than)
+        captured_cutoff = None if captured_before is None else _stamp(now - captured_before)
+        purged = 0
+        while max_rows is None or purged < max_rows:
+            chunk = self.purge_chunk
+            limit = chunk if max_rows is None else min(chunk, max_rows - purged)
+            with self._lock:
+                deleted = self._purge_chunk(sent_cutoff, captured_cutoff, limit)
+                self._checkpoint_if_long()
+            purged += deleted
+            if deleted < limit:
+                break
+        if purged:
+            with self._lock:
+                self._checkpoint()  # the freed pages count as free only once in the file
         return purged
+
+    def _purge_chunk(self, sent_cutoff: str, captured_cutoff: str | None, limit: int) -> int:
+        # The partial index (schema V3), named: without statistics SQLite would walk
+        # event_by_state through every delivered row instead.
+        sql = (
+            "SELECT seq, event_id FROM event INDEXED BY event_sent_at"
+            " WHERE state = 'sent' AND sent_at < ?"
+        )
+        args: list[Any] = [sent_cutoff]
+        if captured_cutoff is not None:
+            sql += " AND captured_at < ?"
+            args.append(captured_cutoff)
+        with self._write():
+            found = self._conn.execute(f"{sql} LIMIT ?", (*args, limit)).fetchall()
+            self._conn.executemany(
+                "DELETE FROM event_history WHERE event_id = ?", [(r[1],) for r in found]
+            )
+            self._conn.executemany("DELETE FROM event WHERE seq = ?", [(r[0],) for r in found])
+        return len(found)
 
     def meta_get(self, key: str) -> str | None:
         with self._lock:
@@ -458,6 +494,12 @@ class Outbox:
             )
             for row in rows
         )
+
+    def space(self) -> tuple[int, int]:
+        """(bytes the outbox holds, free bytes on its disk): what the disk cap and the
+        free-space floor are checked against (see _space)."""
+        with self._lock:
+            return self._space()
 
     def _space(self) -> tuple[int, int]:
         """(bytes the outbox holds: live pages + WAL file, free bytes on its disk).

@@ -24,8 +24,9 @@ How a scan is read (see PROTOCOL.md):
   valid check digit are a GTIN; text containing GS or starting with AI 00/01/02 must be
   element strings; other all-digit text is element strings only when every AI in it
   is fixed-length (so "1000" stays plain instead of becoming lot "00"); digits of GTIN
-  length that fit nothing raise ``gs1_check_digit`` (``gs1_bad_date`` when they read
-  as a date AI with an impossible date); everything else is plain.
+  length that fit nothing raise ``gs1_check_digit`` (``gs1_bad_date`` when they are
+  exactly fixed-length element strings but for an impossible date, "17211300");
+  everything else is plain.
 """
 
 import re
@@ -181,15 +182,17 @@ def _parse_unidentified(body: str) -> ScanData:
         return _from_digital_link(body, None, strict=False)
     if re.match(r"\(\d", body):
         return _from_hri(body)
-    gtin_like = body.isdigit() and len(body) in _GTIN_LENGTHS
+    gtin_like = looks_like_gtin(body)
     if gtin_like and _check_digit_ok(body):
         return _from_gtin(body, None)
     strong = GS in body or body.startswith(_KEY_AIS)
     try:
         elements = _element_strings(body)
     except Gs1Error as exc:
-        # "17211300" fits neither reading; the date AI's complaint is the more useful.
-        if gtin_like and exc.code != "gs1_bad_date":
+        # "17211300" fits neither reading; when the digits are exactly fixed-length
+        # element strings but for the date, the date AI's complaint is the more useful.
+        # Otherwise ("1234567890123") they are a GTIN with a wrong check digit.
+        if gtin_like and not (exc.code == "gs1_bad_date" and _misdated_fixed_fields(body)):
             raise _gtin_error(body) from None
         if strong or gtin_like:
             raise
@@ -214,6 +217,39 @@ def _element_strings(body: str) -> list[GS1ElementString]:
         elements.append(element)
         rest = rest[len(element) :].lstrip(GS)
     return elements
+
+
+def _misdated_fixed_fields(body: str) -> bool:
+    """True when ``body`` splits into fixed-length element strings if the YYMMDD
+    fields are taken at their length whatever their value ("17211300" is (17)211300,
+    month 13). biip's date pattern rejects such a field even with date checks off,
+    so the date AIs are measured here."""
+    rest = body
+    while rest:
+        try:
+            ai = GS1ApplicationIdentifier.extract(rest)
+        except ParseError:
+            return False
+        if ai.separator_required:
+            return False
+        if "YYMMDD" in ai.description:
+            length = len(ai.ai) + 6
+        else:
+            try:
+                length = len(GS1ElementString.extract(rest, config=_CONFIG))
+            except ParseError:
+                return False
+        if len(rest) < length:
+            return False
+        rest = rest[length:]
+    return True
+
+
+def looks_like_gtin(text: str) -> bool:
+    """All digits, of a GTIN's length (8, 12, 13, 14), once trimmed: a product key
+    whatever its check digit, never a number typed at a prompt."""
+    body = text.strip(_END_TRIM)
+    return body.isdigit() and body.isascii() and len(body) in _GTIN_LENGTHS
 
 
 def _element_error(rest: str, exc: ParseError) -> Gs1Error:

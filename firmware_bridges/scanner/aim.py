@@ -30,6 +30,13 @@ SYMBOLOGY_NAMES: dict[str, str] = {
 
 # Symbologies whose data are GS1 element strings (FNC1 in first position).
 _GS1_SYMBOLOGIES = frozenset({"]C1", "]e0", "]e1", "]e2", "]d2", "]Q3", "]J1"})
+# EAN/UPC: a GTIN (]E0 EAN-13/UPC, ]E4 EAN-8), an add-on alone (]E1, ]E2) or both
+# (]E3). With the GS1 ones: data that name a product, never a number keyed by hand.
+_EAN_UPC_SYMBOLOGIES = frozenset({"]E0", "]E1", "]E2", "]E3", "]E4"})
+_PRODUCT_SYMBOLOGIES = _GS1_SYMBOLOGIES | _EAN_UPC_SYMBOLOGIES
+# Worth handing to the GS1 parser: the product ones, ITF (]I1: a GTIN-14 on cartons)
+# and plain QR (]Q1), which may carry a GS1 Digital Link URI.
+_MAY_CARRY_GS1 = _PRODUCT_SYMBOLOGIES | {"]I1", "]Q1"}
 
 
 def split_identifier(content: bytes) -> tuple[str | None, bytes]:
@@ -56,3 +63,17 @@ def is_gs1(symbology: str | None) -> bool:
     EAN/UPC (``]E0``) carry a bare GTIN, not element strings, so they are not GS1 here.
     """
     return symbology in _GS1_SYMBOLOGIES
+
+
+def is_product_code(symbology: str | None) -> bool:
+    """True when the identifier says the data name a product: EAN/UPC (and their
+    add-ons) or GS1 element strings. Such a scan is never a quantity or a code typed
+    by the operator, whatever its digits."""
+    return symbology in _PRODUCT_SYMBOLOGIES
+
+
+def may_carry_gs1(symbology: str | None) -> bool:
+    """True when the data may be a GTIN, GS1 element strings or a Digital Link: the
+    product symbologies, ITF, plain QR, and a scan without identifier (whose shape
+    decides). Code 128 (]C0), Code 39, Data Matrix (]d1) ... are plain."""
+    return symbology is None or symbology in _MAY_CARRY_GS1
