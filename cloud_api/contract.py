@@ -1,18 +1,20 @@
 """The edge ⇄ cloud wire contract: event envelope, typed payloads, per-event results.
 
-This module imports nothing but pydantic and the standard library, so the edge agent
-can share it without pulling in the cloud's database code. Quantities and money travel
-as decimal strings (integers are accepted; JSON floats are refused, they are not exact).
+This module imports nothing but pydantic, the standard library and its strict types
+(cloud_api.wire_types, pydantic only), so the edge agent can share it without pulling
+in the cloud's database code. Quantities and money travel as plain ASCII decimal
+strings (JSON integers are accepted; floats, exponents, signs other than a leading
+minus, spaces, underscores and non-ASCII digits are refused), times as ISO 8601
+strings with their UTC offset, between 1970 and 2999 (never an epoch number).
 """
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,15 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from cloud_api.wire_types import Day, Instant, exact_decimal
+
+__all__ = ["Day", "Instant", "exact_decimal"]  # re-exported: the contract's own types
+
 MAX_BATCH_EVENTS = 1000
-
-
-def exact_decimal(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError('send decimal numbers as strings, e.g. "12.5"; floats are not exact')
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a number")
-    return value
+# The edge's measured clock offset (seconds, cloud − edge): transport data, bounded
+# only so that no arithmetic on it can overflow (317 years either way).
+MAX_CLOCK_OFFSET_S = 1e10
 
 
 Quantity = Annotated[
@@ -60,22 +61,29 @@ def storable_text(data: Any) -> Any:
     """Refuse, anywhere in a body, text no database column can keep: a NUL character
     (PostgreSQL's text cannot hold U+0000) or a lone surrogate (not UTF-8). A model
     validator (mode="before") of every request body, so it answers 422 before any
-    write instead of failing in the database."""
-    if isinstance(data, str):
-        if "\x00" in data:
-            raise ValueError("text may not contain the NUL character (U+0000)")
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise ValueError("text must be valid Unicode (a lone surrogate)") from error
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            storable_text(key)
-            storable_text(value)
-    elif isinstance(data, list | tuple):
-        for value in data:
-            storable_text(value)
+    write instead of failing in the database. It walks the body with its own stack,
+    not by recursion: a deeply nested value (junk a few hundred levels deep) is a
+    ValidationError of its event, never a RecursionError that sinks the batch."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            _storable_string(value)
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
     return data
+
+
+def _storable_string(text: str) -> None:
+    if "\x00" in text:
+        raise ValueError("text may not contain the NUL character (U+0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("text must be valid Unicode (a lone surrogate)") from error
 
 
 class RequestBody(BaseModel):
@@ -101,7 +109,7 @@ class PurchaseReceiptPayload(_Strict):
     unit_price: UnitPrice
     lot: Lot = ""
     purchase_order: Code | None = None
-    expiry: date | None = None  # of the lot (GS1 AI 17); kept from its first receipt
+    expiry: Day | None = None  # of the lot (GS1 AI 17); kept from its first receipt
 
 
 class MaterialIssuePayload(_Strict):
@@ -133,8 +141,8 @@ class LabourPayload(_Strict):
     work_order: Code
     work_center: Code
     hours: Quantity | None = None
-    started_at: AwareDatetime | None = None
-    stopped_at: AwareDatetime | None = None
+    started_at: Instant | None = None
+    stopped_at: Instant | None = None
     operation: Annotated[str, Field(max_length=32)] | None = None  # routing step, e.g. "20"
 
 
@@ -217,14 +225,17 @@ class _Envelope(_Strict):
     event_id: UUID
     device_id: Annotated[str, Field(min_length=1, max_length=64)]
     seq: Annotated[int, Field(ge=0, lt=2**63)]
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     operator: ShortText | None = None
     replayed: bool = False
     edge_id: ShortText | None = None
     device_seq: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     device_msg_id: ShortText | None = None
-    captured_at: AwareDatetime | None = None
-    clock_offset_s: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    captured_at: Instant | None = None
+    clock_offset_s: (
+        Annotated[float, Field(allow_inf_nan=False, ge=-MAX_CLOCK_OFFSET_S, le=MAX_CLOCK_OFFSET_S)]
+        | None
+    ) = None
     clock_synced: bool | None = None
     raw_scan: Annotated[str, Field(max_length=4096)] | None = None
     agent_version: ShortText | None = None

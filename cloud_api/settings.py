@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # own Host header, which a sender could choose)
     public_url: str = "http://127.0.0.1:8000"
     max_batch_events: int = 1000
+    # the event time window (domain/clock.py EventWindow): an event dated further back
+    # or ahead of the server's clock is rejected on its own, occurred_at_out_of_range
+    # (GET /api/v1/settings shows it to the tenant)
+    event_max_past_days: int = 3660
+    event_max_future_hours: float = 48
     max_body_bytes: int = 8 * 1024 * 1024
 
 

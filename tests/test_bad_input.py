@@ -124,6 +124,42 @@ def _naive() -> dict[str, Any]:
     return ev
 
 
+LENIENT_NUMBERS = {
+    "space": " 12",
+    "plus": "+5",
+    "underscore": "1_000",
+    "arabic_indic": "\u0663",
+    "full_width": "\uff15",
+    "exponent": "5e2",
+    "exponent_upper": "1E+2",
+    "hex": "0x10",
+    "trailing_point": "1.",
+    "leading_point": ".5",
+    "comma": "1,5",
+    "newline": "5\n",
+}
+EDGE_OF_RANGE = [
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T20:00:00Z",  # year 10000 in the tenant's zone (Asia/Shanghai)
+    "1969-12-31T23:59:59Z",
+    "3000-01-01T00:00:00Z",
+]
+
+
+def _dated(field: str, moment: str) -> dict[str, Any]:
+    ev = receipt(0, "RAW", "1", "1")
+    ev[field] = moment
+    return ev
+
+
+def _nested(depth: int) -> Any:
+    junk: Any = "x"
+    for _ in range(depth):
+        junk = [junk]
+    return junk
+
+
 BAD_EVENTS = {
     "unknown_payload_field": (_with_payload(colour="red"), "colour"),
     "quantity_not_a_number": (_with_payload(quantity="abc"), "quantity"),
@@ -143,6 +179,36 @@ BAD_EVENTS = {
     "nul_in_text": (_with_payload(lot="L\x001"), "NUL"),
     "lone_surrogate": (_with_payload(lot="L\ud8001"), "surrogate"),
     "nul_in_envelope": ({**receipt(0, "RAW", "1", "1"), "operator": "OP\x00"}, "NUL"),
+    # issue 15, item 10: a decimal is plain ASCII digits, a time ISO 8601 with an offset
+    **{
+        f"lenient_quantity_{name}": (_with_payload(quantity=spelt), "quantity")
+        for name, spelt in LENIENT_NUMBERS.items()
+    },
+    "lenient_unit_price": (_with_payload(unit_price="+2.50"), "unit_price"),
+    "epoch_occurred_at": (
+        {**receipt(0, "RAW", "1", "1"), "occurred_at": 1772409600},
+        "occurred_at",
+    ),
+    "epoch_text_occurred_at": (
+        {**receipt(0, "RAW", "1", "1"), "occurred_at": "1772409600"},
+        "occurred_at",
+    ),
+    "spaced_occurred_at": (
+        {**receipt(0, "RAW", "1", "1"), "occurred_at": "2026-03-02 00:00:00+00:00"},
+        "occurred_at",
+    ),
+    "basic_offset_occurred_at": (
+        {**receipt(0, "RAW", "1", "1"), "occurred_at": "2026-03-02T00:00:00+0000"},
+        "occurred_at",
+    ),
+    "epoch_expiry": (_with_payload(expiry=20260302), "expiry"),
+    # issue 15, item 1: times whose clock conversion overflowed, failing the batch
+    **{
+        f"edge_of_range_{field}_{n}": (_dated(field, moment), field)
+        for field in ("occurred_at", "captured_at")
+        for n, moment in enumerate(EDGE_OF_RANGE)
+    },
+    "nested_junk": (_with_payload(lot=_nested(400)), "lot"),
 }
 
 
@@ -246,7 +312,8 @@ def test_tenants_are_isolated(db: Engine) -> None:
     assert a.balances() != {}
 
     assert b.balances() == {}
-    assert b.get("/reports/stock-ledger/RAW").json() == []
+    unknown = b.get("/reports/stock-ledger/RAW")  # A's item is no item of B's
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_item")
     assert b.get("/reports/stock").json() == []
     assert b.get("/items").json() == []
     assert b.get("/exceptions").json() == []
@@ -375,3 +442,131 @@ def test_non_object_event_does_not_sink_its_neighbours(api: Api) -> None:
     assert [r["status"] for r in results] == ["posted", "rejected"]
     assert results[1]["code"] == "invalid_event"
     only_good_posted(api)
+
+
+# -- issue 15, item 7: out-of-range path and query values, and bodies' times -----------
+
+NUL = "%00"
+EDGE_QUERY_TIMES = [
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00%2B14:00",
+    "9999-12-31T20:00:00Z",
+    "1700000000",  # an epoch
+    "2026-03-02T00:00:00",  # no offset
+    "2026-03-02 00:00:00Z",
+]
+OUT_OF_RANGE_PARAMS: list[tuple[str, str]] = [
+    *(("GET", f"/reports/stock?at={moment}") for moment in EDGE_QUERY_TIMES),
+    *(("GET", f"/edge/masterdata?since={moment}") for moment in EDGE_QUERY_TIMES),
+    # integers beyond their column (a BOM version is a 32-bit integer), or loosely spelt
+    ("GET", "/boms/RAW/9223372036854775808"),
+    ("GET", "/boms/RAW/99999999999999999999999999999"),
+    ("GET", "/boms/RAW/2147483648"),
+    ("GET", "/boms/RAW/0"),
+    ("GET", "/boms/RAW/-1"),
+    ("GET", "/boms/RAW/%2B1"),
+    ("GET", "/boms/RAW/1_0"),
+    ("GET", "/boms/RAW/1.0"),
+    ("POST", "/boms/RAW/18446744073709551616/activate"),
+    # NUL in path and query text, and text longer than any code
+    ("GET", f"/work-orders/WO{NUL}1"),
+    ("GET", f"/work-orders/WO{NUL}1/cost"),
+    ("POST", f"/work-orders/WO{NUL}1/release"),
+    ("POST", f"/work-orders/WO{NUL}1/cancel"),
+    ("POST", f"/work-orders/WO{NUL}1/close"),
+    ("POST", f"/work-orders/WO{NUL}1/progress"),
+    ("GET", f"/reports/stock-ledger/RAW{NUL}"),
+    ("GET", f"/boms?item=RAW{NUL}"),
+    ("GET", f"/boms/RAW{NUL}/1"),
+    ("GET", f"/boms/RAW{NUL}/explode"),
+    ("POST", f"/periods/2026-0{NUL}/close"),
+    ("GET", "/work-orders/" + "W" * 65),
+    ("GET", "/reports/stock-ledger/" + "R" * 65),
+    # a decimal query value spelt loosely
+    *(("GET", f"/boms/RAW/explode?quantity={q}") for q in ["5e2", "%2B5", "1_000", "NaN", "-1"]),
+]
+
+
+def test_out_of_range_path_and_query_values_are_422(api: Api) -> None:
+    """Each was a 500 (an OverflowError converting the time, PostgreSQL refusing a NUL
+    or an int4 overflow) or was read loosely; one tenant for all, nothing written."""
+    setup_workshop(api)
+    before = api.balances()
+    for method, path in OUT_OF_RANGE_PARAMS:
+        body: dict[str, Any] = {"reason": "x"} if path.endswith("/close") else {}
+        if "periods" in path:
+            body = {}
+        if path.endswith("/progress"):
+            body = {"type": "labour", "payload": {"work_center": "WC", "hours": "1"}}
+        kwargs: dict[str, Any] = {} if method == "GET" else {"json": body}
+        response = api.client.request(method, "/api/v1" + path, **kwargs)
+        assert response.status_code == 422, (method, path, response.text[:300])
+        assert_problem(response, 422, "invalid_request")
+    assert api.balances() == before
+    assert api.get("/work-orders/WO1").json()["status"] == "released"
+
+
+def _heartbeat(**changes: Any) -> dict[str, Any]:
+    return {"edge_id": "edge-1", "sent_at": "2026-03-02T00:00:00+00:00", **changes}
+
+
+BAD_TIMES_IN_BODIES: list[tuple[str, dict[str, Any]]] = [
+    *(("/edge/heartbeat", _heartbeat(sent_at=moment)) for moment in EDGE_OF_RANGE),
+    ("/edge/heartbeat", _heartbeat(sent_at=1772409600)),
+    ("/edge/heartbeat", _heartbeat(sent_at="2026-03-02T00:00:00")),
+    ("/edge/heartbeat", _heartbeat(oldest_pending_at="0001-01-01T00:00:00+14:00")),
+    *(
+        (
+            "/work-orders/WO1/progress",
+            {
+                "type": "labour",
+                "payload": {"work_center": "WC", "hours": "1"},
+                "occurred_at": moment,
+            },
+        )
+        for moment in EDGE_OF_RANGE
+    ),
+    ("/journal-entries", {"entry_date": "9999-12-31", "memo": "m", "lines": []}),
+    ("/journal-entries", {"entry_date": 20260302, "memo": "m", "lines": []}),
+    (f"/events/{uuid.uuid4()}/reverse", {"reason": "r", "occurred_at": EDGE_OF_RANGE[0]}),
+    (f"/events/{uuid.uuid4()}/reverse", {"reason": "r", "occurred_at": 1772409600}),
+    ("/work-orders", {"code": "WO9", "item": "TBL", "planned_quantity": "1e1"}),
+    ("/work-centers", {"code": "WC9", "name": "W", "labour_rate": " 40"}),
+    ("/settings", {"completion_tolerance": "+0.1"}),
+]
+
+
+def test_bodies_with_out_of_range_or_loose_values_are_422(api: Api) -> None:
+    setup_workshop(api)
+    before = (api.balances(), api.get("/settings").json())
+    for path, body in BAD_TIMES_IN_BODIES:
+        method = "PATCH" if path == "/settings" else "POST"
+        response = api.client.request(method, "/api/v1" + path, json=body)
+        assert response.status_code == 422, (path, body, response.text[:300])
+        assert_problem(response, 422, "invalid_request")
+    assert (api.balances(), api.get("/settings").json()) == before
+    assert api.get("/edge/agents").json() == []
+    assert "WO9" not in {row["code"] for row in api.get("/work-orders").json()}
+
+
+def test_progress_with_a_labour_time_out_of_range_is_422(api: Api) -> None:
+    """The payload is the contract's: its times are bounded too (invalid_event → 422)."""
+    setup_workshop(api)
+    payload = {
+        "work_center": "WC",
+        "started_at": "0001-01-01T00:00:00+14:00",
+        "stopped_at": "2026-03-02T08:00:00+08:00",
+    }
+    response = api.post("/work-orders/WO1/progress", json={"type": "labour", "payload": payload})
+    assert_problem(response, 422, "invalid_event")
+    assert api.balances() == {}
+
+
+def test_deeply_nested_body_is_a_4xx(api: Api) -> None:
+    """Nesting past what the JSON parser takes is the body's problem, never a 500."""
+    depth = 100_000
+    raw = b'{"events": [' + b"[" * depth + b"]" * depth + b"]}"
+    response = api.post(EVENTS, content=raw, headers=_JSON)
+    assert 400 <= response.status_code < 500, response.text[:200]
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert_nothing_written(api)

@@ -111,6 +111,9 @@ def test_a_malformed_key_is_refused(db: Engine, key: str) -> None:
 
 
 def test_a_request_that_died_holding_its_key_is_taken_over_after_the_lease(db: Engine) -> None:
+    """A claim whose holder cannot be told (made before migration 0029, no holder): the
+    lease is the last resort. A holder known dead is taken over at once
+    (tests/test_idempotency_holders.py)."""
     api = Api(db)
     body = httpx.Request("POST", "/", json=ITEM).content
     pepper = get_settings().api_key_pepper
@@ -164,7 +167,9 @@ def test_an_event_batch_replays_its_reply_but_not_one_with_held_events(db: Engin
     api.create("/items", {**ITEM, "code": "NEW"})
     retried = api.post("/edge/events", json=held, headers={"Idempotency-Key": "batch-2"})
     assert "Idempotent-Replayed" not in retried.headers
-    assert retried.json()["results"][0]["status"] == "posted"
+    # run again, not replayed: posted now, or already (a held event re-posts itself
+    # once the master data it waited for arrives: services/held.py)
+    assert retried.json()["results"][0]["status"] in ("posted", "duplicate")
     assert api.balances()["1403"] == Decimal("29.00")
 
 
@@ -304,3 +309,23 @@ def test_member_management_takes_a_key_and_signing_in_ignores_one(db: Engine) ->
         )
         assert signed.status_code == 200 and "Idempotent-Replayed" not in signed.headers
     assert [k["key"] for k in _keys(db, api)] == ["member-1"]
+
+
+def test_a_committed_write_keeps_its_answer_when_its_reply_cannot_be_kept(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database gone between the route's commit and keeping its reply: the client
+    gets the route's own 201, not a 503 saying nothing was written (which would invite a
+    repeat of a write that did happen)."""
+    from sqlalchemy.exc import OperationalError
+
+    api = Api(db)
+
+    def gone(*_: Any, **__: Any) -> None:
+        raise OperationalError("INSERT ...", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(idempotency, "keep", gone)
+    answer = api.post("/items", json=ITEM, headers={"Idempotency-Key": "item-x-gone"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["code"] == "X"
+    assert _items(api, "X") == 1

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select
 from cloud_api.db import models as m
 from tests.conftest import Api
 from tests.factory import completion, issue, labour, receipt, setup_workshop, shipment
+from tests.members import member_id
 
 if TYPE_CHECKING:
     from tests.test_users import Browser
@@ -55,16 +56,20 @@ def seed(api: Api) -> dict[str, Any]:
     code = api.post("/devices/enrollment-codes", json={}).json()["code"]
     enrolled = api.client.post("/api/v1/devices/enroll", json={"code": code, "name": "gate"})
     assert enrolled.status_code == 201, enrolled.text
+    viewer_email = f"viewer-{uuid.uuid4().hex[:8]}@example.com"
     viewer = api.post(
         "/users",
         json={
-            "email": f"viewer-{uuid.uuid4().hex[:8]}@example.com",
+            "email": viewer_email,
             "name": "Viewer",
             "role": "viewer",
             "password": "tiger-lily walks 42 oak benches",
         },
     )
     assert viewer.status_code == 201, viewer.text
+    invited = {"email": f"inv-{uuid.uuid4().hex[:8]}@example.com", "name": "I", "role": "viewer"}
+    invitation = api.post("/users", json=invited)
+    assert invitation.status_code == 201, invitation.text
     token = api.post("/api-tokens", json={"name": "bridge", "scopes": ["items:read"]})
     assert token.status_code == 201, token.text
     return {
@@ -72,7 +77,8 @@ def seed(api: Api) -> dict[str, Any]:
         "event_id": held[0],
         "device_id": enrolled.json()["device_id"],
         "device_key": enrolled.json()["key"],
-        "user_id": viewer.json()["user_id"],
+        "user_id": member_id(api.get("/users").json(), viewer_email),
+        "invitation_id": invitation.json()["invitation_id"],
     }
 
 
@@ -206,6 +212,7 @@ def test_every_write_by_id_with_bs_ids_is_404_and_b_is_untouched(
         "/api/v1/devices/{device_id}/rotate",
         "/api/v1/devices/{device_id}/revoke",
         "/api/v1/users/{user_id}",
+        "/api/v1/invitations/{invitation_id}",
         "/api/v1/api-tokens/{token_id}/revoke",
     }
     bodies = {

@@ -118,9 +118,8 @@ def test_held_event_is_listed_and_posts_after_the_fix_keeping_its_id(api: Api) -
     assert (held["status"], held["code"]) == ("held", "insufficient_stock")
     listed = api.get("/exceptions").json()
     assert [row["event_id"] for row in listed] == [ev["event_id"]]
-    api.events(receipt(0, "RAW", "10", "10"))  # the missing receipt, dated before
-    repost = api.post(f"/exceptions/{ev['event_id']}/repost").json()
-    assert repost["status"] == "posted"
+    # the missing receipt, dated before: the held issue re-posts itself right after it
+    api.events(receipt(0, "RAW", "10", "10"))
     assert api.get("/exceptions").json() == []
     (again,) = api.events(ev)
     assert again["status"] == "duplicate"
@@ -141,8 +140,10 @@ def test_edge_retry_of_a_held_event_posts_it_once_the_cause_is_fixed(api: Api) -
     api.create(
         "/work-orders", {"code": "WO9", "item": "TBL", "planned_quantity": "1", "release": True}
     )
-    api.events(receipt(0, "RAW", "1", "7"))
-    assert api.events(ev)[0]["status"] == "posted"
+    api.events(receipt(0, "RAW", "1", "7"))  # the held issue re-posts itself with it
+    (retried,) = api.events(ev)  # the edge's retry learns it posted
+    assert (retried["status"], retried["original_status"]) == ("duplicate", "posted")
+    assert api.balances()["5001"] == D("7.00")
 
 
 def test_late_receipt_revalues_later_issues_with_adjustment_entries(api: Api) -> None:
@@ -243,7 +244,8 @@ def test_closed_period_holds_the_event_and_reopen_lets_it_post(api: Api) -> None
     assert (held["status"], held["code"]) == ("held", "period_locked")
     assert api.balances() == {}
     assert api.post("/periods/2026-03/reopen", json={"reason": "late invoice"}).status_code == 200
-    assert api.post(f"/exceptions/{ev['event_id']}/repost").json()["status"] == "posted"
+    assert api.get("/exceptions").json() == []  # the reopen re-posted it
+    assert api.balances()["1403"] == D("1.00")
 
 
 def test_revaluation_of_a_closed_period_is_booked_in_the_first_open_one(api: Api) -> None:

@@ -196,11 +196,21 @@ def test_an_operator_resets_a_lost_second_factor_with_a_reason(db: Engine) -> No
     _on_pro(db, uuid.UUID(signed["tenant_id"]))
     secret = owner.call("POST", "/mfa/setup").json()["secret"]
     codes = {"code": pyotp.TOTP(secret).now(), "mail_code": mailed_code(email)}
-    assert owner.call("POST", "/mfa/confirm", json=codes).is_success
+    confirmed = owner.call("POST", "/mfa/confirm", json=codes)
+    assert confirmed.is_success
     other_owner = Browser(db, owner.client.app)
     other_owner.sign_up(_email("other"), company="Birch & Co")
-    member = {"email": email, "name": "Owner", "role": "viewer", "password": PASSWORD}
+    member = {"email": email, "name": "Owner", "role": "viewer"}
     assert other_owner.call("POST", "/users", json=member).status_code == 201
+    # an account is invited, and joins with its own password and second factor
+    from tests.test_invitations import _link_token
+
+    joining = {"token": _link_token(email), "password": PASSWORD}
+    no_code = Browser(db, owner.client.app).call("POST", "/invitations/accept", json=joining)
+    assert (no_code.status_code, no_code.json()["code"]) == (401, "mfa_required")
+    joining["otp"] = confirmed.json()["recovery_codes"][0]
+    joined = Browser(db, owner.client.app).call("POST", "/invitations/accept", json=joining)
+    assert joined.status_code == 200, joined.text
 
     platform = as_role(db, rls.PLATFORM).url.render_as_string(hide_password=False)
     runner = CliRunner()

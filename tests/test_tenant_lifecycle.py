@@ -19,6 +19,7 @@ from cloud_api.db import rls, tenancy
 from tests.factory import receipt
 from tests.portal_helpers import Portal
 from tests.roles import as_role
+from tests.test_invitations import accept_by_mail
 from tests.test_users import PASSWORD, Browser, _email
 
 
@@ -28,8 +29,12 @@ def _two_companies(db: Engine) -> tuple[Browser, Browser, str, dict[str, Any], d
     first = oak.sign_up(email)
     birch = Browser(db, oak.client.app)
     second = birch.sign_up(_email("birch"), company="Birch & Co")
-    member = {"email": email, "name": "Owner", "role": "warehouse", "password": PASSWORD}
+    member = {"email": email, "name": "Owner", "role": "warehouse"}
     assert birch.call("POST", "/users", json=member).status_code == 201
+    # an account is invited: a member once its person accepts with their password
+    accepting = Browser(db, oak.client.app)
+    assert accept_by_mail(accepting, email).status_code == 200
+    assert accepting.call("POST", "/logout").status_code == 200  # the sign-in it gave
     return oak, birch, email, first, second
 
 
@@ -217,8 +222,9 @@ def test_the_portal_switches_company_and_cancels_from_its_pages(db: Engine) -> N
     birch.sign_up(company="Birch & Co")
     clerk = birch.add_member("warehouse")
     # the clerk also becomes a viewer at Oak
-    body = {"email": clerk, "name": "Clerk", "role": "viewer", "password": PASSWORD}
+    body = {"email": clerk, "name": "Clerk", "role": "viewer"}
     assert oak.api("POST", "/users", json=body).status_code == 201
+    assert accept_by_mail(Browser(db), clerk).status_code == 200  # invited: accepts
     person = Portal(db)
     assert person.log_in(clerk).status_code == 303
     page = person.get("/").text

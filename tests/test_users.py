@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from cloud_api.api.access import WRITE_ACTIONS
 from cloud_api.api.app import create_app
 from cloud_api.settings import get_settings
+from tests.members import member_id
 from tests.roles import app_engines
 
 PASSWORD = "tiger-lily walks 42 oak benches"
@@ -142,7 +143,7 @@ def test_roles_limit_what_members_do_and_a_role_change_ends_their_sessions(db: E
             json={"email": email, "name": role, "role": role, "password": PASSWORD},
         )
         assert added.status_code == 201, added.text
-        members[role] = added.json()["user_id"]
+        members[role] = member_id(owner.call("GET", "/users").json(), email)
         members[role + "_email"] = email
     viewer, clerk = Browser(db), Browser(db)
     assert viewer.log_in(members["viewer_email"]).status_code == 200
@@ -368,15 +369,17 @@ def test_members_are_removed_and_the_last_owner_stays(db: Engine) -> None:
         "/users",
         json={"email": email, "name": "c", "role": "warehouse", "password": PASSWORD},
     )
+    assert added.status_code == 201, added.text
+    clerk_id = member_id(owner.call("GET", "/users").json(), email)
     clerk = Browser(db, owner.client.app)
     assert clerk.log_in(email).status_code == 200
     assert clerk.call("GET", "/items").status_code == 200
     assert clerk.call("DELETE", f"/users/{me}").status_code == 403  # not the clerk's to do
-    gone = owner.call("DELETE", f"/users/{added.json()['user_id']}")
+    gone = owner.call("DELETE", f"/users/{clerk_id}")
     assert gone.status_code == 200 and gone.json()["sessions_revoked"] == 1
     assert clerk.call("GET", "/items").status_code == 401  # the session went with it
     assert clerk.log_in(email).status_code == 401  # no tenant of theirs any more
-    assert owner.call("DELETE", f"/users/{added.json()['user_id']}").status_code == 404
+    assert owner.call("DELETE", f"/users/{clerk_id}").status_code == 404
     actions = [a["action"] for a in owner.call("GET", "/audit-log").json()]
     assert "member.remove" in actions and signed
 
@@ -390,8 +393,11 @@ def test_a_password_change_ends_every_other_session(db: Engine) -> None:
     # the same person is also a member of another company, signed in there
     other_owner = Browser(db, here.client.app)
     other = other_owner.sign_up(_email("other"), company="Birch & Co")
-    member = {"email": email, "name": "Owner", "role": "viewer", "password": PASSWORD}
+    member = {"email": email, "name": "Owner", "role": "viewer"}
     assert other_owner.call("POST", "/users", json=member).status_code == 201
+    from tests.test_invitations import accept_by_mail  # an account: invited, accepts
+
+    assert accept_by_mail(Browser(db, here.client.app), email).status_code == 200
     elsewhere = Browser(db, here.client.app)
     signed_in = elsewhere.call(
         "POST", "/login", json={"email": email, "password": PASSWORD, "tenant": other["slug"]}

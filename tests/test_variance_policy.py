@@ -2,12 +2,28 @@
 WIP that belongs to its goods still on hand goes into that stock's value, the rest to
 cost of sales (posting_rules.work_order_close). Hand-worked, every line asserted."""
 
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from typing import Any
 
 from tests.conftest import Api
-from tests.factory import completion, event, issue, labour, receipt, setup_workshop, shipment
+from tests.factory import (
+    BASE_TIME,
+    completion,
+    event,
+    issue,
+    labour,
+    receipt,
+    setup_workshop,
+    shipment,
+)
 from tests.test_ledger import lines_of
+
+
+def _after_now() -> float:
+    """Minutes from BASE_TIME to a moment just after now (the close is dated now): far
+    ahead of the server's clock would be outside the window the cloud takes."""
+    return (datetime.now(UTC) - BASE_TIME).total_seconds() / 60 + 5
 
 
 def _fg_policy(api: Api) -> None:
@@ -70,7 +86,7 @@ def test_residual_split_between_goods_on_hand_and_cost_of_sales(api: Api) -> Non
         "labour": "15.79",
         "overhead": "3.95",
     }
-    (sold,) = api.events(shipment(10**6, "TBL", "6", "99"))  # after the close
+    (sold,) = api.events(shipment(_after_now(), "TBL", "6", "99"))  # after the close
     assert sold["status"] == "posted"
     assert ("6401", D("57.00"), D("0")) in lines_of(api, sold["journal_entry_id"])
     assert _stock(api, "TBL") == (D(0), D(0))
@@ -104,7 +120,7 @@ def test_fifo_goods_take_the_residual_over_their_open_layers(api: Api) -> None:
     quantity, value = _stock(api, "CHAIR")
     assert quantity == 5 and value == D("68.00") - D("11.33") + D("5.00")
     assert api.reconcile() == []  # the layers still hold exactly the pool's value
-    (rest,) = api.events(event("sales_shipment", 10**6, {**chair, "quantity": "5"}))
+    (rest,) = api.events(event("sales_shipment", _after_now(), {**chair, "quantity": "5"}))
     assert rest["status"] == "posted"
     assert _stock(api, "CHAIR") == (D(0), D(0))  # the last chair takes what was left
     assert api.reconcile() == []

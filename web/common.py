@@ -32,6 +32,7 @@ NOTICES = frozenset(
         "removed",
         "api_key_revoked",
         "invitation_mailed",
+        "invitation_withdrawn",
         "subscription_canceled",
     }
 )

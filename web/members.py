@@ -1,6 +1,7 @@
-"""Users and roles: the tenant's members; the owner invites one with a role, changes
-a role, removes a member (whose sessions in this tenant end at once). The last owner
-can be neither removed nor demoted."""
+"""Users and roles: the tenant's members and the invitations not accepted yet; the
+owner invites a person with a role (a member once they accept), withdraws an
+invitation, changes a role, removes a member (whose sessions in this tenant end at
+once). The last owner can be neither removed nor demoted."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def router() -> APIRouter:
 def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> HTMLResponse:
     with db(request).connect() as conn:
         members = users.members(conn, who.tenant.id)
+        invited = invitations.pending(conn, who.tenant.id, now_utc())
         key_live = has_api_key(conn, who.tenant.id)
     context: dict[str, Any] = {"values": {}, "error": None, "new_api_key": None}
     context.update(shown)
@@ -50,6 +52,7 @@ def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> 
         who,
         status=status,
         members=members,
+        invited=invited,
         key_live=key_live,
         roles=ROLES,
         notice=notice(request),
@@ -75,11 +78,11 @@ def _actions(r: APIRouter) -> None:
 
         site, app = values["site"][:64] or None, request.app
 
-        def call() -> None:
-            # the account may exist (another tenant's): the global lookup is the
-            # platform's, the membership is written as this tenant (as the JSON route)
+        def call() -> invitations.Added:
+            # the account lookup is global (the platform's); what is written is this
+            # tenant's (as the JSON route). An existing account is invited, always
             with app.state.platform_db.begin() as conn:
-                invitations.add(  # no password: a link by mail, they choose their own
+                return invitations.add(  # no password: a link by mail
                     conn,
                     who.tenant.id,
                     values["email"],
@@ -95,12 +98,26 @@ def _actions(r: APIRouter) -> None:
                 )
 
         try:
-            call()
+            added = call()
         except ErpError as error:  # a weak password, a taken seat: the form again
             status = getattr(error, "status", 400)
             return _page(request, who, status, values=values, error=error.message)
-        notice = "invited" if password else "invitation_mailed"
+        # with a password: the same words whether a member was made or an account
+        # invited (the answer must not tell which)
+        notice = "invited" if added.status == "added" else "invitation_mailed"
         return RedirectResponse(f"/users?notice={notice}", status_code=303)
+
+    @r.post("/users/invitations/{invitation_id}/withdraw")
+    def withdraw(request: Request, invitation_id: str, write: ManageUsers) -> Response:
+        """Take a pending invitation back: its link dies."""
+        pending_id, who = parse_uuid(invitation_id), write.who
+
+        def call() -> None:
+            with db(request).begin() as conn:
+                invitations.withdraw(conn, who.tenant.id, pending_id, now_utc(), who.user_id)
+
+        service_call(call)
+        return RedirectResponse("/users?notice=invitation_withdrawn", status_code=303)
 
     @r.post("/users/api-key", response_class=HTMLResponse)
     def replace_api_key(request: Request, write: ManageUsers) -> HTMLResponse:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from cloud_api.db import models as m
 from cloud_api.domain.clock import utc
 from cloud_api.domain.money import ZERO
-from cloud_api.services import users
+from cloud_api.services import listing, users
 
 T = m.SQLModel.metadata.tables
 RAW_STOCK_ACCOUNT = "1403"  # chart.py: 原材料; the other stock account is 1405 库存商品
@@ -271,25 +271,10 @@ def exceptions(
 ) -> list[dict[str, Any]]:
     """Held or rejected events, oldest first (voided ones, the latest first), as the
     /api/v1/exceptions route lists them; at most `limit` (open_exceptions counts all)."""
-    ev = T["edge_event"]
-    query = (
-        select(
-            ev.c.event_id,
-            ev.c.device_id,
-            ev.c.type,
-            ev.c.occurred_at,
-            ev.c.operator,
-            ev.c.code,
-            ev.c.message,
-            ev.c.attempts,
-            ev.c.received_at,
-            ev.c.payload,
-        )
-        .where(ev.c.tenant_id == tenant_id, ev.c.status == status)
-        .order_by(ev.c.received_at.desc() if status == "voided" else ev.c.occurred_at)
-        .limit(limit)
+    rows, _ = listing.edge_events(
+        conn, tenant_id, status, limit, 0, newest_first=status == "voided"
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return rows
 
 
 def event(conn: Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ class Reason:
 REASONS: dict[str, Reason] = {
     "insufficient_stock": Reason(
         _("Not enough stock"),
-        _("Receive the missing stock (or post the count), then re-post."),
+        _("Receive the missing stock (or post the count): the event then posts by itself."),
         "/inventory",
     ),
     "reserved_for_other_orders": Reason(
@@ -32,7 +32,7 @@ REASONS: dict[str, Reason] = {
     ),
     "backflush_lot_unavailable": Reason(
         _("A lot needed for backflush is not in stock"),
-        _("Receive the lot, then re-post this completion."),
+        _("Receive the lot: the completion then posts by itself."),
         "/inventory",
     ),
     "item_has_no_cost": Reason(
@@ -41,19 +41,19 @@ REASONS: dict[str, Reason] = {
     ),
     "period_locked": Reason(
         _("The period is closed"),
-        _("Open the period (owner, with a reason), then re-post."),
+        _("Open the period (owner, with a reason): its events then post by themselves."),
     ),
     "unknown_item": Reason(
         _("Unknown item"),
-        _("Map the unknown item: create it with this code, then re-post."),
+        _("Map the unknown item: create it with this code, and the event posts by itself."),
     ),
     "unknown_location": Reason(
         _("Unknown location"),
-        _("Create the location with this code, then re-post."),
+        _("Create the location with this code, and the event posts by itself."),
     ),
     "unknown_work_order": Reason(
         _("Unknown work order"),
-        _("Create and release the work order, then re-post."),
+        _("Create and release the work order, and the event posts by itself."),
     ),
     "unknown_work_center": Reason(
         _("Unknown work centre"),

@@ -165,8 +165,9 @@ def router() -> APIRouter:
 
     @r.get("/invite/{token}", response_class=HTMLResponse)
     def invitation_page(request: Request, token: str) -> HTMLResponse:
-        """Whose link it is, and the form to choose a password; a used or expired link
-        says so (401)."""
+        """Whose link it is, and the form to join: a new address chooses a password,
+        an existing account confirms with its own; a used or expired link says so
+        (401)."""
         settings = request.app.state.settings
         try:
             found = invitations.peek(
@@ -174,27 +175,40 @@ def router() -> APIRouter:
             )
         except ErpError:
             return _invitation(request, token, status=401, invalid=True)
-        return _invitation(request, token, email=found.email, company=found.company)
+        return _invitation(request, token, found=found)
 
     @r.post("/invite/{token}", response_class=HTMLResponse)
     def accept_invitation(request: Request, token: str, form: FormDep) -> Response:
+        """Join with the link: throttled like a sign-in for an existing account (its
+        password is checked here)."""
         settings, db = request.app.state.settings, request.app.state.platform_db
+        pepper, token = settings.api_key_pepper, token[:100]
+        try:
+            found = invitations.peek(db, token, pepper, now_utc())
+        except ErpError:
+            return _invitation(request, token, status=401, invalid=True)
+        throttle = request.app.state.login_throttle
+        ip = request.client.host if request.client else "unknown"
+        if not throttle.check(found.email, ip, time.monotonic()).ok:
+            return _invitation(request, token, 429, found=found, error=LOGIN_FAILED_MESSAGE)
         try:
             _, session = invitations.accept(
-                db, token[:100], form.get("password", "")[:256], settings.api_key_pepper, now_utc()
+                db,
+                token,
+                form.get("password", "")[:256],
+                pepper,
+                now_utc(),
+                form.get("otp", "")[:12] or None,
             )
         except ErpError as error:
-            if error.code != "weak_password":
+            if error.code == "invalid_invitation":
                 return _invitation(request, token, status=401, invalid=True)
-            found = invitations.peek(db, token[:100], settings.api_key_pepper, now_utc())
-            return _invitation(
-                request,
-                token,
-                status=422,
-                email=found.email,
-                company=found.company,
-                error=error.message,
-            )
+            if error.code in ("login_failed", "mfa_required", "mfa_failed"):
+                throttle.record_failure(found.email, time.monotonic())
+                message = MFA_MESSAGES.get(error.code, LOGIN_FAILED_MESSAGE)
+                return _invitation(request, token, 401, found=found, error=message)
+            status = getattr(error, "status", 400)
+            return _invitation(request, token, status, found=found, error=error.message)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(**session_cookie(session))
         return response
@@ -274,8 +288,7 @@ def _invitation(
     token: str,
     status: int = 200,
     invalid: bool = False,
-    email: str = "",
-    company: str = "",
+    found: invitations.Pending | None = None,
     error: str | None = None,
 ) -> HTMLResponse:
     return render(
@@ -284,8 +297,9 @@ def _invitation(
         status=status,
         token=token if not invalid else "",
         invalid=invalid,
-        email=email,
-        company=company,
+        email=found.email if found else "",
+        company=found.company if found else "",
+        has_account=found.has_account if found else False,
         error=error,
     )
 

@@ -56,6 +56,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/api-key/revoke"): "users.manage",
     ("PATCH", "/api/v1/users/{user_id}"): "users.manage",
     ("DELETE", "/api/v1/users/{user_id}"): "users.manage",
+    ("DELETE", "/api/v1/invitations/{invitation_id}"): "users.manage",
     ("POST", "/api/v1/api-tokens"): "users.manage",
     ("POST", "/api/v1/api-tokens/{token_id}/revoke"): "users.manage",
 }
@@ -74,6 +75,7 @@ READ_ACTIONS = {
     "/api/v1/audit-log": "export",
     "/api/v1/subscription/invoices": "users.manage",  # billing: the owner's
     "/api/v1/api-tokens": "users.manage",
+    "/api/v1/invitations": "users.manage",  # who is invited: the owner's business
 }
 # What a scoped integration token needs (tenant/security/keys.py API_SCOPES): the writes
 # it may do, and reads by path prefix (the first that matches). Anything else: refused.

@@ -10,14 +10,16 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from cloud_api.api import access, auth, idempotent, logs, problems, schemas
+from cloud_api.api import access, auth, idempotent, logs, outage, params, problems, schemas
+from cloud_api.api.body_limit import BodyLimit
+from cloud_api.api.paging import PageDep, page_params, paged
 from cloud_api.contract import BatchResult, EventBatch, EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
 from cloud_api.db.engine import make_engine
-from cloud_api.domain.clock import now_utc, utc
+from cloud_api.domain.clock import event_window_of, now_utc, utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
 from cloud_api.errors import Conflict, Forbidden, NotFound, Rejected, Unauthorized
 from cloud_api.mail import mailer_from_url
@@ -30,6 +32,7 @@ from cloud_api.services import (
     edge,
     export,
     lifecycle,
+    listing,
     masterdata,
     reports,
     subscriptions,
@@ -85,14 +88,9 @@ def create_app(
     logs.redact_access_log()  # no invitation token in the access log
     problems.install(app)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return problems.problem(
-                413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes"
-            )
-        return await call_next(request)
+    outage.install(app)  # the database gone for a moment: 503 with Retry-After
+    # the body counted as it streams (chunked too): 413 at the cap, nothing parsed
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -382,7 +380,7 @@ def _api_router() -> APIRouter:
 
     @r.get("/edge/masterdata")
     def edge_master_data(
-        tenant: TenantDep, db: DbDep, request: Request, since: datetime | None = None
+        tenant: TenantDep, db: DbDep, request: Request, since: params.QueryInstant = None
     ) -> dict[str, Any]:
         """What an edge validates scans against offline: items, locations, work
         centres, operators, suppliers and open work orders with their components.
@@ -402,41 +400,26 @@ def _api_router() -> APIRouter:
             return edge.record_heartbeat(conn, tenant, body)
 
     @r.get("/edge/agents")
-    def edge_agents(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def edge_agents(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         with db.connect() as conn:
-            return edge.list_agents(conn, tenant)
+            rows, total = page.slice(edge.list_agents(conn, tenant))
+        return paged(request, response, page, rows, total)
 
     @r.get("/exceptions")
     def list_exceptions(
         tenant: TenantDep,
         db: DbDep,
+        page: PageDep,
+        request: Request,
+        response: Response,
         status: Annotated[str, Query(pattern="^(held|rejected|voided)$")] = "held",
     ) -> list[dict[str, Any]]:
-        ev = T["edge_event"]
+        """The exception queue, oldest first, a page at a time (Link: the next)."""
         with db.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(
-                        ev.c.event_id,
-                        ev.c.device_id,
-                        ev.c.seq,
-                        ev.c.type,
-                        ev.c.occurred_at,
-                        ev.c.operator,
-                        ev.c.code,
-                        ev.c.message,
-                        ev.c.attempts,
-                        ev.c.received_at,
-                        ev.c.payload,
-                    )
-                    .where(ev.c.tenant_id == tenant.id, ev.c.status == status)
-                    .order_by(ev.c.occurred_at)
-                    .limit(1000)
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(row) for row in rows]
+            rows, total = listing.edge_events(conn, tenant.id, status, page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.post("/exceptions/{event_id}/repost")
     def repost(event_id: uuid.UUID, tenant: TenantDep, request: Request) -> dict[str, Any]:
@@ -465,9 +448,12 @@ def _master_data_routes(r: APIRouter) -> None:
                 new_id = make(conn, tenant, body)
             return schemas.Created(id=new_id, code=body.code)  # type: ignore[attr-defined]
 
-        def listing(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+        def rows_page(
+            tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+        ) -> list[dict[str, Any]]:
             with db.connect() as conn:
-                return masterdata.list_rows(conn, tenant, table)
+                rows, total = masterdata.list_rows(conn, tenant, table, page.limit, page.offset)
+            return paged(request, response, page, rows, total)
 
         r.add_api_route(
             path,
@@ -477,7 +463,7 @@ def _master_data_routes(r: APIRouter) -> None:
             response_model=schemas.Created,
             name=f"create_{table}",
         )
-        r.add_api_route(path, listing, methods=["GET"], name=f"list_{table}")
+        r.add_api_route(path, rows_page, methods=["GET"], name=f"list_{table}")
 
     create("/items", schemas.ItemCreate, masterdata.create_item, "item")
     create("/locations", schemas.LocationCreate, masterdata.create_location, "location")
@@ -512,6 +498,9 @@ def _master_data_routes(r: APIRouter) -> None:
             "variance_policy": tenant.variance_policy,
             "reversal_sod_waived": tenant.reversal_sod_waived,
             "timezone": tenant.timezone,
+            # how far from the server's clock an event may be dated (read-only: the
+            # platform's); outside it is rejected, occurred_at_out_of_range
+            "event_time_window": event_window_of(get_settings()).describe(),
         }
 
     @r.patch("/settings")
@@ -579,12 +568,17 @@ def _master_data_routes(r: APIRouter) -> None:
         return _post_now(request, tenant, event)
 
     @r.get("/accounts")
-    def accounts(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def accounts(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         with db.connect() as conn:
-            return masterdata.list_rows(conn, tenant, "account")
+            rows, total = masterdata.list_rows(conn, tenant, "account", page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.post("/periods/{code}/close")
-    def close_period(code: str, tenant: TenantDep, db: DbDep, request: Request) -> dict[str, str]:
+    def close_period(
+        code: params.PathCode, tenant: TenantDep, db: DbDep, request: Request
+    ) -> dict[str, str]:
         with db.begin() as conn:
             masterdata.set_period_status(conn, tenant, code, "closed")
             audit.audit(conn, tenant.id, now_utc(), _actor(request), "period.close", code)
@@ -592,7 +586,11 @@ def _master_data_routes(r: APIRouter) -> None:
 
     @r.post("/periods/{code}/reopen")
     def reopen_period(
-        code: str, body: schemas.PeriodReopen, tenant: TenantDep, db: DbDep, request: Request
+        code: params.PathCode,
+        body: schemas.PeriodReopen,
+        tenant: TenantDep,
+        db: DbDep,
+        request: Request,
     ) -> dict[str, str]:
         """Reopen a closed period: the owner only, with the reason, audited."""
         with db.begin() as conn:
@@ -609,9 +607,17 @@ def _master_data_routes(r: APIRouter) -> None:
         return {"period": code, "status": "open", "reason": body.reason}
 
     @r.get("/audit-log")
-    def audit_log(tenant: TenantDep, db: DbDep, limit: int = 1000) -> list[dict[str, Any]]:
+    def audit_log(
+        tenant: TenantDep,
+        db: DbDep,
+        page: Annotated[Any, Depends(page_params(default=1000, maximum=10_000))],
+        request: Request,
+        response: Response,
+    ) -> list[dict[str, Any]]:
+        """Newest first, a page at a time (limit 1..10000, 1000 by default)."""
         with db.connect() as conn:
-            return export.audit_rows(conn, tenant.id, min(max(limit, 1), 10_000))
+            rows, total = listing.audit_log(conn, tenant.id, page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.get(
         "/export",
@@ -646,12 +652,15 @@ def _work_order_routes(r: APIRouter) -> None:
             return work_orders.create_work_order(conn, tenant, body)
 
     @r.get("/work-orders")
-    def list_work_orders(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def list_work_orders(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         with db.connect() as conn:
-            return masterdata.list_rows(conn, tenant, "work_order")
+            rows, total = masterdata.list_rows(conn, tenant, "work_order", page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.get("/work-orders/{code}/cost")
-    def read_work_order_cost(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+    def read_work_order_cost(code: params.PathCode, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         """Planned against actual material, labour and overhead, where the cost went
         (finished goods, the variance settled at close, WIP) and the unit cost."""
         with db.connect() as conn:
@@ -660,13 +669,15 @@ def _work_order_routes(r: APIRouter) -> None:
             return work_order_cost.cost_report(conn, tenant, code)
 
     @r.get("/work-orders/{code}")
-    def read_work_order(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+    def read_work_order(code: params.PathCode, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         with db.connect() as conn:
             return work_orders.read(conn, tenant, code)
 
     @r.post("/work-orders/{work_order}/progress", status_code=201)
     def post_progress(
-        work_order: Annotated[str, Path(description="The order's id, or its code")],
+        work_order: Annotated[
+            str, Path(description="The order's id, or its code", **params.CODE_RULES)
+        ],
         body: schemas.WorkOrderProgress,
         tenant: TenantDep,
         db: DbDep,
@@ -704,19 +715,23 @@ def _work_order_routes(r: APIRouter) -> None:
 
     @r.post("/work-orders/{code}/release")
     def release_work_order(
-        code: str, body: schemas.WorkOrderRelease, tenant: TenantDep, db: DbDep
+        code: params.PathCode, body: schemas.WorkOrderRelease, tenant: TenantDep, db: DbDep
     ) -> dict[str, Any]:
         with db.begin() as conn:
             return work_orders.release(conn, tenant, code, body.allow_shortages)
 
     @r.post("/work-orders/{code}/cancel")
-    def cancel_work_order(code: str, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
+    def cancel_work_order(code: params.PathCode, tenant: TenantDep, db: DbDep) -> dict[str, Any]:
         with db.begin() as conn:
             return work_orders.cancel(conn, tenant, code)
 
     @r.post("/work-orders/{code}/close")
     def close_work_order(
-        code: str, body: schemas.WorkOrderClose, tenant: TenantDep, db: DbDep, request: Request
+        code: params.PathCode,
+        body: schemas.WorkOrderClose,
+        tenant: TenantDep,
+        db: DbDep,
+        request: Request,
     ) -> dict[str, Any]:
         """Posts a `work_order_close` event (the residual WIP is settled); refused
         without writing anything when the order is not open."""
@@ -778,9 +793,12 @@ def _device_routes(r: APIRouter) -> None:
         return {"device_id": str(enrolled.device_id), "key": enrolled.key}
 
     @r.get("/devices")
-    def list_devices(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
-        with db.connect() as conn:
-            return devices.list_devices(conn, tenant, now_utc())
+    def list_devices(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
+        with db.connect() as conn:  # a plan's devices: a short list, sliced here
+            rows, total = page.slice(devices.list_devices(conn, tenant, now_utc()))
+        return paged(request, response, page, rows, total)
 
     @r.post("/devices/{device_id}/rotate")
     def rotate_device_key(
@@ -821,9 +839,12 @@ def _device_routes(r: APIRouter) -> None:
             )
 
     @r.get("/api-tokens")
-    def list_api_tokens(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def list_api_tokens(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         with db.connect() as conn:
-            return api_tokens.list_tokens(conn, tenant)
+            rows, total = page.slice(api_tokens.list_tokens(conn, tenant))
+        return paged(request, response, page, rows, total)
 
     @r.post("/api-tokens/{token_id}/revoke")
     def revoke_api_token(
@@ -880,11 +901,14 @@ def _device_routes(r: APIRouter) -> None:
         return {"state": sub.state, "devices_revoked": revoked}
 
     @r.get("/subscription/invoices")
-    def subscription_invoices(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def subscription_invoices(
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         """What the platform billed: the bank details and invoice number to quote are
         on each; a transfer is recorded by an operator (`erp tenant record-payment`)."""
         with db.connect() as conn:
-            return billing.invoices(conn, tenant.id)
+            rows, total = page.slice(billing.invoices(conn, tenant.id))
+        return paged(request, response, page, rows, total)
 
 
 def _bom_routes(r: APIRouter) -> None:
@@ -895,29 +919,40 @@ def _bom_routes(r: APIRouter) -> None:
 
     @r.get("/boms")
     def list_boms(
-        tenant: TenantDep, db: DbDep, item: Annotated[str | None, Query(max_length=64)] = None
+        tenant: TenantDep,
+        db: DbDep,
+        page: PageDep,
+        request: Request,
+        response: Response,
+        item: params.QueryCode = None,
     ) -> list[schemas.BomSummary]:
+        """Every BOM version (of `item`: 404 unknown_item if it has none such)."""
         with db.connect() as conn:
-            return boms.list_boms(conn, tenant, item)
+            rows, total = page.slice(boms.list_boms(conn, tenant, item))
+        return paged(request, response, page, rows, total)
 
     # Before /boms/{item}/{version}, which would otherwise take "explode" for a version.
     @r.get("/boms/{item}/explode")
     def explode_bom(
-        item: str,
+        item: params.PathCode,
         tenant: TenantDep,
         db: DbDep,
-        quantity: Annotated[Decimal, Query(gt=0, max_digits=18, decimal_places=6)] = Decimal(1),
+        quantity: params.QueryQuantity = Decimal(1),
     ) -> schemas.BomExplosion:
         with db.connect() as conn:
             return boms.explode_bom(conn, tenant, item, quantity)
 
     @r.get("/boms/{item}/{version}")
-    def read_bom(item: str, version: int, tenant: TenantDep, db: DbDep) -> schemas.BomPublic:
+    def read_bom(
+        item: params.PathCode, version: params.Version, tenant: TenantDep, db: DbDep
+    ) -> schemas.BomPublic:
         with db.connect() as conn:
             return boms.read_bom(conn, tenant, item, version)
 
     @r.post("/boms/{item}/{version}/activate")
-    def activate_bom(item: str, version: int, tenant: TenantDep, db: DbDep) -> schemas.BomPublic:
+    def activate_bom(
+        item: params.PathCode, version: params.Version, tenant: TenantDep, db: DbDep
+    ) -> schemas.BomPublic:
         with db.begin() as conn:
             return boms.activate_bom(conn, tenant, item, version)
 
@@ -930,23 +965,31 @@ def _report_routes(r: APIRouter) -> None:
 
     @r.get("/reports/journal")
     def journal(
-        tenant: TenantDep,
-        db: DbDep,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+        tenant: TenantDep, db: DbDep, page: PageDep, request: Request, response: Response
     ) -> list[dict[str, Any]]:
         with db.connect() as conn:
-            return reports.journal(conn, tenant, limit, offset)
+            rows = reports.journal(conn, tenant, page.limit, page.offset)
+            total = reports.journal_count(conn, tenant)
+        return paged(request, response, page, rows, total)
 
     @r.get("/reports/stock")
-    def stock(tenant: TenantDep, db: DbDep, at: datetime | None = None) -> list[dict[str, Any]]:
+    def stock(tenant: TenantDep, db: DbDep, at: params.QueryInstant = None) -> list[dict[str, Any]]:
         with db.connect() as conn:
             return reports.stock_on_hand(conn, tenant, utc(at) if at else None)
 
     @r.get("/reports/stock-ledger/{item_code}")
-    def stock_ledger(item_code: str, tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:
+    def stock_ledger(
+        item_code: params.PathCode,
+        tenant: TenantDep,
+        db: DbDep,
+        page: PageDep,
+        request: Request,
+        response: Response,
+    ) -> list[dict[str, Any]]:
+        """The item's moves, oldest first, a page at a time; 404 unknown_item."""
         with db.connect() as conn:
-            return reports.stock_ledger(conn, tenant, item_code)
+            rows, total = reports.stock_ledger(conn, tenant, item_code, page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.get("/reports/wip")
     def wip(tenant: TenantDep, db: DbDep) -> list[dict[str, Any]]:

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import Field
 
+from cloud_api.api.paging import PageDep, paged
 from cloud_api.contract import RequestBody
 from cloud_api.domain.clock import now_utc
-from cloud_api.errors import Conflict, ErpError, Rejected
+from cloud_api.errors import Conflict, ErpError, Rejected, Unauthorized
 from cloud_api.services import invitations, users
 from cloud_api.services.subscriptions import Refused
 from tenant.security import (
@@ -62,8 +63,9 @@ class MemberAdd(_In):
     email: Email
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str, Field(max_length=16)]
-    # left out: a link is mailed for them to choose their own (an existing account:
-    # a notice, and they sign in with their own password)
+    # left out: a link is mailed (they choose their own, or accept with the account's
+    # own). Given: a new address is an account and a member at once; an address with
+    # an account is invited all the same (never a member without accepting)
     password: Password | None = None
     site: Site | None = None  # whose devices they manage; left out: every site
 
@@ -73,8 +75,12 @@ class RecoveryCodes(_In):
 
 
 class InvitationAccept(_In):
+    """The link's token and a password: a new address chooses it; an existing account
+    gives its own (and `otp`, its second factor's code, if it has one)."""
+
     token: Annotated[str, Field(min_length=1, max_length=100)]
     password: Password
+    otp: Annotated[str, Field(max_length=12)] | None = None
 
 
 class TenantSwitch(_In):
@@ -200,20 +206,29 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
 
     @r.get("/users")
     def list_users(
-        request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+        request: Request,
+        response: Response,
+        page: PageDep,
+        tenant: Annotated[Any, Depends(tenant_dep)],
     ) -> list[dict[str, Any]]:
+        """The tenant's members (invited people are in GET /invitations until they
+        accept), a page at a time."""
         with request.app.state.db.connect() as conn:
-            return users.members(conn, tenant.id)
+            rows, total = users.members_page(conn, tenant.id, page.limit, page.offset)
+        return paged(request, response, page, rows, total)
 
     @r.post("/users", status_code=201)
     def add_user(
         body: MemberAdd, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
     ) -> dict[str, Any]:
-        """A member with the password given, or (none given) invited by mail: a new
-        account gets a one-time link to choose their own password, an existing one a
-        notice. 503 mail_unavailable when the mail cannot go (nobody is added)."""
-        # a user may exist already (another tenant's): the global account lookup is the
-        # platform's; the membership is written as this tenant
+        """Invite a person by mail: `status` "invited" with an `invitation_id`; they
+        are a member once they accept. With a `password`: `status` "added" and no id,
+        an address nobody has yet being an account and a member at once, one with an
+        account invited by mail all the same. Either answer is the same whether the
+        address has an account anywhere or not, and never holds a person's id (look a
+        member up in GET /users). 503 mail_unavailable when the mail cannot go
+        (nothing is kept)."""
+        # the account lookup is global (the platform's); what is written is this tenant's
         app, by, now = request.app, getattr(request.state, "user_id", None), now_utc()
         with app.state.platform_db.begin() as conn:
             added = invitations.add(
@@ -230,23 +245,58 @@ def router(tenant_dep: Any, route_class: type[APIRoute] = APIRoute) -> APIRouter
                 app.state.mailer,
                 app.state.settings.public_url,
             )
-        return {
-            "user_id": str(added.user_id),
-            "role": body.role,
-            "site": body.site,
-            "mailed": added.mailed,
-        }
+        answer: dict[str, Any] = {"status": added.status, "email": body.email.strip().lower()}
+        if added.invitation_id is not None:
+            answer["invitation_id"] = str(added.invitation_id)
+        return answer | {"role": body.role, "site": body.site}
+
+    @r.get("/invitations")
+    def list_invitations(
+        request: Request,
+        response: Response,
+        page: PageDep,
+        tenant: Annotated[Any, Depends(tenant_dep)],
+    ) -> list[dict[str, Any]]:
+        """Invitations not accepted yet (nor expired): address, role, until when."""
+        with request.app.state.db.connect() as conn:
+            rows, total = page.slice(invitations.pending(conn, tenant.id, now_utc()))
+        return paged(request, response, page, rows, total)
+
+    @r.delete("/invitations/{invitation_id}")
+    def withdraw_invitation(
+        invitation_id: uuid.UUID, request: Request, tenant: Annotated[Any, Depends(tenant_dep)]
+    ) -> dict[str, Any]:
+        """Take a pending invitation back: its link dies (404 unknown_invitation)."""
+        by = getattr(request.state, "user_id", None)
+        with request.app.state.db.begin() as conn:
+            invitations.withdraw(conn, tenant.id, invitation_id, now_utc(), by)
+        return {"invitation_id": str(invitation_id), "withdrawn": True}
 
     @r.post("/invitations/accept")
     def accept_invitation(
         body: InvitationAccept, request: Request, response: Response
     ) -> dict[str, Any]:
-        """The invited person chooses their password with the link's token and is
-        signed in (a session cookie, as at login). 401 invalid_invitation for a link
-        used, expired or unknown; 422 weak_password."""
-        tenant_id, token = invitations.accept(
-            request.app.state.platform_db, body.token, body.password, _pepper(request), now_utc()
-        )
+        """The invited person joins with the link's token and is signed in there (a
+        session cookie, as at login): a new address with the password it chooses (422
+        weak_password), an existing account with its own password and second factor
+        (401 login_failed / mfa_required / mfa_failed, throttled as at login). 401
+        invalid_invitation for a link used, expired or unknown."""
+        app, pepper, now = request.app, _pepper(request), now_utc()
+        email = invitations.peek(app.state.platform_db, body.token, pepper, now).email
+        throttle = app.state.login_throttle
+        ip = request.client.host if request.client else "unknown"
+        decision = throttle.check(email, ip, time.monotonic())
+        if not decision.ok:
+            retry = int(decision.retry_after_s) + 1
+            raise Refused(429, "login_throttled", LOGIN_FAILED_MESSAGE, retry)
+        try:
+            tenant_id, token = invitations.accept(
+                app.state.platform_db, body.token, body.password, pepper, now, body.otp
+            )
+        except Unauthorized as error:
+            if error.code != "invalid_invitation":
+                throttle.record_failure(email, time.monotonic())
+            raise
         return {"tenant_id": str(tenant_id), "csrf_token": _start(response, request, token)}
 
     @r.patch("/users/{user_id}")

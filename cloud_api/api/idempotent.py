@@ -1,13 +1,17 @@
 """The `Idempotency-Key` header on the API's writes (cloud_api/services/idempotency.py
 says what a key means). A route class: each write route gets a dependency that takes
 the key once the caller's tenant is known (before the body is run), and the route's
-answer is kept with the key, or the key let go when the request fails."""
+answer is kept with the key, or the key let go when the request fails. From taking
+the key to keeping its answer the request holds the key's liveness
+(cloud_api/services/key_holders.py), so that if it dies a repeat takes over at once."""
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+from anyio import CancelScope
 from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from cloud_api.api import access
 from cloud_api.db import tenancy
 from cloud_api.domain.clock import now_utc
-from cloud_api.services import idempotency
+from cloud_api.services import idempotency, key_holders
 from cloud_api.services.store import TenantContext
+
+log = logging.getLogger(__name__)
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -32,6 +38,7 @@ class _Held:
     key: str
     mark: datetime
     secret: bool  # the answer carries a secret: kept without its body
+    hold: key_holders.Hold  # let go once the answer is kept or the key let go
 
 
 def route_class(
@@ -73,16 +80,26 @@ def route_class(
             request.app.state.settings.api_key_pepper,
         )
 
-        def take() -> idempotency.Taken:
-            with tenancy.as_tenant(tenant.id), request.app.state.db.begin() as conn:
-                return idempotency.take(conn, tenant.id, key, digest, now_utc())
+        def take() -> tuple[idempotency.Taken, key_holders.Hold]:
+            db = request.app.state.db
+            hold = key_holders.hold(db, tenant.id, key)
+            try:
+                with tenancy.as_tenant(tenant.id), db.begin() as conn:
+                    taken = idempotency.take(conn, tenant.id, key, digest, now_utc(), hold)
+            except BaseException:
+                hold.release()
+                raise
+            if taken.reply is not None:
+                hold.release()
+            return taken, hold
 
-        taken = await run_in_threadpool(take)
+        with CancelScope(shield=True):  # a hold taken is always handed on, or let go
+            taken, hold = await run_in_threadpool(take)
         if taken.reply is not None:
             raise _Replay(taken.reply)
         assert taken.mark is not None
         secret = access.route_path(request) in secret_paths
-        request.state.idempotency = _Held(tenant.id, key, taken.mark, secret)
+        request.state.idempotency = _Held(tenant.id, key, taken.mark, secret, hold)
 
     class IdempotentRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
@@ -121,10 +138,28 @@ def route_class(
 
 async def _settle(request: Request, response: Response | None) -> None:
     """Keep the answer with the key, or let the key go: for a failure, or an answer
-    the route says is not final (a batch with events held or rejected for now)."""
+    the route says is not final (a batch with events held or rejected for now). Then
+    let the hold go, whatever happened: a request cancelled (its client gone) settles
+    all the same, and one that cannot reach the database leaves a claim that a repeat
+    takes over (its holder gone) rather than one held until the lease ends."""
     held: _Held | None = getattr(request.state, "idempotency", None)
     if held is None:
         return
+    request.state.idempotency = None
+    with CancelScope(shield=True):
+        try:
+            await run_in_threadpool(_settle_key, request, held, response)
+        except Exception:
+            # The route's own transaction has committed (or failed) already: its answer
+            # stands. A database gone between the two must not turn a committed write
+            # into a 503 that says nothing was written and invites a repeat; the claim
+            # left behind is taken over by a repeat, as a dead holder's is.
+            log.exception("could not settle the Idempotency-Key %s", held.key)
+        finally:
+            await run_in_threadpool(held.hold.release)
+
+
+def _settle_key(request: Request, held: _Held, response: Response | None) -> None:
     body = getattr(response, "body", None)
     final = (
         response is not None
@@ -132,18 +167,14 @@ async def _settle(request: Request, response: Response | None) -> None:
         and isinstance(body, bytes)
         and getattr(request.state, "idempotent_final", True)
     )
-
-    def settle() -> None:
-        with tenancy.as_tenant(held.tenant_id), request.app.state.db.begin() as conn:
-            if final:
-                assert response is not None and isinstance(body, bytes)
-                reply = idempotency.Reply(
-                    response.status_code,
-                    None if held.secret else response.media_type or "application/json",
-                    None if held.secret else body.decode(),
-                )
-                idempotency.keep(conn, held.tenant_id, held.key, held.mark, reply)
-            else:
-                idempotency.release(conn, held.tenant_id, held.key, held.mark)
-
-    await run_in_threadpool(settle)
+    with tenancy.as_tenant(held.tenant_id), request.app.state.db.begin() as conn:
+        if final:
+            assert response is not None and isinstance(body, bytes)
+            reply = idempotency.Reply(
+                response.status_code,
+                None if held.secret else response.media_type or "application/json",
+                None if held.secret else body.decode(),
+            )
+            idempotency.keep(conn, held.tenant_id, held.key, held.mark, reply)
+        else:
+            idempotency.release(conn, held.tenant_id, held.key, held.mark)

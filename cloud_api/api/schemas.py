@@ -1,16 +1,18 @@
 """Request and response bodies of the master-data endpoints (Create / Public)."""
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from biip import ParseError
 from biip.gtin import Gtin
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from cloud_api.contract import (
     Code,
+    Day,
+    Instant,
     JournalLine,
     NonNegativeQuantity,
     Quantity,
@@ -90,9 +92,9 @@ class EdgeHeartbeat(_In):
 
     edge_id: Annotated[str, Field(min_length=1, max_length=64)]
     agent_version: Annotated[str, Field(max_length=64)] | None = None
-    sent_at: datetime  # the edge's clock, to measure its offset
+    sent_at: Instant  # the edge's clock, to measure its offset
     backlog: Count = 0
-    oldest_pending_at: datetime | None = None
+    oldest_pending_at: Instant | None = None
     parked: Count = 0
     held: Count = 0
     last_sync_error: Annotated[str, Field(max_length=2000)] | None = None
@@ -143,7 +145,7 @@ class ApiTokenCreate(_In):
 
 
 class JournalEntryCreate(_In):
-    entry_date: date
+    entry_date: Day
     memo: Annotated[str, Field(min_length=1, max_length=200)]
     lines: Annotated[list[JournalLine], Field(min_length=2, max_length=100)]
     entry_id: uuid.UUID | None = None  # send one to make a retry idempotent
@@ -151,7 +153,7 @@ class JournalEntryCreate(_In):
 
 class ReverseEvent(_In):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
-    occurred_at: datetime | None = None  # default: now (the reversal's posting date)
+    occurred_at: Instant | None = None  # default: now (the reversal's posting date)
     reversal_id: uuid.UUID | None = None  # send one to make a retry idempotent
 
 
@@ -172,7 +174,7 @@ class WorkOrderProgress(_In):
     type: Literal["production_completion", "labour"]
     payload: dict[str, Any]
     event_id: uuid.UUID | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
 
 
 class Created(BaseModel):

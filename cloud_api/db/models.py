@@ -331,6 +331,8 @@ class EdgeEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_edge_event_status", "tenant_id", "status"),
         Index("ix_edge_event_device_seq", "tenant_id", "device_id", "seq"),
+        # the held events a receipt, release or new item may clear (services/held.py)
+        Index("ix_edge_event_waits_on", "tenant_id", "status", "waits_on", "occurred_at"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     event_id: uuid.UUID = Field(primary_key=True)
@@ -352,6 +354,8 @@ class EdgeEvent(SQLModel, table=True):
     attempts: int = 1
     received_at: datetime
     posted_at: datetime | None = None
+    # a held event's: what would clear it (services/waits_on.py), e.g. item:<code>
+    waits_on: str | None = Field(default=None, max_length=120)
 
 
 class EdgeAgent(SQLModel, table=True):
@@ -545,6 +549,8 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     created_at: datetime
     locked_at: datetime  # when the request being answered took the key
+    # who took it (services/key_holders.py): a claim whose holder is gone is taken over
+    holder: str | None = Field(default=None, max_length=64)
     status_code: int | None = None  # None while it is being answered
     media_type: str | None = Field(default=None, max_length=100)
     body: str | None = None
@@ -881,15 +887,27 @@ class UserSession(SQLModel, table=True):
 
 
 class Invitation(SQLModel, table=True):
-    """A one-time link mailed to a new member: they choose their own password with it
-    (7 days, single use, stored only as a keyed hash; looked up before the tenant is
-    known, like an enrollment code)."""
+    """A pending invitation, mailed as a one-time link (7 days, single use, stored only
+    as a keyed hash; looked up before the tenant is known, like an enrollment code).
+    Nobody is a member until they accept it: a new address by choosing a password, an
+    existing account with its own (cloud_api/services/invitations.py). `user_id` is set
+    only on rows made before revision 0028 (an account made at invitation time)."""
 
     __tablename__ = "invitation"
-    __table_args__ = (Index("uq_invitation_token_hash", "token_hash", unique=True),)
+    __table_args__ = (
+        Index("uq_invitation_token_hash", "token_hash", unique=True),
+        Index("uq_invitation_id", "id", unique=True),
+        Index("ix_invitation_email", "tenant_id", "email"),
+    )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     token_hash: str = Field(primary_key=True, max_length=64)
-    user_id: uuid.UUID = Field(foreign_key="app_user.id")
+    id: uuid.UUID
+    email: str = Field(max_length=254)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)
+    site: str | None = Field(default=None, max_length=64)
+    invited_by: uuid.UUID | None = None
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     created_at: datetime
     used_at: datetime | None = None
 

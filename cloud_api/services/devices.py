@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
-from cloud_api.errors import Forbidden, NotFound, Rejected, Unauthorized
+from cloud_api.errors import Conflict, Forbidden, NotFound, Rejected, Unauthorized
 from cloud_api.services import subscriptions
 from cloud_api.services.audit import audit
 from cloud_api.services.store import TenantContext
@@ -99,6 +100,17 @@ def enroll(
         code_hash = enrollment_code_hash(code, pepper)
     except BadKey as error:
         raise Unauthorized("invalid_enrollment_code", BAD_CODE) from error
+    try:
+        return _enroll(db, code_hash, name, pepper, now, ip)
+    except IntegrityError as error:
+        if "name" not in str(error.orig):
+            raise
+        raise Conflict("device_name_taken", f"a device is already named {name!r}") from error
+
+
+def _enroll(
+    db: Engine, code_hash: str, name: str, pepper: str, now: datetime, ip: str | None
+) -> Enrolled:
     ec = T["enrollment_code"]
     with db.begin() as conn:
         lookup = select(ec).where(ec.c.code_hash == code_hash)
@@ -109,6 +121,7 @@ def enroll(
         tenancy.switch(conn, tenant_id)
         _check_device_limit(conn, tenant_id)
         _check_site_limit(conn, tenant_id, row.site)
+        _check_name_free(conn, tenant_id, name)
         device_id = uuid.uuid4()
         spent = conn.execute(
             update(ec)
@@ -130,6 +143,16 @@ def enroll(
         key = _issue_key(conn, tenant_id, device_id, pepper, now)
         audit(conn, tenant_id, now, ("device", str(device_id)), "device.enroll", name, ip)
     return Enrolled(tenant_id, device_id, key)
+
+
+def _check_name_free(conn: Connection, tenant_id: uuid.UUID, name: str) -> None:
+    """A device's name is the tenant's handle for it (and its MQTT identity): one
+    device a name. Refused before the code is spent, so the code can be used again
+    with another name. (Two enrolments racing for one name: the unique key refuses
+    the second, answered as this same conflict by `enroll`.)"""
+    d = T["device"]
+    if conn.scalar(select(d.c.id).where(d.c.tenant_id == tenant_id, d.c.name == name)):
+        raise Conflict("device_name_taken", f"a device is already named {name!r}; choose another")
 
 
 def _check_device_limit(conn: Connection, tenant_id: uuid.UUID) -> None:

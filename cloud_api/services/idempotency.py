@@ -6,8 +6,11 @@ method, path with its query, and body. Its reply is kept with the key, and a rep
 the same request gets that reply again, byte for byte, with nothing run twice:
 
 - the key is new (or older than `KEEP`): the request runs, and its reply is kept;
-- the same request is still being answered: 409 `in_progress`, Retry-After 1 (unless
-  it took the key more than `LEASE` ago and so died on the way: the repeat takes over);
+- the same request is still being answered: 409 `in_progress`, Retry-After 1; but if
+  the request holding the key died on the way (its process or its database backend
+  gone: cloud_api/services/key_holders.py tells), the repeat takes over at once. Only
+  when that cannot be told (a claim without a holder) does a `LEASE` decide: a claim
+  taken more than that ago has died;
 - the same request was answered: the kept reply, with `Idempotent-Replayed: true`;
   an answer that carried a secret (a new key, token or code: shown once) is not kept,
   and a repeat is 409 `secret_shown_once`;
@@ -18,8 +21,8 @@ A request that fails (an error reply) does not keep the key, so it can be sent a
 the API's errors write nothing, so running it again is safe. Keys are a tenant's own:
 the same key in another tenant is another request. The reply is kept in its own
 transaction after the request's: a process that dies between the two leaves the key
-taken, and a repeat after the lease runs the request again (an event's own id still
-posts it once).
+taken, and the repeat that takes it over runs the request again (an event's own id
+still posts it once).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud_api.db import models as m
 from cloud_api.errors import Conflict, Rejected
+from cloud_api.services.key_holders import LEASE_ONLY, Hold
 from cloud_api.services.subscriptions import Refused
 from tenant.security._hmac import key_bytes
 
@@ -43,7 +47,7 @@ T = m.SQLModel.metadata.tables
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEEP = timedelta(hours=24)  # a key is remembered this long (Stripe's 24 h)
-LEASE = timedelta(minutes=5)  # a request holding its key longer than this has died
+LEASE = timedelta(minutes=5)  # a claim whose holder is unknown: dead after this long
 MAX_KEY_LENGTH = 255
 
 
@@ -82,35 +86,50 @@ class Taken:
     mark: datetime | None = None
 
 
-def take(conn: Connection, tenant_id: uuid.UUID, key: str, digest: str, now: datetime) -> Taken:
-    """Take `key` for the request hashed `digest`; else Conflict/Refused (nothing run)."""
+def take(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    key: str,
+    digest: str,
+    now: datetime,
+    hold: Hold = LEASE_ONLY,
+) -> Taken:
+    """Take `key` for the request hashed `digest`; else Conflict/Refused (nothing run).
+    `hold` is what the request knows of the key's live holders (key_holders.hold):
+    without it a claim in progress lives until the lease ends."""
     t = T["idempotency_record"]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     mine = (t.c.tenant_id == tenant_id) & (t.c.key == key)
-    row = {"tenant_id": tenant_id, "key": key, "request_hash": digest}
+    row = {"tenant_id": tenant_id, "key": key, "request_hash": digest, "holder": hold.holder}
     for _ in range(3):  # the holder may let the key go between our INSERT and SELECT
-        taken = conn.execute(
-            insert(t)
-            .values(**row, created_at=now, locked_at=now)
-            .on_conflict_do_nothing()
-            .returning(t.c.key)
-        ).first()
-        if taken is not None:
-            return Taken(mark=now)
+        if hold.exclusive:
+            taken = conn.execute(
+                insert(t)
+                .values(**row, created_at=now, locked_at=now)
+                .on_conflict_do_nothing()
+                .returning(t.c.key)
+            ).first()
+            if taken is not None:
+                return Taken(mark=now)
         held = conn.execute(select(t).where(mine).with_for_update()).mappings().first()
         if held is not None:
             break
+        if not hold.exclusive:  # a live request is about to claim it, or just let it go
+            raise _busy(key)
     else:
         raise _busy(key)
+    answering = held["status_code"] is None
     stale = held["created_at"] < now - KEEP
-    died = held["status_code"] is None and held["locked_at"] < now - LEASE
+    if not hold.exclusive and (stale or answering):
+        raise _busy(key)  # a live request holds the key: it is being answered
+    died = answering and (held["locked_at"] < now - LEASE or hold.dead(held["holder"]))
     if stale or (died and held["request_hash"] == digest):
         created = now if stale else held["created_at"]
         conn.execute(
             update(t)
             .where(mine)
             .values(request_hash=digest, created_at=created, locked_at=now, status_code=None)
-            .values(media_type=None, body=None)
+            .values(media_type=None, body=None, holder=hold.holder)
         )
         return Taken(mark=now)
     if held["request_hash"] != digest:
@@ -119,7 +138,7 @@ def take(conn: Connection, tenant_id: uuid.UUID, key: str, digest: str, now: dat
             f"the {HEADER} {key!r} was used for another request (method, path, body or "
             "sender); nothing was done",
         )
-    if held["status_code"] is None:
+    if answering:
         raise _busy(key)
     if held["body"] is None:
         raise Conflict(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from cloud_api.contract import (
 from cloud_api.db import models as m
 from cloud_api.domain import posting_rules as rules
 from cloud_api.domain.clock import (
+    event_window_of,
     first_day_of_next_month,
     local_date,
     now_utc,
@@ -44,13 +46,25 @@ from cloud_api.domain.engine import ChargeRecord, MoveRecord, Outcome
 from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
 from cloud_api.domain.pools import StockPool, WipPool
-from cloud_api.errors import Conflict, ErpError, Forbidden, Held, NotFound, Rejected
+from cloud_api.errors import Conflict, Forbidden, Held, NotFound, Rejected
+from cloud_api.services import waits_on
+from cloud_api.services.ingest_guard import (
+    BATCH_ERRORS,
+    FlushFailed,
+    PoisonedEvent,
+    as_refusal,
+    buffer_sizes,
+    check_storable,
+    poisoned,
+)
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
+from cloud_api.settings import get_settings
 from tenant.rbac import EVENT_ACTIONS, QUEUE_ACTIONS, can, device_may_send
 
 T = m.SQLModel.metadata.tables
 RETRIES = 5
+log = logging.getLogger(__name__)
 
 
 # Optional payload fields added after events were first stored: left out of the hash
@@ -132,10 +146,15 @@ class IngestService:
                     posted = sum(1 for r in results if r.status == ResultStatus.posted)
                     if self.meter is not None and posted:
                         self.meter(conn, tenant.id, posted, now_utc())
-                    return results
             except (IntegrityError, OperationalError) as error:
                 if attempt == RETRIES - 1 or not _retryable(error):
                     raise
+                continue
+            from cloud_api.services import held  # (held imports this module)
+
+            # committed: the held events that this batch's postings may clear post now
+            held.after_ingest(self, tenant, raw_events, results)
+            return results
         raise AssertionError("unreachable")
 
     def repost(
@@ -244,6 +263,8 @@ class Actor:
     role: str | None = None
     scopes: frozenset[str] | None = None  # a device's (tenant/security/keys.py)
     site: str | None = None  # a device's: it moves stock at this site's locations only
+    # a held event's sender that is gone or revoked since (services/held.py): refused
+    revoked: bool = False
 
     @property
     def ref(self) -> str:
@@ -265,34 +286,65 @@ class Batch:
         hold: bool = True,
     ) -> None:
         self.conn, self.tenant, self.actor, self.hold = conn, tenant, actor, hold
-        self.buffer = RowBuffer()
-        self.md = MasterDataStore(conn, tenant, self.buffer, self._lots_in_stock)
-        self.history = SqlHistory(conn, tenant, self.md, self.buffer)
-        self.engine = ValuationEngine(self.history)
-        self.closed = closed_periods(conn, tenant.id)
         self.now = now_utc()
-        self.reservations = ReservationBook(conn, tenant, self.now)
+        self.window = event_window_of(get_settings())
+        self._start()
+
+    def _start(self) -> None:
+        """The batch's working state, fresh (again, when it runs again without an
+        event that poisoned it)."""
+        self.buffer = RowBuffer()
+        self.md = MasterDataStore(self.conn, self.tenant, self.buffer, self._lots_in_stock)
+        self.history = SqlHistory(self.conn, self.tenant, self.md, self.buffer)
+        self.engine = ValuationEngine(self.history)
+        self.closed = closed_periods(self.conn, self.tenant.id)
+        self.reservations = ReservationBook(self.conn, self.tenant, self.now)
         self.active_orders: set[uuid.UUID] = set()
         self.closed_orders: set[uuid.UUID] = set()
         self.prepared: dict[uuid.UUID, tuple[rules.Plan, list[MoveRecord], list[ChargeRecord]]] = {}
 
     def run(self, raw_events: list[Any]) -> list[EventResult]:
+        """Post the batch inside a savepoint. An event that fails after the engine took
+        it (ingest_guard.PoisonedEvent) may leave the batch half-applied: back to the
+        savepoint, and the batch runs again with that event refused up front. Each
+        round refuses one more event, so this ends."""
+        poisoned: dict[uuid.UUID, PoisonedEvent] = {}
+        while True:
+            savepoint = self.conn.begin_nested()
+            try:
+                results = self._run(raw_events, poisoned)
+            except PoisonedEvent as error:
+                savepoint.rollback()
+                if error.event_id in poisoned:  # pragma: no cover - refused up front
+                    raise AssertionError(f"event {error.event_id} poisoned twice") from error
+                poisoned[error.event_id] = error
+                self._start()
+                continue
+            savepoint.commit()
+            return results
+
+    def _run(
+        self, raw_events: list[Any], poisoned: dict[uuid.UUID, PoisonedEvent]
+    ) -> list[EventResult]:
         results: list[EventResult | None] = [None] * len(raw_events)
         parsed: list[tuple[int, Event, str]] = []
         for index, raw in enumerate(raw_events):
             try:
                 event = EVENT_ADAPTER.validate_python(raw)
+                digest = payload_hash(event)
             except ValidationError as error:
-                results[index] = EventResult(
-                    event_id=_raw_id(raw),
-                    status=ResultStatus.rejected,
-                    code="invalid_event",
-                    message=describe_validation_error(error),
+                results[index] = _invalid(raw, describe_validation_error(error))
+                continue
+            except Exception as error:  # junk no validator foresaw: this event alone
+                log.warning("event %s unreadable", _raw_id(raw), exc_info=error)
+                results[index] = _invalid(
+                    raw, f"the event could not be read ({type(error).__name__})"
                 )
                 continue
-            parsed.append((index, event, payload_hash(event)))
+            parsed.append((index, event, digest))
         existing = self._existing_rows({e.event_id for _, e, _ in parsed})
         todo = self._triage(parsed, existing, results)
+        todo = self._set_aside(todo, poisoned, existing, results)
         self.md.prefetch_items({getattr(e.payload, "item", "") for _, e, _ in todo} - {""})
         self.md.prefetch_work_orders(
             {getattr(e.payload, "work_order", "") for _, e, _ in todo} - {""}
@@ -349,6 +401,33 @@ class Batch:
             seen[event.event_id] = digest
         return todo
 
+    def _set_aside(
+        self,
+        todo: list[tuple[int, Event, str]],
+        poisoned: dict[uuid.UUID, PoisonedEvent],
+        existing: dict[uuid.UUID, Any],
+        results: list[EventResult | None],
+    ) -> list[tuple[int, Event, str]]:
+        """Refuse up front the events that poisoned an earlier round of this batch."""
+        if not poisoned:
+            return todo
+        left = []
+        for index, event, digest in todo:
+            bad = poisoned.get(event.event_id)
+            if bad is None:
+                left.append((index, event, digest))
+                continue
+            row = existing.get(event.event_id)
+            if self.hold:
+                self._keep_exception(event, digest, row, bad.status, bad.code, bad.message)
+            results[index] = EventResult(
+                event_id=str(event.event_id),
+                status=ResultStatus(bad.status),
+                code=bad.code,
+                message=bad.message,
+            )
+        return left
+
     def _fill_duplicates(self, results: list[EventResult | None]) -> None:
         dupes = [r for r in results if r is not None and r.status == ResultStatus.duplicate]
         if not dupes:
@@ -385,11 +464,13 @@ class Batch:
                 continue
             try:
                 plan = self.plan(event)
-            except ErpError:
+                moves, charges = self.records(event, plan, utc(event.occurred_at))
+                if not rules.plan_reads_ledger(event, self.md):
+                    self.prepared[event.event_id] = (plan, moves, charges)
+            except BATCH_ERRORS:
+                raise
+            except Exception:  # planned again when it posts, to say why
                 continue
-            moves, charges = self.records(event, plan, utc(event.occurred_at))
-            if not rules.plan_reads_ledger(event, self.md):
-                self.prepared[event.event_id] = (plan, moves, charges)
             records += moves
             records += charges
         self.engine.preload(records)
@@ -403,24 +484,7 @@ class Batch:
 
     def post(self, event: Event, digest: str, row: Any) -> EventResult:
         try:
-            occurred = utc(event.occurred_at)
-            entry_date = local_date(occurred, self.tenant.timezone)
-            if period_of(entry_date) in self.closed:
-                raise Held(
-                    "period_locked",  # SAAS.md's code; the period is closed (locked)
-                    f"the period {period_of(entry_date)} is closed; "
-                    "reopen it or correct the event date, then re-post",
-                )
-            prepared = self.prepared.pop(event.event_id, None)
-            if prepared is None:
-                plan = self.plan(event)
-                moves, charges = self.records(event, plan, occurred)
-            else:
-                plan, moves, charges = prepared
-            self._check_orders_still_open(moves, charges)
-            self._check_reserved(moves)
-            self._check_completion_quantity(moves)
-            outcome = self.engine.post([*moves, *charges])
+            plan, moves, charges, outcome, entry_date = self._value(event)
         except Held as held:
             if self.hold:  # a synchronous caller (the portal) answers 409 and keeps nothing
                 self._keep_exception(event, digest, row, "held", held.code, held.message)
@@ -444,16 +508,67 @@ class Batch:
                 code=rejected.code,
                 message=rejected.message,
             )
-        entry_id = self._book(event, plan, moves, charges, outcome, entry_date)
-        self._record_posted(event, digest, row, entry_id)
-        self._follow_orders(event, moves, charges)
-        self._keep_lot(event)
+        before = buffer_sizes(self.buffer.rows)
+        try:
+            entry_id = self._book(event, plan, moves, charges, outcome, entry_date)
+            self._record_posted(event, digest, row, entry_id)
+            self._follow_orders(event, moves, charges)
+            self._keep_lot(event)
+            check_storable(self.buffer.rows, before, self.engine, [*moves, *charges], outcome)
+        except BATCH_ERRORS:
+            raise
+        except Exception as error:  # the engine took it: the batch runs again without it
+            raise poisoned(event.event_id, error) from error
         return EventResult(
             event_id=str(event.event_id),
             status=ResultStatus.posted,
             journal_entry_id=str(entry_id) if entry_id else None,
             move_ids=[str(mv.id) for mv in moves],
         )
+
+    def _value(
+        self, event: Event
+    ) -> tuple[rules.Plan, list[MoveRecord], list[ChargeRecord], Outcome, date]:
+        """Check, plan and value one event: Held or Rejected when it cannot post, with
+        nothing of it kept (the engine restores its pools itself when it fails). Any
+        other exception is this event's refusal too (ingest_guard.as_refusal), never
+        the batch's; a database error still goes to the batch's retry loop."""
+        try:
+            occurred = utc(event.occurred_at)
+            refusal = self.window.refusal(occurred, self.now, event.clock_offset_s)
+            if refusal is not None:
+                raise Rejected("occurred_at_out_of_range", refusal)
+            entry_date = local_date(occurred, self.tenant.timezone)
+            if period_of(entry_date) in self.closed:
+                raise Held(
+                    "period_locked",  # SAAS.md's code; the period is closed (locked)
+                    f"the period {period_of(entry_date)} is closed; "
+                    "reopen it or correct the event date, then re-post",
+                )
+            prepared = self.prepared.pop(event.event_id, None)
+            if prepared is None:
+                plan = self.plan(event)
+                moves, charges = self.records(event, plan, occurred)
+            else:
+                plan, moves, charges = prepared
+            self._check_orders_still_open(moves, charges)
+            self._check_reserved(moves)
+            self._check_completion_quantity(moves)
+            return plan, moves, charges, self.engine.post([*moves, *charges]), entry_date
+        except (Held, Rejected):
+            raise
+        except Exception as error:
+            raise as_refusal(event.event_id, error) from error
+
+    def _flush(self) -> None:
+        """Write the rows buffered so far, mid-batch. They are earlier events': a failure
+        here is the batch's (ingest_guard.FlushFailed), never the event being planned."""
+        try:
+            self.buffer.flush(self.conn)
+        except BATCH_ERRORS:
+            raise
+        except Exception as error:
+            raise FlushFailed("writing the batch's rows failed") from error
 
     def _lots_in_stock(self, item_id: uuid.UUID, location_id: uuid.UUID) -> dict[str, Decimal]:
         """On hand now per lot, with this batch's postings so far (the engine's pool)."""
@@ -537,7 +652,7 @@ class Batch:
         its timeline from `new` on, `new` included. Reads only the order's completion
         moves (ix_move_work_order), after flushing what this batch has written."""
         assert new.work_order_id is not None
-        self.buffer.flush(self.conn)
+        self._flush()
         mv = T["stock_move"]
         production = self.md.production_location().id
         rows = self.conn.execute(
@@ -640,6 +755,9 @@ class Batch:
         what its scopes allow (a receiving handheld: stock; a work-reporting terminal:
         progress); the API key and the system act for the owner."""
         actor, kind = self.actor, event.type.value.replace("_", " ")
+        if actor is not None and actor.revoked:
+            who = actor.kind.replace("_", " ")
+            raise Rejected("forbidden", f"the {who} that sent this {kind} is revoked or gone")
         scopes = actor.scopes if actor is not None and actor.kind == "device" else None
         if scopes is not None and not device_may_send(scopes, event.type.value):
             raise Rejected("forbidden", f"this device is not enrolled to post a {kind}")
@@ -695,7 +813,7 @@ class Batch:
         return moves, charges
 
     def _reversal_plan(self, event: Reversal) -> rules.Plan:
-        self.buffer.flush(self.conn)
+        self._flush()
         target = event.payload.reverses_event_id
         ev = T["edge_event"]
         query = select(ev).where(ev.c.tenant_id == self.tenant.id, ev.c.event_id == target)
@@ -812,7 +930,9 @@ class Batch:
     ) -> None:
         """Keep an event that did not post in the exception queue (held: it may post
         once something else happens; rejected: the event itself is wrong as the
-        master data stands), or update it there after another attempt."""
+        master data stands), or update it there after another attempt. A held one
+        keeps what it waits for (services/waits_on.py), so a trigger finds it."""
+        waits = waits_on.of_event(code, event, self.tenant.timezone) if status == "held" else None
         if row is not None:
             self.buffer.event_updates.append(
                 {
@@ -822,10 +942,13 @@ class Batch:
                     "code": code,
                     "message": message,
                     "attempts": row.attempts + 1,
+                    "waits_on": waits,
                 }
             )
             return
-        self.buffer.add("edge_event", self._event_row(event, digest, status, code, message))
+        new = self._event_row(event, digest, status, code, message)
+        new["waits_on"] = waits
+        self.buffer.add("edge_event", new)
 
     def _record_posted(
         self, event: Event, digest: str, row: Any, entry_id: uuid.UUID | None
@@ -900,6 +1023,7 @@ class Batch:
             "attempts": 1,
             "received_at": self.now,
             "posted_at": None,
+            "waits_on": None,
         }
 
     def _book(
@@ -1120,6 +1244,12 @@ def _blank_line() -> dict[str, Any]:
         "cost_element": None,
         "origin": "event",
     }
+
+
+def _invalid(raw: Any, message: str) -> EventResult:
+    return EventResult(
+        event_id=_raw_id(raw), status=ResultStatus.rejected, code="invalid_event", message=message
+    )
 
 
 def _raw_id(raw: Any) -> str | None:

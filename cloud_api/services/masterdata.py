@@ -11,6 +11,7 @@ from cloud_api.api import schemas
 from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, NotFound, Rejected
+from cloud_api.services import held, listing
 from cloud_api.services.store import TenantContext, upsert
 
 T = m.SQLModel.metadata.tables
@@ -47,12 +48,14 @@ def create_item(conn: Connection, tenant: TenantContext, body: schemas.ItemCreat
     ):
         raise Rejected("unknown_category", f"item category {category} does not exist")
     row = body.model_dump(exclude={"category_code"})
-    return _insert(
+    item_id = _insert(
         conn,
         "item",
         {**row, "tenant_id": tenant.id, "id": uuid.uuid4(), "category_code": category},
         "item",
     )
+    held.after_change(conn, tenant, held.item_created(body.code))
+    return item_id
 
 
 def create_location(
@@ -71,7 +74,7 @@ def create_location(
                 f"location {body.parent_code} is at site {parent_site}, not {body.site}",
             )
         site = parent_site
-    return _insert(
+    location_id = _insert(
         conn,
         "location",
         {
@@ -85,6 +88,8 @@ def create_location(
         },
         "location",
     )
+    held.after_change(conn, tenant, held.location_created(body.code))
+    return location_id
 
 
 def create_party(
@@ -98,12 +103,14 @@ def create_party(
 def create_work_center(
     conn: Connection, tenant: TenantContext, body: schemas.WorkCenterCreate
 ) -> uuid.UUID:
-    return _insert(
+    center_id = _insert(
         conn,
         "work_center",
         {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()},
         "work centre",
     )
+    held.after_change(conn, tenant, held.work_center_created(body.code))
+    return center_id
 
 
 def create_operator_grade(
@@ -140,12 +147,18 @@ def set_period_status(conn: Connection, tenant: TenantContext, code: str, status
         [{"tenant_id": tenant.id, "code": code, "status": status, "changed_at": now_utc()}],
         ["tenant_id", "code"],
     )
+    if status == "open":
+        held.after_change(conn, tenant, held.period_reopened(code))
 
 
 def list_rows(
-    conn: Connection, tenant: TenantContext, table: str, limit: int = 500
-) -> list[dict[str, Any]]:
+    conn: Connection, tenant: TenantContext, table: str, limit: int = 100, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the tenant's rows of a master-data table, by code (or by key), and how
+    many there are: a long list is paged, never cut off."""
     t = T[table]
-    order = t.c.code if "code" in t.c else list(t.primary_key.columns)[-1]
-    rows = conn.execute(select(t).where(t.c.tenant_id == tenant.id).order_by(order).limit(limit))
-    return [{k: v for k, v in row.items() if k != "tenant_id"} for row in rows.mappings()]
+    key = [c for c in t.primary_key.columns if c.name != "tenant_id"]
+    keys = [t.c.code] if "code" in t.c else key
+    query = select(t).where(t.c.tenant_id == tenant.id).order_by(*keys)
+    rows, total = listing.fetch_page(conn, query, limit, offset)
+    return [{k: v for k, v in row.items() if k != "tenant_id"} for row in rows], total

@@ -15,6 +15,8 @@ from cloud_api.db import models as m
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.posting_rules import RECEIVABLES
 from cloud_api.domain.refs import INTERNAL_KINDS
+from cloud_api.errors import NotFound
+from cloud_api.services import listing
 from cloud_api.services.store import TenantContext
 
 T = m.SQLModel.metadata.tables
@@ -179,13 +181,24 @@ def journal(
     ]
 
 
-def stock_ledger(conn: Connection, tenant: TenantContext, item_code: str) -> list[dict[str, Any]]:
+def journal_count(conn: Connection, tenant: TenantContext) -> int:
+    """How many journal entries the tenant has (the journal's X-Total-Count)."""
+    je = T["journal_entry"]
+    return int(conn.scalar(select(func.count()).where(je.c.tenant_id == tenant.id)) or 0)
+
+
+def stock_ledger(
+    conn: Connection, tenant: TenantContext, item_code: str, limit: int = 100, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the item's moves, oldest first, and how many there are. An item the
+    tenant does not have is 404 unknown_item, not an empty ledger (a typo would read
+    as "never moved")."""
     item = T["item"]
     item_id = conn.scalar(
         select(item.c.id).where(item.c.tenant_id == tenant.id, item.c.code == item_code)
     )
     if item_id is None:
-        return []
+        raise NotFound("unknown_item", f"item {item_code} does not exist")
     kinds = _kinds(conn, tenant.id)
     moves = _effective_moves(tenant.id)
     ev = T["edge_event"]
@@ -193,27 +206,27 @@ def stock_ledger(conn: Connection, tenant: TenantContext, item_code: str) -> lis
         select(moves, ev.c.type, ev.c.device_id, ev.c.operator)
         .join(ev, and_(ev.c.tenant_id == moves.c.tenant_id, ev.c.event_id == moves.c.event_id))
         .where(moves.c.item_id == item_id)
-        .order_by(moves.c.occurred_at, moves.c.event_id, moves.c.line_no)
+        .order_by(moves.c.occurred_at, moves.c.event_id, moves.c.line_no, moves.c.id)
     )
-    out = []
-    for r in conn.execute(query):
-        out.append(
-            {
-                "move_id": r.id,
-                "occurred_at": r.occurred_at,
-                "event_id": r.event_id,
-                "event_type": r.type,
-                "device_id": r.device_id,
-                "operator": r.operator,
-                "from": kinds[r.from_location_id][0],
-                "to": kinds[r.to_location_id][0],
-                "lot": r.lot,
-                "quantity": r.quantity,
-                "value": Decimal(r.effective),
-                "booked_value": r.value,
-            }
-        )
-    return out
+    rows, total = listing.fetch_page(conn, query, limit, offset)
+    out = [
+        {
+            "move_id": r["id"],
+            "occurred_at": r["occurred_at"],
+            "event_id": r["event_id"],
+            "event_type": r["type"],
+            "device_id": r["device_id"],
+            "operator": r["operator"],
+            "from": kinds[r["from_location_id"]][0],
+            "to": kinds[r["to_location_id"]][0],
+            "lot": r["lot"],
+            "quantity": r["quantity"],
+            "value": Decimal(r["effective"]),
+            "booked_value": r["value"],
+        }
+        for r in rows
+    ]
+    return out, total
 
 
 def wip_by_work_order(conn: Connection, tenant: TenantContext) -> dict[uuid.UUID, Decimal]:

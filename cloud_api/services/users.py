@@ -5,7 +5,6 @@ policy, session times, throttling) are pure, in tenant/security; this keeps thei
 from __future__ import annotations
 
 import math
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +58,48 @@ def _email(text: str) -> str:
     return text.strip().lower()
 
 
+def normalised_email(text: str) -> str:
+    """An address as accounts are keyed by it (trimmed, lower case)."""
+    return _email(text)
+
+
+def account_by_email(conn: Connection, email: str) -> Any:
+    """The account with this address, or None (the platform engine: accounts are
+    global; never shown to a tenant the person is not a member of)."""
+    return _user_by_email(conn, _email(email))
+
+
+def new_account(
+    conn: Connection, email: str, name: str, password_hash: str, now: datetime
+) -> uuid.UUID:
+    """A new account of the person's own (a password they chose)."""
+    return _insert_user(conn, _email(email), name, password_hash, now)
+
+
+def join(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str,
+    now: datetime,
+    site: str | None = None,
+) -> None:
+    """The person becomes a member (the caller checked the seats and their consent)."""
+    conn.execute(
+        insert(T["membership"]).values(
+            tenant_id=tenant_id, user_id=user_id, role=role, created_at=now, site=site
+        )
+    )
+
+
+def second_factor(
+    conn: Connection, tenant_id: uuid.UUID, user: Any, otp: str | None, now: datetime, pepper: str
+) -> None:
+    """The account's second factor, checked as at sign-in (401 mfa_required or
+    mfa_failed)."""
+    _second_factor(conn, tenant_id, user, otp, now, pepper)
+
+
 def checked_password(password: str, email: str, company: str | None = None) -> str:
     try:
         check_password_policy(password, email=email, company=company)
@@ -81,7 +122,7 @@ def sign_up(
     with db.begin() as conn:
         tenancy.switch(conn, tenant.id)
         user_id = _insert_user(conn, email, name, password_hash, now)
-        _add_membership(conn, tenant.id, user_id, "owner", now)
+        join(conn, tenant.id, user_id, "owner", now)
         token = create_session(conn, tenant.id, user_id, now)
         audit(conn, tenant.id, now, ("user", str(user_id)), "tenant.sign_up", company)
     return tenant, token
@@ -112,21 +153,6 @@ def _insert_user(
         )
     )
     return user_id
-
-
-def _add_membership(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID,
-    role: str,
-    now: datetime,
-    site: str | None = None,
-) -> None:
-    conn.execute(
-        insert(T["membership"]).values(
-            tenant_id=tenant_id, user_id=user_id, role=role, created_at=now, site=site
-        )
-    )
 
 
 def log_in(
@@ -549,14 +575,15 @@ def add_member(
     email: str,
     name: str,
     role: str,
-    password: str | None,
+    password_hash: str,
     now: datetime,
     by: uuid.UUID | None,
     site: str | None = None,
 ) -> uuid.UUID:
-    """A user joins the tenant with a role (created when new, with `password`, or with
-    none that works when None: they choose theirs from an invitation), at `site` (None:
-    every site); the plan's seats are a hard limit."""
+    """A new account, with the password the owner set up (its hash), joins the tenant
+    with a role at `site` (None: every site); the plan's seats are a hard limit. Never
+    for an address that has an account: that person is invited and accepts
+    (invitations.add), so a tenant cannot make anybody's account its member."""
     if role not in ROLES:
         raise Rejected("unknown_role", f"role must be one of {', '.join(ROLES)}")
     ms = T["membership"]
@@ -565,22 +592,11 @@ def add_member(
     if exceeded is not None:
         raise subscriptions.Refused(402, exceeded.code, exceeded.message)
     email = _email(email)
-    user = _user_by_email(conn, email)
-    if user is not None:
-        user_id = user.id
-    else:
-        stored = (
-            checked_password(password, email)
-            if password is not None
-            else hash_password(secrets.token_urlsafe(32))  # nobody knows it
-        )
-        try:  # two companies adding one new address at once: one of them waits
-            user_id = _insert_user(conn, email, name, stored, now, password is None)
-        except IntegrityError as error:
-            raise Conflict("member_busy", f"{email} is being added just now") from error
-    if conn.scalar(select(ms.c.role).where(ms.c.tenant_id == tenant_id, ms.c.user_id == user_id)):
-        raise Conflict("already_member", f"{email} is already a member")
-    _add_membership(conn, tenant_id, user_id, role, now, site)
+    try:  # two companies adding one new address at once: one of them waits
+        user_id = _insert_user(conn, email, name, password_hash, now)
+    except IntegrityError as error:
+        raise Conflict("member_busy", f"{email} is being added just now") from error
+    join(conn, tenant_id, user_id, role, now, site)
     at = f" at {site}" if site else ""
     audit(conn, tenant_id, now, ("user", str(by)), "member.add", f"{email} as {role}{at}")
     return user_id
@@ -683,14 +699,27 @@ def set_site(
 
 
 def members(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every member of the tenant, by address."""
+    return members_page(conn, tenant_id, None, 0)[0]
+
+
+def members_page(
+    conn: Connection, tenant_id: uuid.UUID, limit: int | None, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the tenant's members by address (`limit` None: all of them), and how
+    many there are. Only members: a person invited is not one until they accept."""
     ms, u = T["membership"], T["app_user"]
-    rows = conn.execute(
+    query = (
         select(u.c.id, u.c.email, u.c.name, ms.c.role, ms.c.site)
         .join(ms, ms.c.user_id == u.c.id)
         .where(ms.c.tenant_id == tenant_id)
-        .order_by(u.c.email)
+        .order_by(u.c.email, u.c.id)
     )
-    return [
+    total = int(conn.scalar(select(func.count()).where(ms.c.tenant_id == tenant_id)) or 0)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    rows = [
         {"id": str(r.id), "email": r.email, "name": r.name, "role": r.role, "site": r.site}
-        for r in rows
+        for r in conn.execute(query)
     ]
+    return rows, total

@@ -24,6 +24,7 @@ from cloud_api.domain.clock import now_utc
 from cloud_api.domain.money import ZERO, qty
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.errors import Conflict, NotFound, Rejected
+from cloud_api.services import held
 from cloud_api.services.masterdata import id_of
 from cloud_api.services.reports import _kinds
 from cloud_api.services.reservations import ReservationBook
@@ -68,6 +69,7 @@ def create_work_order(
     )
     if body.release:
         return release(conn, tenant, body.code, body.allow_shortages)
+    held.after_change(conn, tenant, held.work_order_created(body.code))
     return read(conn, tenant, body.code)
 
 
@@ -128,6 +130,7 @@ def release(
             book.hold(order.id, c["line_no"], (c["item_id"], c["location_id"]), c["reserved"])
     book.flush()
     _set_status(conn, tenant, order.id, "released", released_at=now_utc(), bom_id=bom_id)
+    held.after_change(conn, tenant, held.work_order_released(code))
     return read(conn, tenant, code)
 
 
@@ -159,6 +162,7 @@ def cancel(conn: Connection, tenant: TenantContext, code: str) -> dict[str, Any]
     book.release_order(order.id)
     book.flush()
     _set_status(conn, tenant, order.id, "cancelled", closed_at=now_utc())
+    held.after_change(conn, tenant, held.reservations_released())
     return read(conn, tenant, code)
 
 
