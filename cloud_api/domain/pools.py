@@ -22,7 +22,7 @@ def insufficient(what: str, needed: Decimal, available: Decimal) -> Held:
     return Held(
         "insufficient_stock",
         f"not enough stock of {what}: needed {needed}, available {available} at that time; "
-        "post the missing receipt first, then re-post this event",
+        "it posts by itself once the missing receipt does",
         needed=str(needed),
         available=str(available),
     )

@@ -503,7 +503,7 @@ def _open_work_order(md: MasterData, code: str) -> WorkOrderRef:
     if order.status == "draft":
         raise Held(
             "work_order_not_released",
-            f"work order {code} is a draft; release it, then re-post",
+            f"work order {code} is a draft; it posts once the order is released",
         )
     if order.status not in POSTABLE_STATUSES:
         raise Held(

@@ -543,7 +543,8 @@ class Batch:
                 raise Held(
                     "period_locked",  # SAAS.md's code; the period is closed (locked)
                     f"the period {period_of(entry_date)} is closed; "
-                    "reopen it or correct the event date, then re-post",
+                    "it posts once the period is reopened (or void it and post it with the right "
+                    "date)",
                 )
             prepared = self.prepared.pop(event.event_id, None)
             if prepared is None:

@@ -213,7 +213,7 @@ class MasterDataStore:
         if code not in self._items:
             self._fetch_items(T["item"].c.code == code)
         if code not in self._items:
-            raise Held("unknown_item", f"item {code} does not exist; create it, then re-post")
+            raise Held("unknown_item", f"item {code} does not exist; it posts once it is created")
         return self._items[code]
 
     def item_by_id(self, item_id: uuid.UUID) -> ItemRef:
@@ -224,7 +224,7 @@ class MasterDataStore:
     def location(self, code: str) -> LocationRef:
         if code not in self._locations:
             raise Held(
-                "unknown_location", f"location {code} does not exist; create it, then re-post"
+                "unknown_location", f"location {code} does not exist; it posts once it is created"
             )
         return self._locations[code]
 
@@ -265,7 +265,7 @@ class MasterDataStore:
         if not found:
             raise Held(
                 "unknown_work_order",
-                f"work order {label} does not exist; create or release it, then re-post",
+                f"work order {label} does not exist; it posts once it is created and released",
             )
         return found[0]
 
