@@ -284,6 +284,19 @@ def test_resolve_port() -> None:
 # --- socket:// (RS-485 / Ethernet serial gateways) ----------------------------------
 
 
+def _accept_from(server: socket.socket, scanner) -> socket.socket:  # type: ignore[no-untyped-def]
+    """The connection this scanner made. A port number is reused across the suite, and
+    another test's scanner still retrying its old gateway may connect here first: that
+    one is closed, not mistaken for ours."""
+    wait_for(lambda: getattr(scanner._port, "_socket", None) is not None, "the reconnect")
+    ours = scanner._port._socket.getsockname()
+    while True:
+        conn, peer = server.accept()
+        if peer == ours:
+            return conn
+        conn.close()
+
+
 def test_socket_url_reconnects_after_the_gateway_drops(running) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(DEADLINE_S)
@@ -299,7 +312,7 @@ def test_socket_url_reconnects_after_the_gateway_drops(running) -> None:
             first.sendall(b"]C0CUT-OFF")
             wait_for(lambda: scanner.stats().partial_bytes > 0, "the fragment to be read")
         wait_for(lambda: scanner.stats().disconnects == 1, "the drop to be noticed")
-        second, _ = server.accept()
+        second = _accept_from(server, scanner)
         with second:
             second.settimeout(DEADLINE_S)
             second.sendall(b"]C0TWO\r")
