@@ -24,7 +24,7 @@ from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.services import held
 from cloud_api.services.tenants import revoke_api_key
-from edge_agent.outbox import Capture, Outbox
+from edge_agent.outbox import Capture
 from edge_agent.recheck import HeldRecheck
 from edge_agent.sync import CloudClient, Syncer
 from tests.conftest import Api
@@ -37,6 +37,7 @@ from tests.factory import (
     setup_workshop,
     shipment,
 )
+from tests.test_edge_sync import outbox_with
 
 EV = m.SQLModel.metadata.tables["edge_event"]
 
@@ -445,13 +446,7 @@ def _forwarding(api: Api) -> httpx.MockTransport:
 
 def test_the_edge_learns_that_its_held_event_was_posted(api: Api, tmp_path: Path) -> None:
     setup_workshop(api)
-    outbox = Outbox(
-        tmp_path / "outbox.sqlite3",
-        edge_id="edge-1",
-        identity="edge-1",
-        disk_cap_bytes=10**9,
-        agent_version="test",
-    )
+    outbox = outbox_with(tmp_path, 0)
     captured = outbox.capture(
         Capture(
             type="material_issue",
@@ -482,13 +477,7 @@ def test_the_edge_learns_that_its_held_event_was_posted(api: Api, tmp_path: Path
 
 def test_the_edge_asks_again_only_every_interval(api: Api, tmp_path: Path) -> None:
     setup_workshop(api)
-    outbox = Outbox(
-        tmp_path / "outbox.sqlite3",
-        edge_id="edge-1",
-        identity="edge-1",
-        disk_cap_bytes=10**9,
-        agent_version="test",
-    )
+    outbox = outbox_with(tmp_path, 0)
     outbox.capture(
         Capture(
             type="material_issue",
@@ -571,7 +560,7 @@ def valid_history(steps: list[Any]) -> list[dict[str, Any]]:
     return history
 
 
-def send_in_any_order(db: Engine, steps: list[Any], seed: int) -> None:
+def assert_any_order_ends_as_in_order(db: Engine, steps: list[Any], seed: int) -> None:
     history = valid_history(steps)
     rng = random.Random(seed)
     arrival = history[:]
@@ -592,7 +581,7 @@ def send_in_any_order(db: Engine, steps: list[Any], seed: int) -> None:
 def test_any_arrival_order_ends_with_nothing_held_and_the_in_order_books_sqlite(
     sqlite_db: Engine, steps: list[Any], seed: int
 ) -> None:
-    send_in_any_order(sqlite_db, steps, seed)
+    assert_any_order_ends_as_in_order(sqlite_db, steps, seed)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
@@ -600,11 +589,11 @@ def test_any_arrival_order_ends_with_nothing_held_and_the_in_order_books_sqlite(
 def test_any_arrival_order_ends_with_nothing_held_and_the_in_order_books_postgres(
     pg_db: Engine, steps: list[Any], seed: int
 ) -> None:
-    send_in_any_order(pg_db, steps, seed)
+    assert_any_order_ends_as_in_order(pg_db, steps, seed)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_a_reversed_arrival_of_a_long_history_ends_as_in_order(db: Engine, seed: int) -> None:
+def test_a_shuffled_arrival_of_a_long_history_ends_as_in_order(db: Engine, seed: int) -> None:
     """Longer histories than the property test's, shuffled and split into batches."""
     rng = random.Random(seed)
     steps = [
@@ -618,4 +607,4 @@ def test_a_reversed_arrival_of_a_long_history_ends_as_in_order(db: Engine, seed:
         )
         for _ in range(30)
     ]
-    send_in_any_order(db, steps, seed)
+    assert_any_order_ends_as_in_order(db, steps, seed)
