@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     event_max_past_days: int = 3660
     event_max_future_hours: float = 48
     max_body_bytes: int = 8 * 1024 * 1024
+    # a valuation pool is snapshotted every this many records (domain/engine.py): a late
+    # event replays a pool from the newest snapshot before it, not from its beginning,
+    # so this bounds what it rebuilds per pool (docs/benchmarks.md, "Late events")
+    valuation_snapshot_every: int = 100
 
 
 @lru_cache

@@ -409,3 +409,25 @@ def test_labour_is_costed_at_the_operators_grade_rate(api: Api) -> None:
     assert [(line["actual_hours"], line["actual_cost"]) for line in labour_lines] == [
         ("5.000000", "230.00")
     ]
+
+
+def test_a_late_completion_is_judged_over_the_timeline_after_it(api: Api) -> None:
+    """WO2 plans 5. 3 made at minute 20 and 2 at 30, the 2 reversed at 35: 3 in the
+    end. One more back-dated to minute 10 would make 6 by minute 30, though only 4 in
+    the end: held. With the 3 of minute 20 reversed, no point from it on goes beyond
+    5: it posts. A completion in time order is judged by the total made (the order's
+    WIP pool keeps it: nothing of the order's history is read)."""
+    setup_workshop(api)
+    first, second = completion(20, "3", wo="WO2"), completion(30, "2", wo="WO2")
+    assert statuses(api.events(first, second)) == ["posted", "posted"]
+    assert statuses(api.events(reversal(35, second["event_id"]))) == ["posted"]
+    (held,) = api.events(completion(10, "1", wo="WO2"))
+    assert (held["status"], held["code"]) == ("held", "completion_exceeds_order")
+    assert "would make 6" in held["message"]
+    assert statuses(api.events(reversal(25, first["event_id"]))) == ["posted"]
+    assert api.post(f"/exceptions/{held['event_id']}/repost").json()["status"] == "posted"
+    # 1 + 3 - 3 + 2 - 2 = 1 made: 4 more fit, a fifth does not
+    assert statuses(api.events(completion(40, "4", wo="WO2"))) == ["posted"]
+    (over,) = api.events(completion(41, "1", wo="WO2"))
+    assert (over["status"], over["code"]) == ("held", "completion_exceeds_order")
+    assert api.reconcile() == []

@@ -390,6 +390,14 @@ class StockMove(SQLModel, table=True):
         Index("ix_move_from_pool", "tenant_id", "item_id", "from_location_id", "occurred_at"),
         Index("ix_move_to_pool", "tenant_id", "item_id", "to_location_id", "occurred_at"),
         Index("ix_move_work_order", "tenant_id", "work_order_id", "occurred_at"),
+        # the reversals of a move (a late event's replay revalues them with it)
+        Index(
+            "ix_move_mirrors",
+            "tenant_id",
+            "mirrors_move_id",
+            sqlite_where=text("mirrors_move_id IS NOT NULL"),
+            postgresql_where=text("mirrors_move_id IS NOT NULL"),
+        ),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     id: uuid.UUID = Field(primary_key=True)
@@ -569,6 +577,8 @@ class ValuationPool(SQLModel, table=True):
     last_occurred_at: datetime | None = None
     last_event_id: uuid.UUID | None = None
     last_line_no: int | None = None
+    # records applied since the pool's last snapshot (PoolSnapshot)
+    records_since_snapshot: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class CostLayer(SQLModel, table=True):
@@ -611,6 +621,50 @@ class WipBalance(SQLModel, table=True):
     last_occurred_at: datetime | None = None
     last_event_id: uuid.UUID | None = None
     last_line_no: int | None = None
+    records_since_snapshot: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class PoolSnapshot(SQLModel, table=True):
+    """A cost pool as it stood after the record at (occurred_at, event_id, line_no):
+    an item in an internal location (item_id, location_id) or a work order's work in
+    progress (work_order_id). Taken every `valuation_snapshot_every` records of a pool
+    and at a period's close, so a late event replays the pool from the newest snapshot
+    before it instead of from its first move (domain/engine.py). Derived, like the
+    caches: a replay that passes a snapshot rewrites it, and the books-check proves
+    each one equals the moves it sums up (services/reports.py)."""
+
+    __tablename__ = "pool_snapshot"
+    # one snapshot of a pool at a position; the pool's snapshots read in position order
+    __table_args__ = (
+        Index(
+            "uq_snapshot_stock_pool",
+            *("tenant_id", "item_id", "location_id", "occurred_at", "event_id", "line_no"),
+            unique=True,
+            sqlite_where=text("item_id IS NOT NULL"),
+            postgresql_where=text("item_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_snapshot_wip_pool",
+            *("tenant_id", "work_order_id", "occurred_at", "event_id", "line_no"),
+            unique=True,
+            sqlite_where=text("work_order_id IS NOT NULL"),
+            postgresql_where=text("work_order_id IS NOT NULL"),
+        ),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
+    id: uuid.UUID = Field(primary_key=True, default_factory=uuid.uuid4)
+    item_id: uuid.UUID | None = None
+    location_id: uuid.UUID | None = None
+    work_order_id: uuid.UUID | None = None
+    occurred_at: datetime
+    event_id: uuid.UUID
+    line_no: int
+    quantity: Decimal = _qty()  # on hand; a work order's units completed (good and scrap)
+    value: Decimal = _money()
+    # the rest of the pool as JSON: lots, FIFO layers and last unit cost; or the work
+    # order's good units and material issued per item (store.pool_state)
+    state: str = Field(sa_type=Text(), nullable=False)
+    taken_at: datetime = Field(default_factory=now_utc)
 
 
 class WipMaterial(SQLModel, table=True):

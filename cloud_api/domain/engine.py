@@ -9,6 +9,14 @@ other side of that move is rewound in turn (the work order it was issued to, the
 warehouse a completion went to...). The replay re-checks every later outbound move,
 so availability holds for the whole timeline after a late event.
 
+A late event costs what it changes, not the history before it: a pool is rewound
+from its newest snapshot before the event (a pool's state is snapshotted every N
+records, store.SqlHistory.save), and its later records are read a window at a time,
+up to its next snapshot. There the replayed state is compared with the snapshot: the
+same state means no later record of the pool can change through it, so its replay
+stops and it keeps the state it had; a different one rewrites the snapshot (kept
+only if the event posts) and reads the next window, twice as many snapshots on.
+
 Pure: the database is reached only through the `History` port.
 """
 
@@ -17,11 +25,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.domain.refs import LocationRef
@@ -31,7 +39,7 @@ Position = tuple[datetime, uuid.UUID, int]
 PoolKey = tuple[Hashable, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class MoveRecord:
     id: uuid.UUID
     position: Position
@@ -48,9 +56,13 @@ class MoveRecord:
     scrap_quantity: Decimal = Decimal(0)  # a completion's scrapped units
     value: Decimal | None = None  # effective value as booked; None for a new move
     is_new: bool = False
+    # its pools (source side, destination side), worked out once (see `sides`)
+    pools: tuple[PoolKey | None, PoolKey | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
-@dataclass
+@dataclass(slots=True)
 class ChargeRecord:
     id: uuid.UUID
     position: Position
@@ -62,18 +74,63 @@ class ChargeRecord:
 Record = MoveRecord | ChargeRecord
 
 
+Pool = StockPool | WipPool
+
+
 @dataclass
 class Slot:
-    pool: StockPool | WipPool
+    pool: Pool
     position: Position | None = None  # last record applied
     replay_from: Position | None = None
     dirty: bool = False
+    since_snapshot: int = 0  # new records applied since the pool's last snapshot
+    # while replaying: the snapshots not reached yet, oldest first; the last one up to
+    # which the records were read (None: all of them); how many snapshots the next
+    # read spans
+    ahead: list[Position] = field(default_factory=list)
+    read_to: Position | None = None
+    window: int = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A pool as it stood after the record at `position`."""
+
+    id: uuid.UUID
+    position: Position
+    pool: Pool
 
 
 class History(Protocol):
     def load_slots(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]: ...
-    def empty_pool(self, key: PoolKey) -> StockPool | WipPool: ...
-    def records(self, key: PoolKey) -> list[Record]: ...
+    def empty_pool(self, key: PoolKey) -> Pool: ...
+    def snapshot_before(self, key: PoolKey, position: Position) -> Snapshot | None:
+        """The newest snapshot of the pool strictly before `position`."""
+        ...
+
+    def snapshots_around(
+        self, key: PoolKey, position: Position
+    ) -> tuple[Snapshot | None, list[Position]]:
+        """`snapshot_before`, and the positions of the pool's snapshots at or after
+        `position`, oldest first."""
+        ...
+
+    def snapshot_at(self, key: PoolKey, position: Position) -> Snapshot: ...
+    def rewrite_snapshot(self, key: PoolKey, snapshot: Snapshot) -> None:
+        """Keep `snapshot`'s new state (a posted late event changed it)."""
+        ...
+
+    def records(
+        self, key: PoolKey, after: Position | None, upto: Position | None = None
+    ) -> list[Record]:
+        """The pool's records after `after` (None: from its first) up to and including
+        `upto` (None: to its last), in position order."""
+        ...
+
+    def mirrors_of(self, move_ids: list[uuid.UUID], after: Position) -> list[Record]:
+        """The moves after `after` that mirror (reverse) any of `move_ids`."""
+        ...
+
     def effective_value(self, move_id: uuid.UUID) -> Decimal: ...
 
 
@@ -90,18 +147,93 @@ class Outcome:
     changes: dict[uuid.UUID, Change] = field(default_factory=dict)
 
 
+class _Key(tuple[Hashable, ...]):
+    """A pool key that hashes once: a replay looks its pools up several times per
+    record, and a tuple of UUIDs hashes them (in Python) on every lookup. Equal to,
+    and hashed like, the plain tuple."""
+
+    _hash: int
+
+    def __new__(cls, *parts: Hashable) -> _Key:
+        key = super().__new__(cls, parts)
+        key._hash = tuple.__hash__(key)
+        return key
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def pool_keys(record: Record) -> list[PoolKey]:
     if isinstance(record, ChargeRecord):
-        return [("wip", record.work_order_id)]
-    return [k for k in (side_key(record, record.source), side_key(record, record.destination)) if k]
+        return [_Key("wip", record.work_order_id)]
+    return [k for k in sides(record) if k]
+
+
+def sides(move: MoveRecord) -> tuple[PoolKey | None, PoolKey | None]:
+    """The pools of the move's source and destination (None: not a pool)."""
+    if move.pools is None:
+        move.pools = (side_key(move, move.source), side_key(move, move.destination))
+    return move.pools
 
 
 def side_key(move: MoveRecord, location: LocationRef) -> PoolKey | None:
     if location.internal:
-        return ("stock", move.item_id, location.id)
+        return _stock_key(move.item_id, location.id)
     if location.kind == "production":
-        return ("wip", move.work_order_id)
+        return _Key("wip", move.work_order_id)
     return None
+
+
+_STOCK_KEYS: dict[tuple[int, int], _Key] = {}
+
+
+def _stock_key(item_id: uuid.UUID, location_id: uuid.UUID) -> _Key:
+    """One key object per pool (a replay reads thousands of moves of a few pools),
+    found by the UUIDs' ints, which hash in C."""
+    ints = (item_id.int, location_id.int)
+    key = _STOCK_KEYS.get(ints)
+    if key is None:
+        if len(_STOCK_KEYS) > 100_000:
+            _STOCK_KEYS.clear()
+        key = _STOCK_KEYS[ints] = _Key("stock", item_id, location_id)
+    return key
+
+
+def same_state(a: Pool, b: Pool) -> bool:
+    """Whether two states of one pool value every later record alike."""
+    if isinstance(a, StockPool) and isinstance(b, StockPool):
+        return (
+            a.quantity == b.quantity
+            and a.value == b.value
+            and a.last_unit_cost == b.last_unit_cost
+            and _nonzero(a.lots) == _nonzero(b.lots)
+            and a.layers == b.layers
+        )
+    if isinstance(a, WipPool) and isinstance(b, WipPool):
+        return (
+            a.value == b.value
+            and a.completed_quantity == b.completed_quantity
+            and a.good_quantity == b.good_quantity
+            and _nonzero(a.materials) == _nonzero(b.materials)
+        )
+    return False
+
+
+def _nonzero(values: Mapping[Any, Any]) -> dict[Any, Any]:
+    return {k: v for k, v in values.items() if v and v != (0, 0)}
+
+
+def state_upto(history: History, key: PoolKey, upto: Position) -> Slot:
+    """The pool after its records up to and including `upto`, replayed from its newest
+    snapshot before (a period's end, for the close's snapshot)."""
+    base = history.snapshot_before(key, upto)
+    slot = Slot(
+        history.empty_pool(key) if base is None else base.pool.clone(),
+        None if base is None else base.position,
+    )
+    for record in history.records(key, slot.position, upto):
+        _apply(slot, key, record, _booked(record))
+    return slot
 
 
 class Engine:
@@ -110,7 +242,7 @@ class Engine:
     def __init__(self, history: History) -> None:
         self.history = history
         self.slots: dict[PoolKey, Slot] = {}
-        self._saved: dict[PoolKey, tuple[StockPool | WipPool, Position | None]] | None = None
+        self._saved: dict[PoolKey, tuple[Pool, Position | None]] | None = None
 
     def preload(self, records: list[Record]) -> None:
         """Load the pools these records will touch in one go (an optimisation: `slot`
@@ -121,9 +253,9 @@ class Engine:
             self.slots.update(self.history.load_slots(missing))
 
     def slot(self, key: PoolKey) -> Slot:
-        if key not in self.slots:
-            self.slots[key] = self.history.load_slots([key])[key]
-        slot = self.slots[key]
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = self.history.load_slots([key])[key]
         if self._saved is not None and key not in self._saved:
             self._saved[key] = (slot.pool.clone(), slot.position)
         return slot
@@ -134,29 +266,86 @@ class Engine:
         run = _Run(self)
         try:
             run.execute(records)
-            return run.outcome
         except BaseException:
             for key, (pool, position) in self._saved.items():
                 self.slots[key].pool, self.slots[key].position = pool, position
             raise
         finally:
             for key in self._saved:
-                self.slots[key].replay_from = None
+                slot = self.slots[key]
+                slot.replay_from, slot.ahead, slot.read_to, slot.window = None, [], None, 1
             self._saved = None
+        for snapshot_key, snapshot in run.rewritten.items():
+            self.history.rewrite_snapshot(snapshot_key[0], snapshot)
+        for record in records:
+            for key in pool_keys(record):
+                self.slots[key].since_snapshot += 1
+        return run.outcome
+
+    def saved(self, key: PoolKey) -> tuple[Pool, Position | None]:
+        """The pool as it stood before the event being posted."""
+        assert self._saved is not None
+        pool, position = self._saved[key]
+        return pool.clone(), position
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """Where a replaying pool meets its next snapshot."""
+
+    key: PoolKey
+    position: Position
+
+
+@dataclass
+class _Window:
+    """A pool's later records, read in one go and replayed in order for as long as
+    nothing else in the heap comes first (a long replay of one pool then costs no heap
+    operation per record)."""
+
+    records: list[Record]
+    next: int = 0
+
+
+RECORD, CHECKPOINT = 0, 1  # at one position, the record first, then the snapshot after it
 
 
 class _Run:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.heap: list[tuple[Position, int, Record]] = []
-        self.queued: set[uuid.UUID] = set()
+        self.heap: list[tuple[Position, int, int, Record | _Window | _Checkpoint]] = []
+        self.queued: set[int] = set()
         self.counter = itertools.count()
         self.outcome = Outcome()
+        # snapshots this event's replay changed, kept only if it posts
+        self.rewritten: dict[tuple[PoolKey, Position], Snapshot] = {}
 
     def push(self, record: Record) -> None:
-        if record.id not in self.queued:
-            self.queued.add(record.id)
-            heapq.heappush(self.heap, (record.position, next(self.counter), record))
+        if record.id.int not in self.queued:  # the int: hashed in C, not by UUID.__hash__
+            self.queued.add(record.id.int)
+            heapq.heappush(self.heap, (record.position, RECORD, next(self.counter), record))
+
+    def push_window(self, records: list[Record]) -> None:
+        """Queue records in position order, those not queued yet."""
+        fresh = [record for record in records if record.id.int not in self.queued]
+        self.queued.update(record.id.int for record in fresh)
+        if fresh:
+            window = _Window(fresh)
+            heapq.heappush(self.heap, (fresh[0].position, RECORD, next(self.counter), window))
+
+    def replay(self, window: _Window) -> None:
+        records, heap = window.records, self.heap
+        n = window.next
+        while True:
+            self.process(records[n])
+            n += 1
+            if n == len(records):
+                return
+            position = records[n].position
+            if heap and (heap[0][0], heap[0][1]) < (position, RECORD):
+                window.next = n
+                heapq.heappush(heap, (position, RECORD, next(self.counter), window))
+                return
 
     def execute(self, records: list[Record]) -> None:
         for record in records:
@@ -167,8 +356,13 @@ class _Run:
                 if slot.position is not None and slot.position > record.position:
                     self.rewind(key, record.position)
         while self.heap:
-            _, _, record = heapq.heappop(self.heap)
-            self.process(record)
+            _, _, _, entry = heapq.heappop(self.heap)
+            if isinstance(entry, _Window):
+                self.replay(entry)
+            elif isinstance(entry, _Checkpoint):
+                self.checkpoint(entry)
+            else:
+                self.process(entry)
 
     def active(self, key: PoolKey | None, record: Record) -> bool:
         if key is None:
@@ -179,26 +373,78 @@ class _Run:
         return start is not None and start < record.position
 
     def rewind(self, key: PoolKey, position: Position) -> None:
-        """Rebuild the pool as it stood just before `position`; queue what follows."""
+        """Rebuild the pool as it stood just before `position`, from its newest
+        snapshot before it; queue what follows, up to its next snapshot."""
         slot = self.engine.slot(key)
         if slot.replay_from is not None and slot.replay_from <= position:
             return
-        fresh = Slot(self.engine.history.empty_pool(key))
-        for record in self.engine.history.records(key):
+        history = self.engine.history
+        base, slot.ahead = history.snapshots_around(key, position)
+        if base is not None:
+            base = self.rewritten.get((key, base.position), base)
+        fresh = Slot(
+            history.empty_pool(key) if base is None else base.pool.clone(),
+            None if base is None else base.position,
+        )
+        # one read: from the snapshot to the first snapshot ahead (or the end)
+        upto = slot.ahead[0] if slot.ahead else None
+        later = []
+        for record in history.records(key, fresh.position, upto):
             if record.position < position:
                 _apply(fresh, key, record, _booked(record))
             elif record.position > position:
-                self.push(record)
+                later.append(record)
         slot.pool, slot.position, slot.replay_from = fresh.pool, fresh.position, position
         slot.dirty = True
+        slot.window = 1
+        self.queue(key, slot, later, upto)
+
+    def read_ahead(self, key: PoolKey, slot: Slot, after: Position) -> None:
+        """Read the pool's records after `after` up to the snapshot `slot.window`
+        snapshots on (all that follow when there are fewer) and queue them. The
+        window doubles each time, so a long replay reads its records in a few
+        queries, and a short one reads little past where it stops."""
+        upto = slot.ahead[slot.window - 1] if len(slot.ahead) >= slot.window else None
+        self.queue(key, slot, self.engine.history.records(key, after, upto), upto)
+
+    def queue(self, key: PoolKey, slot: Slot, records: list[Record], upto: Position | None) -> None:
+        """Queue records read up to `upto` (None: the pool's last), and a checkpoint at
+        each snapshot on the way."""
+        self.push_window(records)
+        for position in slot.ahead[: slot.window]:
+            heapq.heappush(
+                self.heap, (position, CHECKPOINT, next(self.counter), _Checkpoint(key, position))
+            )
+        slot.read_to, slot.window = upto, slot.window * 2
+
+    def checkpoint(self, mark: _Checkpoint) -> None:
+        """The replay of a pool reached one of its snapshots. The same state: nothing
+        later in the pool changes through it, so its replay stops and the pool keeps
+        the state it had before the event. Otherwise the snapshot takes the replayed
+        state and, past the last snapshot read, the next window is read."""
+        key, slot = mark.key, self.engine.slot(mark.key)
+        if not slot.ahead or slot.ahead[0] != mark.position or slot.replay_from is None:
+            return  # a checkpoint of an earlier rewind of this pool
+        slot.ahead.pop(0)
+        stored = self.rewritten.get((key, mark.position)) or self.engine.history.snapshot_at(
+            key, mark.position
+        )
+        if same_state(slot.pool, stored.pool):
+            slot.pool, slot.position = self.engine.saved(key)
+            slot.replay_from, slot.ahead, slot.read_to, slot.window = None, [], None, 1
+            self.queue_mirrors(key, mark.position)
+            return
+        self.rewritten[(key, mark.position)] = Snapshot(stored.id, mark.position, slot.pool.clone())
+        if mark.position == slot.read_to:
+            self.read_ahead(key, slot, mark.position)
 
     def process(self, record: Record) -> None:
         if isinstance(record, ChargeRecord):
-            key = ("wip", record.work_order_id)
-            if self.active(key, record):
-                _apply(self.engine.slot(key), key, record, record.value)
+            wip: PoolKey = _Key("wip", record.work_order_id)
+            if self.active(wip, record):
+                _apply(self.engine.slot(wip), wip, record, record.value)
             return
-        src, dst = side_key(record, record.source), side_key(record, record.destination)
+        src, dst = sides(record)
         src_on, dst_on = self.active(src, record), self.active(dst, record)
         if record.basis == "residual_stock" and (src_on or dst_on):
             # its value reads both pools as they stood at its position: replay both
@@ -255,6 +501,16 @@ class _Run:
             return slot.pool.residual_on_hand_value(stock.quantity), False
         return _value_from_source(slot, src, record)
 
+    def queue_mirrors(self, key: PoolKey, after: Position) -> None:
+        """A reversal takes its value from the move it mirrors, not from its pools: a
+        pool that stopped replaying would leave the reversal of a move this event
+        revalued at its old value. Queue those reversals after `after` (processing one
+        whose value changes rewinds its pools again)."""
+        changed = [c.move.id for c in self.outcome.changes.values() if key in sides(c.move)]
+        if changed:
+            for record in self.engine.history.mirrors_of(changed, after):
+                self.push(record)
+
     def current_value(self, move_id: uuid.UUID) -> Decimal:
         if move_id in self.outcome.changes:
             return self.outcome.changes[move_id].new_value
@@ -309,7 +565,7 @@ def _apply(slot: Slot, key: PoolKey, record: Record, value: Decimal) -> None:
         slot.pool.charge(value)
         _advance(slot, record)
         return
-    if side_key(record, record.source) == key:
+    if sides(record)[0] == key:
         if record.basis == "pool":
             assert isinstance(slot.pool, StockPool)
             slot.pool.issue(record.quantity, record.lot)

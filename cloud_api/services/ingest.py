@@ -47,7 +47,7 @@ from cloud_api.domain.engine import Engine as ValuationEngine
 from cloud_api.domain.money import ZERO, unit_cost
 from cloud_api.domain.pools import StockPool, WipPool
 from cloud_api.errors import Conflict, Forbidden, Held, NotFound, Rejected
-from cloud_api.services import waits_on
+from cloud_api.services import snapshots, waits_on
 from cloud_api.services.ingest_guard import (
     BATCH_ERRORS,
     FlushFailed,
@@ -297,6 +297,7 @@ class Batch:
         self.md = MasterDataStore(self.conn, self.tenant, self.buffer, self._lots_in_stock)
         self.history = SqlHistory(self.conn, self.tenant, self.md, self.buffer)
         self.engine = ValuationEngine(self.history)
+        snapshots.hold_periods(self.conn, self.tenant.id)
         self.closed = closed_periods(self.conn, self.tenant.id)
         self.reservations = ReservationBook(self.conn, self.tenant, self.now)
         self.active_orders: set[uuid.UUID] = set()
@@ -650,9 +651,28 @@ class Batch:
 
     def _most_made_from(self, new: MoveRecord) -> Decimal:
         """The most units (good + scrap) the order will have completed at any point of
-        its timeline from `new` on, `new` included. Reads only the order's completion
-        moves (ix_move_work_order), after flushing what this batch has written."""
+        its timeline from `new` on, `new` included. The order's WIP pool holds the units
+        completed over its whole timeline (this batch's postings included), so what was
+        made just before `new` is that less what the completions after `new` make. Those
+        are read only when the pool has a record after `new` (a late completion): a
+        completion in time order reads nothing, however long the order's history."""
         assert new.work_order_id is not None
+        slot = self.engine.slot(("wip", new.work_order_id))
+        assert isinstance(slot.pool, WipPool)
+        in_order = slot.position is not None and slot.position < new.position
+        later = [] if in_order else self._completions_after(new)
+        running = slot.pool.completed_quantity - sum(later, ZERO)
+        running += new.quantity + new.scrap_quantity
+        most = running
+        for units in later:
+            running += units
+            most = max(most, running)
+        return most
+
+    def _completions_after(self, new: MoveRecord) -> list[Decimal]:
+        """The units each completion of `new`'s order after `new` makes (negative: one
+        reversed back into WIP), in event time. Reads the order's completions from
+        `new`'s time on (ix_move_work_order), after flushing what this batch wrote."""
         self._flush()
         mv = T["stock_move"]
         production = self.md.production_location().id
@@ -668,20 +688,18 @@ class Batch:
                 mv.c.tenant_id == self.tenant.id,
                 mv.c.work_order_id == new.work_order_id,
                 mv.c.kind == "completion",
+                mv.c.occurred_at >= new.position[0],
             )
         )
-        steps = [(new.position, new.quantity + new.scrap_quantity)]
+        steps = []
         for r in rows:
-            units = r.quantity + r.scrap_quantity
-            made = r.from_location_id == production  # else reversed back into WIP
-            steps.append(((utc(r.occurred_at), r.event_id, r.line_no), units if made else -units))
+            position = (utc(r.occurred_at), r.event_id, r.line_no)
+            if position > new.position:
+                units = r.quantity + r.scrap_quantity
+                made = r.from_location_id == production  # else reversed back into WIP
+                steps.append((position, units if made else -units))
         steps.sort(key=lambda step: step[0])
-        running, most = ZERO, ZERO
-        for position, units in steps:
-            running += units
-            if position >= new.position:
-                most = max(most, running)
-        return most
+        return [units for _, units in steps]
 
     def _follow_orders(
         self, event: Event, moves: list[MoveRecord], charges: list[ChargeRecord]
@@ -1196,16 +1214,20 @@ class Batch:
 
     def _book_revaluations(self, event: Event, outcome: Outcome) -> None:
         """One revaluation entry per day affected, in that day's period or, if it is
-        closed, the first open one; never by editing the posted moves."""
+        closed, the first open one; never by editing the posted moves. Each revalued
+        move keeps its own stock_revaluation row (its effective value); the entry's
+        lines sum the moves' changes per item, locations, work order and direction,
+        so a late event that revalues 100,000 moves of a pool books a few lines, not
+        200,000 (and always some: the entry each stock_revaluation row names exists)."""
         by_day: dict[date, list[Any]] = {}
         for change in outcome.changes.values():
             day = local_date(change.move.position[0], self.tenant.timezone)
             by_day.setdefault(open_posting_date(day, self.closed), []).append(change)
         for day, changes in sorted(by_day.items()):
-            entry_id, lines = uuid.uuid4(), []
+            entry_id = uuid.uuid4()
+            summed: dict[tuple[Any, ...], tuple[MoveRecord, Decimal]] = {}
             for change in changes:
                 record, delta = change.move, change.new_value - change.old_value
-                item = self.md.item_by_id(record.item_id)
                 self.buffer.add(
                     "stock_revaluation",
                     {
@@ -1218,10 +1240,24 @@ class Batch:
                         "posted_at": self.now,
                     },
                 )
-                for line in rules.journal_lines_of_move(
-                    item, record.source, record.destination, delta
+                key = (
+                    record.item_id,
+                    record.source.id,
+                    record.destination.id,
+                    record.work_order_id,
+                    delta > 0,  # ups and downs apart: a sum never nets to no line at all
+                )
+                first, total = summed.get(key, (record, ZERO))
+                summed[key] = (first, total + delta)
+            lines = []
+            for record, total in summed.values():
+                item = self.md.item_by_id(record.item_id)
+                for spec in rules.journal_lines_of_move(
+                    item, record.source, record.destination, total
                 ):
-                    lines.append(self._line(line, record, event.event_id))
+                    line = self._line(spec, record, event.event_id)
+                    line["move_id"] = None  # one line for many moves: see stock_revaluation
+                    lines.append(line)
             self._entry(
                 entry_id,
                 event.event_id,

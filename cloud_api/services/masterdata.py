@@ -11,7 +11,7 @@ from cloud_api.api import schemas
 from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import Conflict, NotFound, Rejected
-from cloud_api.services import held, listing
+from cloud_api.services import held, listing, snapshots
 from cloud_api.services.store import TenantContext, upsert
 
 T = m.SQLModel.metadata.tables
@@ -141,6 +141,7 @@ def create_operator(
 def set_period_status(conn: Connection, tenant: TenantContext, code: str, status: str) -> None:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", code):
         raise Rejected("invalid_period", f"a period is a month written YYYY-MM, not {code!r}")
+    snapshots.hold_periods(conn, tenant.id, exclusive=True)
     upsert(
         conn,
         T["fiscal_period"],
@@ -149,6 +150,8 @@ def set_period_status(conn: Connection, tenant: TenantContext, code: str, status
     )
     if status == "open":
         held.after_change(conn, tenant, held.period_reopened(code))
+    else:
+        snapshots.snapshot_period_end(conn, tenant, code)
 
 
 def list_rows(

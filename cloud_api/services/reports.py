@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -9,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, case, func, select, tuple_
 
 from cloud_api.db import models as m
 from cloud_api.domain.money import ZERO
@@ -303,6 +304,7 @@ def reconcile(conn: Connection, tenant: TenantContext) -> list[Difference]:
     out += _caches_vs_moves(conn, tenant, positions)
     out += _wip_vs_account(conn, tenant)
     out += _days_vs_ledger(conn, tenant)
+    out += _snapshots_vs_moves(conn, tenant)
     return out
 
 
@@ -431,6 +433,123 @@ def _layers_vs_moves(
             out.append(Difference("fifo_layers_quantity_equals_moves", _key(key), eq, aq))
         if ev != av:
             out.append(Difference("fifo_layers_value_equals_moves", _key(key), ev, av))
+    return out
+
+
+@dataclass
+class _Summed:
+    """What a snapshot should hold, from the moves: quantity, value, lots."""
+
+    quantity: Decimal = ZERO
+    value: Decimal = ZERO
+    lots: dict[str, Decimal] | None = None
+
+
+def _snapshots_vs_moves(conn: Connection, tenant: TenantContext) -> list[Difference]:
+    """Each pool snapshot equals the moves it sums up: a stock pool's quantity, value
+    and quantity per lot are its moves' (effective values) up to the snapshot's
+    position, and a FIFO pool's layers add up to its quantity and value; a work
+    order's value is what went into its work in progress less what came out, and its
+    units completed (good and scrap) its completions', up to the snapshot. A late
+    event that replays a pool rewrites the snapshots it passes, so a snapshot that
+    disagrees was tampered with or written wrong."""
+    ps, ch = T["pool_snapshot"], T["wip_charge"]
+    moves = _effective_moves(tenant.id)
+    production = [i for i, (_, kind) in _kinds(conn, tenant.id).items() if kind == "production"]
+    expected: dict[uuid.UUID, _Summed] = defaultdict(_Summed)
+    upto = _position(moves) <= _position(ps)
+    stock = and_(ps.c.tenant_id == tenant.id, ps.c.item_id.is_not(None))
+    for side, sign in ((moves.c.to_location_id, 1), (moves.c.from_location_id, -1)):
+        on = and_(moves.c.item_id == ps.c.item_id, side == ps.c.location_id, upto)
+        query = (
+            select(ps.c.id, moves.c.lot, func.sum(moves.c.quantity), func.sum(moves.c.effective))
+            .join(moves, on)
+            .where(stock)
+            .group_by(ps.c.id, moves.c.lot)
+        )
+        for snapshot_id, lot, quantity, value in conn.execute(query):
+            summed = expected[snapshot_id]
+            summed.lots = summed.lots or {}
+            summed.lots[lot] = summed.lots.get(lot, ZERO) + sign * Decimal(quantity)
+            summed.quantity += sign * Decimal(quantity)
+            summed.value += sign * Decimal(value)
+    wip = and_(ps.c.tenant_id == tenant.id, ps.c.work_order_id.is_not(None))
+    units = case((moves.c.kind == "completion", moves.c.quantity + moves.c.scrap_quantity), else_=0)
+    for side, sign in ((moves.c.to_location_id, 1), (moves.c.from_location_id, -1)):
+        on = and_(moves.c.work_order_id == ps.c.work_order_id, side.in_(production), upto)
+        query = (
+            select(ps.c.id, func.sum(units), func.sum(moves.c.effective))
+            .join(moves, on)
+            .where(wip)
+            .group_by(ps.c.id)
+        )
+        for snapshot_id, completed, value in conn.execute(query):
+            expected[snapshot_id].quantity -= sign * Decimal(completed)  # out: units made
+            expected[snapshot_id].value += sign * Decimal(value)
+    charges = select(ps.c.id, func.sum(ch.c.value)).join(
+        ch,
+        and_(
+            ch.c.tenant_id == ps.c.tenant_id,
+            ch.c.work_order_id == ps.c.work_order_id,
+            _position(ch) <= _position(ps),
+        ),
+    )
+    for snapshot_id, value in conn.execute(charges.where(wip).group_by(ps.c.id)):
+        expected[snapshot_id].value += Decimal(value)
+    item = T["item"]
+    fifo = set(
+        conn.scalars(
+            select(item.c.id).where(
+                item.c.tenant_id == tenant.id, item.c.valuation_method == "fifo"
+            )
+        )
+    )
+    out = []
+    for row in conn.execute(select(ps).where(ps.c.tenant_id == tenant.id)):
+        out += _snapshot_differences(row, expected[row.id], row.item_id in fifo)
+    return out
+
+
+def _position(table: Any) -> Any:
+    return tuple_(table.c.occurred_at, table.c.event_id, table.c.line_no)
+
+
+def _snapshot_differences(row: Any, expected: _Summed, fifo: bool) -> list[Difference]:
+    key = _key((row.item_id or row.work_order_id, row.location_id or "", row.id))
+    out = []
+    if expected.quantity != row.quantity:
+        out.append(
+            Difference("snapshot_quantity_equals_moves", key, expected.quantity, row.quantity)
+        )
+    if expected.value != row.value:
+        out.append(Difference("snapshot_value_equals_moves", key, expected.value, row.value))
+    if row.work_order_id is not None:
+        return out
+    state = json.loads(row.state)
+    lots = {lot: Decimal(q) for lot, q in state["lots"].items() if Decimal(q)}
+    if sum(lots.values(), ZERO) != row.quantity:
+        total = sum(lots.values(), ZERO)
+        out.append(Difference("snapshot_lots_equal_quantity", key, row.quantity, total))
+    moved = {lot: q for lot, q in (expected.lots or {}).items() if q}
+    wrong = sorted(lot for lot in set(lots) | set(moved) if lots.get(lot) != moved.get(lot))
+    if wrong:  # the first lot that disagrees
+        lot = wrong[0]
+        out.append(
+            Difference(
+                "snapshot_lots_equal_moves",
+                f"{key}/{lot}",
+                moved.get(lot, ZERO),
+                lots.get(lot, ZERO),
+            )
+        )
+    if fifo:
+        layers = state["layers"]
+        left = sum((Decimal(layer[3]) for layer in layers), ZERO)
+        worth = sum((Decimal(layer[4]) for layer in layers), ZERO)
+        if left != row.quantity:
+            out.append(Difference("snapshot_layers_equal_quantity", key, row.quantity, left))
+        if worth != row.value:
+            out.append(Difference("snapshot_layers_equal_value", key, row.value, worth))
     return out
 
 

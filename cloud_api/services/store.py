@@ -7,6 +7,7 @@ Rows are buffered and written with one multi-row INSERT per table per batch
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
@@ -33,8 +35,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud_api.db import models as m
+from cloud_api.domain.clock import now_utc as utc_now
 from cloud_api.domain.clock import utc
-from cloud_api.domain.engine import ChargeRecord, MoveRecord, PoolKey, Record, Slot
+from cloud_api.domain.engine import (
+    ChargeRecord,
+    MoveRecord,
+    Pool,
+    PoolKey,
+    Position,
+    Record,
+    Slot,
+    Snapshot,
+)
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.pools import Layer, StockPool, WipPool
 from cloud_api.domain.posting_rules import RECEIVABLES as RECEIVABLES_ACCOUNT
@@ -49,6 +61,7 @@ from cloud_api.domain.refs import (
     WorkOrderRef,
 )
 from cloud_api.errors import Held
+from cloud_api.settings import get_settings
 
 T = m.SQLModel.metadata.tables
 
@@ -623,6 +636,11 @@ class SqlHistory:
         # value_left). `save` writes only the difference.
         # per pool: move id → (seq_no, quantity_in, value_in, quantity_left, value_left)
         self._stored_layers: dict[PoolKey, dict[Any, tuple[Any, ...]]] = {}
+        self.snapshot_every = get_settings().valuation_snapshot_every
+        # snapshots posted late events changed, written by `save`
+        self._rewritten: dict[tuple[PoolKey, Position], Snapshot] = {}
+        # snapshot rows read ahead of a replay (as stored: `_snapshot` overlays the above)
+        self._ahead: dict[tuple[PoolKey, Position], Any] = {}
 
     # -- caches ----------------------------------------------------------------
     def load_slots(self, keys: list[PoolKey]) -> dict[PoolKey, Slot]:
@@ -648,6 +666,43 @@ class SqlHistory:
         order = self.md.work_order_by_id(key[1])  # type: ignore[arg-type]
         return WipPool(f"work order {order.code}", order.planned_quantity)
 
+    def _locked_rows(
+        self, table: Table, columns: list[str], keys: list[tuple[Any, ...]], blank: dict[str, Any]
+    ) -> list[Any]:
+        """The cache rows of `keys`, locked on PostgreSQL (SELECT ... FOR UPDATE, in key
+        order, so two batches never deadlock on them). A key without a row gets a
+        blank one first: a pool with history has its row, so the usual batch costs
+        one statement here."""
+        cols = [table.c[c] for c in columns]
+        keys = sorted(keys, key=lambda key: tuple(map(str, key)))  # one order for everyone
+
+        def fetch(wanted: list[tuple[Any, ...]]) -> list[Any]:
+            rows = []
+            for chunk in _chunks(wanted):
+                match = (
+                    tuple_(*cols).in_(chunk)
+                    if len(cols) > 1
+                    else cols[0].in_([k[0] for k in chunk])
+                )
+                query = select(table).where(table.c.tenant_id == self.tenant.id, match)
+                rows += self.conn.execute(self._locked(query.order_by(*cols))).all()
+            return rows
+
+        rows = fetch(keys)
+        found = {tuple(getattr(row, c) for c in columns) for row in rows}
+        missing = [key for key in keys if key not in found]
+        if missing:
+            dialect_insert = pg_insert if self.lock else sqlite_insert
+            self.conn.execute(
+                dialect_insert(table).on_conflict_do_nothing(),
+                [
+                    {"tenant_id": self.tenant.id, **dict(zip(columns, key, strict=True)), **blank}
+                    for key in missing
+                ],
+            )
+            rows += fetch(missing)
+        return rows
+
     def _locked(self, query: Any) -> Any:
         return query.with_for_update() if self.lock else query
 
@@ -655,36 +710,16 @@ class SqlHistory:
         tid = self.tenant.id
         vp, sb, cl = T["valuation_pool"], T["stock_balance"], T["cost_layer"]
         pairs = [(k[1], k[2]) for k in keys]
-        dialect_insert = pg_insert if self.lock else sqlite_insert
-        self.conn.execute(
-            dialect_insert(vp).on_conflict_do_nothing(),
-            [
-                {
-                    "tenant_id": tid,
-                    "item_id": i,
-                    "location_id": loc,
-                    "quantity": ZERO,
-                    "value": ZERO,
-                }
-                for i, loc in pairs
-            ],
-        )
         slots: dict[PoolKey, Slot] = {}
+        blank = {"quantity": ZERO, "value": ZERO}
+        for row in self._locked_rows(vp, ["item_id", "location_id"], pairs, blank):
+            key = ("stock", row.item_id, row.location_id)
+            pool = self.empty_pool(key)
+            assert isinstance(pool, StockPool)
+            pool.quantity, pool.value = row.quantity, row.value
+            pool.last_unit_cost = row.last_unit_cost
+            slots[key] = Slot(pool, _position(row), since_snapshot=row.records_since_snapshot)
         for chunk in _chunks(pairs):
-            of_pools = tuple_(vp.c.item_id, vp.c.location_id).in_(chunk)
-            for row in self.conn.execute(
-                self._locked(
-                    select(vp)
-                    .where(vp.c.tenant_id == tid, of_pools)
-                    .order_by(vp.c.item_id, vp.c.location_id)
-                )
-            ):
-                key = ("stock", row.item_id, row.location_id)
-                pool = self.empty_pool(key)
-                assert isinstance(pool, StockPool)
-                pool.quantity, pool.value = row.quantity, row.value
-                pool.last_unit_cost = row.last_unit_cost
-                slots[key] = Slot(pool, _position(row))
             for row in self.conn.execute(
                 select(sb.c.item_id, sb.c.location_id, sb.c.lot, sb.c.quantity).where(
                     sb.c.tenant_id == tid, tuple_(sb.c.item_id, sb.c.location_id).in_(chunk)
@@ -727,29 +762,16 @@ class SqlHistory:
         tid = self.tenant.id
         wb, wm = T["wip_balance"], T["wip_material"]
         orders = [k[1] for k in keys]
-        dialect_insert = pg_insert if self.lock else sqlite_insert
-        self.conn.execute(
-            dialect_insert(wb).on_conflict_do_nothing(),
-            [
-                {"tenant_id": tid, "work_order_id": o, "value": ZERO, "completed_quantity": ZERO}
-                for o in orders
-            ],
-        )
         slots: dict[PoolKey, Slot] = {}
+        blank = {"value": ZERO, "completed_quantity": ZERO}
+        for row in self._locked_rows(wb, ["work_order_id"], [(o,) for o in orders], blank):
+            key = ("wip", row.work_order_id)
+            pool = self.empty_pool(key)
+            assert isinstance(pool, WipPool)
+            pool.value, pool.completed_quantity = row.value, row.completed_quantity
+            pool.good_quantity = row.good_quantity
+            slots[key] = Slot(pool, _position(row), since_snapshot=row.records_since_snapshot)
         for chunk in _chunks(orders):
-            for row in self.conn.execute(
-                self._locked(
-                    select(wb)
-                    .where(wb.c.tenant_id == tid, wb.c.work_order_id.in_(chunk))
-                    .order_by(wb.c.work_order_id)
-                )
-            ):
-                key = ("wip", row.work_order_id)
-                pool = self.empty_pool(key)
-                assert isinstance(pool, WipPool)
-                pool.value, pool.completed_quantity = row.value, row.completed_quantity
-                pool.good_quantity = row.good_quantity
-                slots[key] = Slot(pool, _position(row))
             for row in self.conn.execute(
                 select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id.in_(chunk))
             ):
@@ -759,11 +781,15 @@ class SqlHistory:
         return slots
 
     def save(self, slots: dict[PoolKey, Slot]) -> None:
+        self._save_snapshots(slots)
         stock_rows, lot_rows, wip_rows, material_rows = [], [], [], []
         for key, slot in sorted(slots.items(), key=lambda kv: str(kv[0])):
             if not slot.dirty:
                 continue
-            pos = _position_columns(slot.position)
+            pos = {
+                **_position_columns(slot.position),
+                "records_since_snapshot": slot.since_snapshot,
+            }
             if isinstance(slot.pool, StockPool):
                 base = {"tenant_id": self.tenant.id, "item_id": key[1], "location_id": key[2]}
                 stock_rows.append(
@@ -788,9 +814,7 @@ class SqlHistory:
                         "value": slot.pool.value,
                         "completed_quantity": slot.pool.completed_quantity,
                         "good_quantity": slot.pool.good_quantity,
-                        "last_occurred_at": pos["last_occurred_at"],
-                        "last_event_id": pos["last_event_id"],
-                        "last_line_no": pos["last_line_no"],
+                        **pos,
                     }
                 )
                 material_rows += [
@@ -876,8 +900,158 @@ class SqlHistory:
             for layer in layers
         }
 
+    # -- snapshots ---------------------------------------------------------------
+    def _save_snapshots(self, slots: dict[PoolKey, Slot]) -> None:
+        """Write the snapshots late events changed, and take one of each pool that has
+        had `snapshot_every` new records since its last, at its last record."""
+        ps = T["pool_snapshot"]
+        rewritten = [
+            dict(zip(("quantity", "value", "state"), pool_state(snapshot.pool), strict=True))
+            | {"b_id": snapshot.id, "taken_at": utc_now()}
+            for snapshot in self._rewritten.values()
+        ]
+        if rewritten:
+            where = (ps.c.tenant_id == self.tenant.id, ps.c.id == bindparam("b_id"))
+            self.conn.execute(update(ps).where(*where), rewritten)
+        self._rewritten.clear()
+        rows = []
+        for key, slot in sorted(slots.items(), key=lambda kv: str(kv[0])):
+            if slot.since_snapshot < self.snapshot_every or slot.position is None:
+                continue
+            slot.since_snapshot, slot.dirty = 0, True
+            rows.append(self._snapshot_of(key, slot))
+        self._insert_snapshots(rows)
+
+    def keep_snapshot(self, key: PoolKey, slot: Slot) -> bool:
+        """Keep the pool's state as a snapshot at its last record (unless there is one
+        there already). Returns whether there was a state to keep."""
+        if slot.position is None:
+            return False
+        self._insert_snapshots([self._snapshot_of(key, slot)])
+        return True
+
+    def _snapshot_of(self, key: PoolKey, slot: Slot) -> dict[str, Any]:
+        assert slot.position is not None
+        quantity, value, state = pool_state(slot.pool)
+        return {
+            **self._pool_columns(key),
+            "tenant_id": self.tenant.id,
+            "id": uuid.uuid4(),
+            "occurred_at": slot.position[0],
+            "event_id": slot.position[1],
+            "line_no": slot.position[2],
+            "quantity": quantity,
+            "value": value,
+            "state": state,
+            "taken_at": utc_now(),
+        }
+
+    def _insert_snapshots(self, rows: list[dict[str, Any]]) -> None:
+        """One statement for all; a pool that has a snapshot at that position already
+        (the late records since its last all went before it) keeps that one, which
+        its replay rewrote."""
+        if rows:
+            dialect_insert = pg_insert if self.lock else sqlite_insert
+            self.conn.execute(dialect_insert(T["pool_snapshot"]).on_conflict_do_nothing(), rows)
+
+    def _pool_columns(self, key: PoolKey) -> dict[str, Any]:
+        if key[0] == "stock":
+            return {"item_id": key[1], "location_id": key[2], "work_order_id": None}
+        return {"item_id": None, "location_id": None, "work_order_id": key[1]}
+
+    def _of_pool(self, key: PoolKey) -> list[Any]:
+        ps = T["pool_snapshot"]
+        if key[0] == "stock":
+            return [
+                ps.c.tenant_id == self.tenant.id,
+                ps.c.item_id == key[1],
+                ps.c.location_id == key[2],
+            ]
+        return [ps.c.tenant_id == self.tenant.id, ps.c.work_order_id == key[1]]
+
+    def _snapshot_row(self, key: PoolKey, position: Position) -> Any:
+        ps = T["pool_snapshot"]
+        return self.conn.execute(
+            select(ps).where(
+                *self._of_pool(key),
+                ps.c.occurred_at == position[0],
+                ps.c.event_id == position[1],
+                ps.c.line_no == position[2],
+            )
+        ).first()
+
+    def snapshot_before(self, key: PoolKey, position: Position) -> Snapshot | None:
+        ps = T["pool_snapshot"]
+        at = _position_of(ps)
+        row = self.conn.execute(
+            select(ps)
+            .where(
+                *self._of_pool(key),
+                ps.c.occurred_at <= position[0],
+                at < _position_value(ps, position),
+            )
+            .order_by(ps.c.occurred_at.desc(), ps.c.event_id.desc(), ps.c.line_no.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else self._snapshot(key, row)
+
+    def snapshots_around(
+        self, key: PoolKey, position: Position
+    ) -> tuple[Snapshot | None, list[Position]]:
+        """The newest snapshot before `position` and the positions of those at or after
+        it, in one query (a rewind's first read)."""
+        ps = T["pool_snapshot"]
+        at = _position_of(ps)
+        newest_before = (
+            select(ps.c.occurred_at)
+            .where(
+                *self._of_pool(key),
+                ps.c.occurred_at <= position[0],
+                at < _position_value(ps, position),
+            )
+            .order_by(ps.c.occurred_at.desc(), ps.c.event_id.desc(), ps.c.line_no.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        since = func.coalesce(newest_before, literal(position[0], ps.c.occurred_at.type))
+        rows = self.conn.execute(
+            select(ps)
+            .where(*self._of_pool(key), ps.c.occurred_at >= since)
+            .order_by(ps.c.occurred_at, ps.c.event_id, ps.c.line_no)
+        ).all()
+        base, ahead = None, []
+        for row in rows:
+            at = (utc(row.occurred_at), row.event_id, row.line_no)
+            if at < position:
+                base = row
+            else:
+                ahead.append(at)
+                self._ahead[(key, at)] = row  # its state, when the replay gets there
+        return (None if base is None else self._snapshot(key, base)), ahead
+
+    def snapshot_at(self, key: PoolKey, position: Position) -> Snapshot:
+        row = self._ahead.get((key, position)) or self._snapshot_row(key, position)
+        assert row is not None, f"no snapshot of {key} at {position}"
+        return self._snapshot(key, row)
+
+    def _snapshot(self, key: PoolKey, row: Any) -> Snapshot:
+        position = (utc(row.occurred_at), row.event_id, row.line_no)
+        if (key, position) in self._rewritten:
+            return self._rewritten[(key, position)]
+        pool = self.empty_pool(key)
+        restore_pool(pool, row.quantity, row.value, row.state)
+        return Snapshot(row.id, position, pool)
+
+    def rewrite_snapshot(self, key: PoolKey, snapshot: Snapshot) -> None:
+        self._rewritten[(key, snapshot.position)] = snapshot
+
     # -- histories -------------------------------------------------------------
-    def records(self, key: PoolKey) -> list[Record]:
+    def records(
+        self, key: PoolKey, after: Position | None, upto: Position | None = None
+    ) -> list[Record]:
+        """Read through the pool's index (ix_move_from_pool / ix_move_to_pool, or
+        ix_move_work_order), bounded by occurred_at on both sides, each move with its
+        effective value (as posted plus its revaluations)."""
         self.buffer.flush(self.conn)
         mv = T["stock_move"]
         if key[0] == "stock":
@@ -887,13 +1061,15 @@ class SqlHistory:
             ]
         else:
             where = [mv.c.work_order_id == key[1]]
-        rows = self.conn.execute(select(mv).where(mv.c.tenant_id == self.tenant.id, *where)).all()
-        deltas = self._deltas([r.id for r in rows])
-        records: list[Record] = [self._move_record(r, deltas.get(r.id, ZERO)) for r in rows]
+        records: list[Record] = self._move_records(*where, *_bounds(mv, after, upto))
         if key[0] == "wip":
             ch = T["wip_charge"]
             for c in self.conn.execute(
-                select(ch).where(ch.c.tenant_id == self.tenant.id, ch.c.work_order_id == key[1])
+                select(ch).where(
+                    ch.c.tenant_id == self.tenant.id,
+                    ch.c.work_order_id == key[1],
+                    *_bounds(ch, after, upto),
+                )
             ):
                 records.append(
                     ChargeRecord(
@@ -902,6 +1078,27 @@ class SqlHistory:
                 )
         records.sort(key=lambda r: r.position)
         return records
+
+    def _move_records(self, *where: Any) -> list[Record]:
+        """The tenant's moves `where` says, each with its effective value (as posted
+        plus its revaluations, summed through ix_revaluation_move)."""
+        mv, rv = T["stock_move"], T["stock_revaluation"]
+        delta = (
+            select(func.coalesce(func.sum(rv.c.delta_value), 0))
+            .where(rv.c.tenant_id == mv.c.tenant_id, rv.c.move_id == mv.c.id)
+            .scalar_subquery()
+        )
+        query = select(*_replay_columns(mv), delta.label("delta"))
+        rows = self.conn.execute(query.where(mv.c.tenant_id == self.tenant.id, *where))
+        return [self._move_record(r, r.delta) for r in rows]
+
+    def mirrors_of(self, move_ids: list[uuid.UUID], after: Position) -> list[Record]:
+        self.buffer.flush(self.conn)
+        mv = T["stock_move"]
+        found: list[Record] = []
+        for chunk in _chunks(move_ids):
+            found += self._move_records(mv.c.mirrors_move_id.in_(chunk), *_bounds(mv, after, None))
+        return sorted(found, key=lambda r: r.position)
 
     def _deltas(self, move_ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
         if not move_ids:
@@ -921,7 +1118,7 @@ class SqlHistory:
     def _move_record(self, r: Any, delta: Decimal) -> MoveRecord:
         return MoveRecord(
             id=r.id,
-            position=(r.occurred_at, r.event_id, r.line_no),
+            position=(r.occurred_at, r.event_id, r.line_no),  # UTCDateTime: aware UTC
             kind=r.kind,
             item_id=r.item_id,
             lot=r.lot,
@@ -943,6 +1140,91 @@ class SqlHistory:
             select(mv.c.value).where(mv.c.tenant_id == self.tenant.id, mv.c.id == move_id)
         )
         return Decimal(value) + self._deltas([move_id]).get(move_id, ZERO)
+
+
+def _replay_columns(mv: Any) -> list[Any]:
+    """What a replay needs of a stock move."""
+    return [
+        mv.c.id,
+        mv.c.occurred_at,
+        mv.c.event_id,
+        mv.c.line_no,
+        mv.c.kind,
+        mv.c.item_id,
+        mv.c.lot,
+        mv.c.from_location_id,
+        mv.c.to_location_id,
+        mv.c.quantity,
+        mv.c.basis,
+        mv.c.work_order_id,
+        mv.c.mirrors_move_id,
+        mv.c.value,
+        mv.c.scrap_quantity,
+    ]
+
+
+def _position_of(table: Any) -> Any:
+    return tuple_(table.c.occurred_at, table.c.event_id, table.c.line_no)
+
+
+def _position_value(table: Any, position: Position) -> Any:
+    """A position as the table stores it (each value bound with its column's type)."""
+    columns = (table.c.occurred_at, table.c.event_id, table.c.line_no)
+    return tuple_(*(literal(v, c.type) for v, c in zip(position, columns, strict=True)))
+
+
+def _bounds(table: Any, after: Position | None, upto: Position | None) -> list[Any]:
+    """Rows after `after` up to and including `upto`; occurred_at alone as well, so
+    the pool's index bounds the scan."""
+    at = _position_of(table)
+    out = []
+    if after is not None:
+        out += [table.c.occurred_at >= after[0], at > _position_value(table, after)]
+    if upto is not None:
+        out += [table.c.occurred_at <= upto[0], at <= _position_value(table, upto)]
+    return out
+
+
+def pool_state(pool: Pool) -> tuple[Decimal, Decimal, str]:
+    """A pool as a snapshot row keeps it: quantity, value and the rest as JSON."""
+    if isinstance(pool, StockPool):
+        state: dict[str, Any] = {
+            "last_unit_cost": _text(pool.last_unit_cost),
+            "lots": {lot: str(q) for lot, q in sorted(pool.lots.items()) if q},
+            "layers": [[str(layer.ref), *map(str, _layer_state(layer))] for layer in pool.layers],
+        }
+        return pool.quantity, pool.value, json.dumps(state)
+    state = {
+        "good_quantity": str(pool.good_quantity),
+        "materials": {
+            str(item): [str(q), str(v)] for item, (q, v) in sorted(pool.materials.items(), key=str)
+        },
+    }
+    return pool.completed_quantity, pool.value, json.dumps(state)
+
+
+def restore_pool(pool: Pool, quantity: Decimal, value: Decimal, text: str) -> None:
+    """Fill an empty pool from a snapshot row (the inverse of `pool_state`)."""
+    state = json.loads(text)
+    pool.value = value
+    if isinstance(pool, StockPool):
+        pool.quantity = quantity
+        cost = state["last_unit_cost"]
+        pool.last_unit_cost = None if cost is None else Decimal(cost)
+        pool.lots = {lot: Decimal(q) for lot, q in state["lots"].items()}
+        pool.layers = [
+            Layer(uuid.UUID(ref), *map(Decimal, numbers)) for ref, *numbers in state["layers"]
+        ]
+        return
+    pool.completed_quantity = quantity
+    pool.good_quantity = Decimal(state["good_quantity"])
+    pool.materials = {
+        uuid.UUID(item): (Decimal(q), Decimal(v)) for item, (q, v) in state["materials"].items()
+    }
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
