@@ -3,6 +3,10 @@
 Prints throughput (events/s), batch latency (p50/p99), the books-check result and,
 for comparison, the raw insert rate of the same number of rows into a scratch table
 on the same database (the "raw limit"). See docs/benchmarks.md.
+
+Also the CPU time the API server and the database's backends spent per event while
+timed (Linux, database on this machine): on a shared box wall time swings with the
+neighbours' load, CPU time much less, so it is what tells two runs apart.
 """
 
 from __future__ import annotations
@@ -119,6 +123,44 @@ def _start_server(url: str, port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.1)
     server.kill()
     raise RuntimeError("the API server did not start within 60 s")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a local process has used so far (Linux /proc); None
+    where that cannot be read (another OS, a process of another machine or user)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_cpu(db: Engine) -> dict[int, float] | None:
+    """CPU seconds so far of each PostgreSQL backend connected to the bench database,
+    by process id; None when they cannot be read (SQLite, a remote server)."""
+    if db.dialect.name != "postgresql":
+        return None
+    with db.connect() as conn:
+        pids = conn.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).all()
+    used = {int(pid): _cpu_seconds(int(pid)) for pid in pids}
+    if not used or any(seconds is None for seconds in used.values()):
+        return None
+    return {pid: seconds for pid, seconds in used.items() if seconds is not None}
+
+
+def _cpu_spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends spent between two readings; a backend that started in
+    between counts from zero (one that ended in between is lost, so this is a floor)."""
+    if before is None or after is None:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def _per_event_ms(seconds: float | None, events: int) -> float | None:
+    return None if seconds is None or not events else round(seconds * 1000 / events, 3)
 
 
 def _free_port() -> int:
@@ -384,6 +426,8 @@ def main(
                     conn.exec_driver_sql("ANALYZE")
                     conn.commit()
             before = _ledger_rows(db, tenant.id)
+            server_cpu_start = _cpu_seconds(server.pid)
+            db_cpu_start = _database_cpu(db)
             t_start = time.perf_counter()
             for i in range(0, len(evs), batch):
                 chunk = evs[i : i + batch]
@@ -395,6 +439,8 @@ def main(
                     if res["status"] != "posted":
                         not_posted.append({"event": ev, "result": res})
             total = time.perf_counter() - t_start
+            server_cpu_end = _cpu_seconds(server.pid)
+            db_cpu = _cpu_spent(db_cpu_start, _database_cpu(db))
             after = _ledger_rows(db, tenant.id)
             late_ms, late_revaluations = _late_receipt(client, db, tenant.id, every[0])
             recon = _ok(client.get("/reports/reconciliation"))
@@ -406,6 +452,11 @@ def main(
         raw_rate = _raw_insert_rate(backend, url, total_rows, per_txn)
         lat = sorted(x * 1000 for x in latencies)
         ev_rate = events / total if total else 0.0
+        server_cpu = (
+            server_cpu_end - server_cpu_start
+            if server_cpu_start is not None and server_cpu_end is not None
+            else None
+        )
         ingest_rows_rate = total_rows / total if total else 0.0
         result = {
             "backend": backend,
@@ -417,6 +468,8 @@ def main(
             "events_per_s": round(ev_rate, 1),
             "batch_p50_ms": round(_pct(lat, 50), 1),
             "batch_p99_ms": round(_pct(lat, 99), 1),
+            "server_cpu_ms_per_event": _per_event_ms(server_cpu, events),
+            "db_cpu_ms_per_event": _per_event_ms(db_cpu, events),
             "not_posted": len(not_posted),
             "late_receipt_ms": round(late_ms, 1),
             "late_receipt_revalued_moves": late_revaluations,
@@ -444,6 +497,8 @@ def main(
             ("events/s", f"{ev_rate:,.0f}"),
             ("batch latency p50 (ms)", f"{result['batch_p50_ms']:,.1f}"),
             ("batch latency p99 (ms)", f"{result['batch_p99_ms']:,.1f}"),
+            ("API server CPU per event (ms)", f"{result['server_cpu_ms_per_event']}"),
+            ("database CPU per event (ms)", f"{result['db_cpu_ms_per_event']}"),
             ("not posted", f"{len(not_posted)}"),
             ("late receipt before all history (ms)", f"{late_ms:,.1f}"),
             ("  moves it revalued", f"{late_revaluations:,}"),

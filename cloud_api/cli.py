@@ -364,5 +364,36 @@ def bench_portal(
     run_bench(moves=moves, requests=requests, database_url=database_url, days=days)
 
 
+@bench_app.command("late")
+def bench_late(
+    sizes: Annotated[
+        str, typer.Option(help="Ledger sizes (floor events), comma-separated, ascending.")
+    ] = "10000,100000,1000000",
+    ingest_sample: Annotated[
+        int, typer.Option(help="Floor events timed for the ingest rate at each size.", min=1)
+    ] = 5000,
+    busy_moves: Annotated[
+        int, typer.Option(help="Later moves the busy item's late receipt revalues.", min=1)
+    ] = 100_000,
+    skip_busy: Annotated[bool, typer.Option("--skip-busy", help="No busy item.")] = False,
+    database_url: Annotated[
+        str,
+        typer.Option(help="PostgreSQL server; the bench creates and drops its own database."),
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+) -> None:
+    """Grow a floor to each of SIZES and time a late receipt before all history there,
+    and the ingest rate, each beside its raw limit; then one late receipt revaluing
+    BUSY_MOVES moves. Exits non-zero when the books-check is not empty."""
+    from bench.late_events import main as run_bench
+
+    run_bench(
+        sizes=[int(size) for size in sizes.split(",")],
+        ingest_sample=ingest_sample,
+        busy_moves=busy_moves,
+        skip_busy=skip_busy,
+        database_url=database_url,
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
