@@ -549,6 +549,17 @@ def test_a_late_receipt_across_snapshots_revalues_the_later_issues(
     assert_same_books(api, in_order_tenant(api.db, [*history, late, further]))
 
 
+def raw_in_march_and_april() -> list[dict[str, Any]]:
+    """RAW received, then two issues in March and two in April."""
+    return [
+        receipt(0, "RAW", "10", "10"),
+        issue(10, "RAW", "2"),
+        issue(20, "RAW", "2"),
+        issue(APRIL + 10, "RAW", "2"),
+        issue(APRIL + 20, "RAW", "2"),
+    ]
+
+
 def snapshot_rows(api: Api) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in snapshots(api)]
 
@@ -558,13 +569,7 @@ def test_a_late_event_in_a_closed_period_is_held_and_writes_nothing(
 ) -> None:
     monkeypatch.setattr(get_settings(), "valuation_snapshot_every", 2)
     setup_workshop(api)
-    history = [
-        receipt(0, "RAW", "10", "10"),
-        issue(10, "RAW", "2"),
-        issue(20, "RAW", "2"),
-        issue(APRIL + 10, "RAW", "2"),
-        issue(APRIL + 20, "RAW", "2"),
-    ]
+    history = raw_in_march_and_april()
     post(api, *history)
     assert api.post("/periods/2026-03/close").status_code == 200
     kept = snapshot_rows(api)
@@ -647,13 +652,7 @@ def test_a_late_receipt_before_a_closed_period_revalues_it_in_the_next_open_one(
 ) -> None:
     monkeypatch.setattr(get_settings(), "valuation_snapshot_every", 2)
     setup_workshop(api)
-    history = [
-        receipt(0, "RAW", "10", "10"),
-        issue(10, "RAW", "2"),
-        issue(20, "RAW", "2"),
-        issue(APRIL + 10, "RAW", "2"),
-        issue(APRIL + 20, "RAW", "2"),
-    ]
+    history = raw_in_march_and_april()
     post(api, *history)
     assert api.post("/periods/2026-04/close").status_code == 200
     raw = stock_pool(api, "RAW")

@@ -91,6 +91,9 @@ class Slot:
     read_to: Position | None = None
     window: int = 1
 
+    def end_replay(self) -> None:
+        self.replay_from, self.ahead, self.read_to, self.window = None, [], None, 1
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -273,7 +276,7 @@ class Engine:
         finally:
             for key in self._saved:
                 slot = self.slots[key]
-                slot.replay_from, slot.ahead, slot.read_to, slot.window = None, [], None, 1
+                slot.end_replay()
             self._saved = None
         for snapshot_key, snapshot in run.rewritten.items():
             self.history.rewrite_snapshot(snapshot_key[0], snapshot)
@@ -431,7 +434,7 @@ class _Run:
         )
         if same_state(slot.pool, stored.pool):
             slot.pool, slot.position = self.engine.saved(key)
-            slot.replay_from, slot.ahead, slot.read_to, slot.window = None, [], None, 1
+            slot.end_replay()
             self.queue_mirrors(key, mark.position)
             return
         self.rewritten[(key, mark.position)] = Snapshot(stored.id, mark.position, slot.pool.clone())

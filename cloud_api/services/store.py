@@ -981,19 +981,7 @@ class SqlHistory:
         ).first()
 
     def snapshot_before(self, key: PoolKey, position: Position) -> Snapshot | None:
-        ps = T["pool_snapshot"]
-        at = _position_of(ps)
-        row = self.conn.execute(
-            select(ps)
-            .where(
-                *self._of_pool(key),
-                ps.c.occurred_at <= position[0],
-                at < _position_value(ps, position),
-            )
-            .order_by(ps.c.occurred_at.desc(), ps.c.event_id.desc(), ps.c.line_no.desc())
-            .limit(1)
-        ).first()
-        return None if row is None else self._snapshot(key, row)
+        return self.snapshots_around(key, position)[0]
 
     def snapshots_around(
         self, key: PoolKey, position: Position
