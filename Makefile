@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test`. Each has its own PostgreSQL database, SQLite
+# file, Mosquitto brokers and mail directory (tests/conftest.py); many tests wait on
+# I/O (servers, brokers, subprocess agents, PostgreSQL), so more workers than cores.
+TEST_WORKERS ?= 4
 
 .PHONY: demo test lint bench clean
 
@@ -19,9 +23,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/erp bench ingest

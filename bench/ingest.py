@@ -107,7 +107,7 @@ def _start_server(url: str, port: int) -> subprocess.Popen[bytes]:
     JSON work then does not share the server's interpreter."""
     env = {**os.environ, "DATABASE_URL": url}
     server = subprocess.Popen(
-        [sys.executable, "-m", "cloud_api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "erp.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
     )

@@ -38,8 +38,6 @@ from sqlalchemy.engine import make_url
 
 from bench.ingest import throwaway_postgres
 from cloud_api.api import schemas
-from cloud_api.api.app import create_app
-from cloud_api.contract import ResultStatus
 from cloud_api.db import models as m
 from cloud_api.db import rls, tenancy
 from cloud_api.db.engine import make_engine, normalize_url
@@ -49,6 +47,8 @@ from cloud_api.services.ingest import IngestService
 from cloud_api.services.store import TenantContext
 from cloud_api.services.tenants import tenant_by_id
 from cloud_api.settings import Settings, get_settings
+from contract import ResultStatus
+from erp.app import create_app
 from tenant.security import SESSION_COOKIE
 from web.dashboard import BooksCheck, BooksCheckCache
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from edge_agent import __version__
@@ -225,7 +226,7 @@ class Agent:
         ]
         self._spawn("sync", lambda: self.syncer.run(self.stop_event))
         for loop in loops:
-            self._spawn(loop.name, lambda loop=loop: self._every(loop))
+            self._spawn(loop.name, partial(self._every, loop))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"edge-{name}", daemon=True)

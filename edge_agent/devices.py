@@ -35,6 +35,7 @@ from firmware_bridges.terminal import Answer as TerminalAnswer
 from firmware_bridges.terminal import (
     BridgeConfig,
     CounterTracker,
+    CountMessage,
     TerminalBridge,
     TerminalReading,
 )
@@ -134,8 +135,8 @@ class Terminals:
                 return TerminalAnswer(True, "OK (already saved)")
             if message.type in ("pause", "finish"):
                 return self._stop(reading)
-            if message.type == "count":
-                return self._count(reading)
+            if isinstance(message, CountMessage):  # type "count"
+                return self._count(reading, message)
         except OutboxError as error:
             log.error("terminal %s: %s", device_id, error)
             return TerminalAnswer(False, f"NOT SAVED: {error.code}", error.code, retry=True)
@@ -179,8 +180,7 @@ class Terminals:
         self._after_saved(reading)
         return TerminalAnswer(True, f"{m.type} {m.work_order}")
 
-    def _count(self, reading: TerminalReading) -> TerminalAnswer:
-        m = reading.message
+    def _count(self, reading: TerminalReading, m: CountMessage) -> TerminalAnswer:
         deltas = self.counters.preview(reading.device.device_id, m.counter_epoch, m.counters())
         good = deltas.get("good", Decimal(0))
         scrap = sum((v for k, v in deltas.items() if k.startswith("scrap.")), Decimal(0))
@@ -224,7 +224,7 @@ class Terminals:
     def _after_saved(self, reading: TerminalReading) -> None:
         """What follows a saved report: counters advance, a stopped job's start goes."""
         m = reading.message
-        if m.type == "count":
+        if isinstance(m, CountMessage):  # type "count"
             self.counters.apply(reading.device.device_id, m.counter_epoch, m.counters())
             self.agent.outbox.meta_set(self.COUNTERS_META, json.dumps(self.counters.state()))
         elif m.type in ("pause", "finish"):

@@ -15,11 +15,11 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine, select
 
-from cloud_api.api.app import create_app
 from cloud_api.db.models import EdgeEvent
 from cloud_api.settings import get_settings
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from erp.app import create_app
 from tests.conftest import Api
 from tests.roles import app_engines
 

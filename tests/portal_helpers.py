@@ -15,8 +15,8 @@ from babel.messages.extract import extract_from_dir
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from cloud_api.api.app import create_app
 from cloud_api.settings import get_settings
+from erp.app import create_app
 from tests.roles import app_engines
 
 PASSWORD = "tiger-lily walks 42 oak benches"

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import and_, func, select
 
-from cloud_api.contract import EVENT_ADAPTER
 from cloud_api.db import models as m
 from cloud_api.domain.posting_rules import backflush_issues, pick_lots
 from cloud_api.domain.refs import ComponentRef, ItemRef, LocationRef, LotStock, WorkOrderRef
 from cloud_api.errors import Held
 from cloud_api.services.ingest import payload_hash
+from contract import EVENT_ADAPTER
 from tests.conftest import Api
 from tests.factory import BASE_TIME, event, issue, labour, receipt, reversal, setup_workshop
 from tests.test_bad_input import assert_problem

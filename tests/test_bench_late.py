@@ -19,6 +19,10 @@ SAMPLE, BUSY = 100, 300
 # order on the floor and the shipment of the unit completed
 SEGMENT_REVALUED = {"issue": 600, "completion": 12, "shipment": 12}
 
+# Each bench test compares the set of erp_bench_* databases on the server before and
+# after its run; under pytest-xdist the two must not overlap, so they share a worker.
+pytestmark = pytest.mark.xdist_group("erp-bench-databases")
+
 
 def _bench_databases(server: str) -> set[str]:
     admin = make_engine(server)
@@ -43,12 +47,14 @@ def test_the_bench_posts_every_stage_revalues_and_checks_the_books(
     for row in result["ingest"]:
         assert row["events"] == SAMPLE and row["rows"] > SAMPLE
         assert row["events_per_s"] > 0 and row["raw_rows_per_s"] > 0
+        assert row["cpu_ms_per_event"] > 0 and row["db_cpu_ms_per_event"] >= 0
     assert [row["size"] for row in result["late"]] == list(SIZES)
     for row in result["late"]:
         assert row["segment_events"] == late_events.SEGMENT_EVENTS
         assert row["revalued_by_kind"] == SEGMENT_REVALUED
         assert row["revalued"] == sum(SEGMENT_REVALUED.values())
         assert row["ms"] > 0 and row["raw_ms"] > 0
+        assert row["cpu_ms"] > 0 and row["db_cpu_ms"] >= 0
     assert result["busy"]["revalued"] == BUSY
     assert result["busy"]["revalued_by_kind"] == {"shipment": BUSY}
     assert result["books_check_differences"] == []

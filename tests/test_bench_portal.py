@@ -30,6 +30,10 @@ EXPECTED = portal.Expected(
     revenue_month=Decimal(0),
 )
 
+# Each bench test compares the set of erp_bench_* databases on the server before and
+# after its run; under pytest-xdist the two must not overlap, so they share a worker.
+pytestmark = pytest.mark.xdist_group("erp-bench-databases")
+
 
 def _bench_databases(server: str) -> set[str]:
     admin = make_engine(server)

@@ -39,7 +39,7 @@ ERP_COMMANDS = _erp_commands()
 def erp_cli() -> Any:
     import typer
 
-    from cloud_api.cli import app
+    from erp.cli import app
 
     return typer.main.get_command(app)
 

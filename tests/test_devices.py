@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, update
 from typer.testing import CliRunner
 
-from cloud_api.cli import app as erp
 from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.services import subscriptions as sub_store
+from erp.cli import app as erp
 from tenant import metering
 from tenant import subscriptions as subs
 from tests.conftest import Api

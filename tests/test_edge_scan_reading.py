@@ -16,7 +16,7 @@ from edge_agent.config import parse_config
 from edge_agent.devices import ScannerStation
 from firmware_bridges.scanner import ScanFrame
 from tests.edge_harness import edge_config
-from tests.test_sessions import MASTER_DATA
+from tests.unit.edge.test_sessions import MASTER_DATA
 
 
 @pytest.fixture

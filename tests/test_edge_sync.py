@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
-from cloud_api.cli import app
 from edge_agent.outbox import Capture, Outbox
 from edge_agent.sync import Backoff, CloudClient, Syncer, retry_after_s
+from erp.cli import app
 
 
 def outbox_with(tmp_path: Path, n: int) -> Outbox:

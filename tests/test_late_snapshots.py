@@ -20,10 +20,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, update
+from sqlalchemy import event as sa_event
 
 from cloud_api.db import models as m
+from cloud_api.domain import engine
 from cloud_api.domain.clock import utc
 from cloud_api.domain.refs import INTERNAL_KINDS
+from cloud_api.services.store import pool_state
 from cloud_api.settings import get_settings
 from tests.conftest import Api
 from tests.factory import (
@@ -246,9 +249,49 @@ def assert_same_books(api: Api, fresh: Api) -> None:
     assert stock(api) == stock(fresh)
     assert wip(api) == wip(fresh)
     assert stored_layers(api) == stored_layers(fresh)
+    assert wip_materials(api) == wip_materials(fresh)
     for tenant in (api, fresh):
         assert tenant.reconcile() == []
         assert_snapshots_equal_moves(tenant)
+
+
+def wip_materials(api: Api) -> list[tuple[str, str, D, D]]:
+    """The cached materials of each work order (the books-check does not read them:
+    `save` writes only those that changed, so they are compared here), nonzero."""
+    wm, wo, it = T["wip_material"], T["work_order"], T["item"]
+    query = (
+        select(wo.c.code, it.c.code.label("item"), wm.c.quantity, wm.c.value)
+        .join(wo, (wo.c.tenant_id == wm.c.tenant_id) & (wo.c.id == wm.c.work_order_id))
+        .join(it, (it.c.tenant_id == wm.c.tenant_id) & (it.c.id == wm.c.item_id))
+        .where(wm.c.tenant_id == api.tenant.id)
+    )
+    with api.db.connect() as conn:
+        rows = conn.execute(query).all()
+    return sorted((r.code, r.item, r.quantity, r.value) for r in rows if r.quantity or r.value)
+
+
+@pytest.fixture
+def reads_ahead_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Every read ahead a rewind uses is what reading at the rewind's own position
+    gives: the same snapshot before, snapshots ahead and records with their values."""
+    used: Counter[str] = Counter()
+    real = engine._Run.reads
+
+    def summary(read: tuple[Any, list[Any], list[Any]]) -> tuple[Any, ...]:
+        base, ahead, records = read
+        state = None if base is None else (base.position, pool_state(base.pool))
+        return state, list(ahead), [(r.id, r.position, r.value) for r in records]
+
+    def reads(run: Any, key: Any, position: Any) -> Any:
+        ahead = run.prefetched.get(key)
+        read = real(run, key, position)
+        if ahead is not None and read[2] is ahead[3]:  # the read ahead was used
+            assert summary(read) == summary(run.engine.history.rewind_reads({key: position})[key])
+            used["reads ahead used"] += 1
+        return read
+
+    monkeypatch.setattr(engine._Run, "reads", reads)
+    yield used
 
 
 def assert_any_arrival_ends_as_in_order(db: Engine, ops: list[Any], data: st.DataObject) -> None:
@@ -306,15 +349,16 @@ histories = st.lists(floor_operation, min_size=10, max_size=24)
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=histories, data=st.data())
 def test_any_arrival_order_with_snapshots_gives_the_in_order_books_sqlite(
-    sqlite_db: Engine, ops: list[Any], data: st.DataObject
+    sqlite_db: Engine, ops: list[Any], data: st.DataObject, reads_ahead_checked: Counter[str]
 ) -> None:
     assert_any_arrival_ends_as_in_order(sqlite_db, ops, data)
+    event(f"reads ahead used: {'some' if reads_ahead_checked else 'none'}")
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=histories, data=st.data())
 def test_any_arrival_order_with_snapshots_gives_the_in_order_books_postgres(
-    pg_db: Engine, ops: list[Any], data: st.DataObject
+    pg_db: Engine, ops: list[Any], data: st.DataObject, reads_ahead_checked: Counter[str]
 ) -> None:
     assert_any_arrival_ends_as_in_order(pg_db, ops, data)
 
@@ -902,3 +946,73 @@ def test_a_late_charge_to_a_completed_order_stops_its_replay_at_the_next_snapsho
         D("60.00"),
     )
     assert_same_books(api, in_order_tenant(api.db, [*history, late]))
+
+
+# -- what a cascade reads and writes ---------------------------------------------------------
+MATERIALS = ("M1", "M2", "M3", "M4", "M5")
+
+
+def floor_of_orders(api: Api, orders: int) -> list[dict[str, Any]]:
+    """`orders` work orders of TBL, each issued RAW and five other materials, one unit
+    of each completed and shipped; the history as events."""
+    setup_workshop(api)
+    for code in MATERIALS:
+        api.create("/items", {"code": code, "name": code, "kind": "raw"})
+    codes = ["WO1", "WO2"] + [f"WO{n}" for n in range(3, orders + 1)]
+    for code in codes[2:]:
+        api.create(
+            "/work-orders", {"code": code, "item": "TBL", "planned_quantity": "10", "release": True}
+        )
+    history = [receipt(0, "RAW", "100", "10")]
+    history += [receipt(0.5, code, "100", "2") for code in MATERIALS]
+    for n, order in enumerate(codes[:orders]):
+        history.append(issue(10 + n, "RAW", "2", order))
+        history += [issue(30 + n, code, "1", order) for code in MATERIALS]
+        history.append(completion(60 + n, "1", order))
+        history.append(shipment(90 + n, "TBL", "1", "100"))
+    return history
+
+
+def post_watching(api: Api, event: dict[str, Any]) -> Counter[str]:
+    """Post one event; count the statements that read stock moves and the rows written
+    to the cached work-order materials."""
+    seen: Counter[str] = Counter()
+
+    def watch(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "FROM stock_move" in statement:
+            seen["move reads"] += 1
+        if statement.startswith("INSERT INTO wip_material"):
+            seen["material rows"] += len(params) if isinstance(params, list | tuple) else 1
+
+    app_db = api.client.app.state.db
+    sa_event.listen(app_db, "before_cursor_execute", watch)
+    try:
+        post(api, event)
+    finally:
+        sa_event.remove(app_db, "before_cursor_execute", watch)
+    return seen
+
+
+def test_a_cascade_reads_a_step_of_pools_at_once_and_writes_what_changed(db: Engine) -> None:
+    """A late receipt revalues RAW's issue to every order, each order's completion and
+    its shipment: it rewinds 1 + n + 1 pools. Reading ahead for a cascade's step reads
+    the orders' histories in one round, so the statements that read moves do not grow
+    with the number of orders; and of each order's six materials only RAW's cached row
+    is rewritten."""
+    reads = {}
+    for orders in (2, 6):
+        api = Api(db)
+        history = floor_of_orders(api, orders)
+        post(api, *history)
+        late = receipt(5, "RAW", "100", "16")
+        seen = post_watching(api, late)
+        reads[orders] = seen["move reads"]
+        assert seen["material rows"] == orders  # RAW's material in each order, no other
+        fresh = Api(db)
+        floor_of_orders(fresh, orders)
+        post(fresh, *sorted([*history, late], key=event_order))
+        assert_same_books(api, fresh)
+        # 200 RAW at 2,600.00, 13.00 a unit: each order's 2 at 26.00
+        issued = [value for kind, _, value in ledger_values(api, "RAW") if kind == "material_issue"]
+        assert issued == [D("26.00")] * orders
+    assert reads[2] == reads[6], reads

@@ -189,7 +189,7 @@ def test_an_operator_resets_a_lost_second_factor_with_a_reason(db: Engine) -> No
 
     from typer.testing import CliRunner
 
-    from cloud_api.cli import app as cli
+    from erp.cli import app as cli
 
     owner, email = Browser(db), _email("owner")
     signed = owner.sign_up(email)
@@ -386,7 +386,7 @@ def test_recovery_codes_sign_in_once_each_and_new_ones_replace_them(db: Engine) 
 
     from typer.testing import CliRunner
 
-    from cloud_api.cli import app as cli
+    from erp.cli import app as cli
 
     platform = as_role(db, rls.PLATFORM).url.render_as_string(hide_password=False)
     args = ["tenant", "reset-mfa", email, "--reason", "lost", "--database-url", platform]

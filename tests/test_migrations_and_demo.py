@@ -13,10 +13,10 @@ from sqlalchemy import func, select, text
 from sqlmodel import SQLModel
 
 import cloud_api.db.models  # noqa: F401
-from cloud_api import demo
 from cloud_api.db import models as m
 from cloud_api.db.engine import make_engine
-from cloud_api.demo import run_demo
+from erp import demo
+from erp.demo import run_demo
 from tests.portal_helpers import Portal
 
 

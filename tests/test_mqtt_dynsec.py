@@ -463,7 +463,7 @@ def test_an_unreachable_broker_is_named_as_such() -> None:
 
 
 def erp(*args: str, env: dict[str, str]) -> Any:
-    from cloud_api.cli import app
+    from erp.cli import app
 
     return CliRunner().invoke(app, ["edge", *args], env=env)
 

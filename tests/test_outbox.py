@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import edge_agent.ids as edge_ids
-from cloud_api.contract import EVENT_ADAPTER
+from contract import EVENT_ADAPTER
 from edge_agent.ids import device_msg_event_id, uuid7, uuid7_unix_ms
 from edge_agent.outbox import (
     CURRENT_VERSION,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 from cloud_api.db import models as m
 from cloud_api.db import tenancy
 from cloud_api.domain.clock import now_utc
+from cloud_api.reporting.finance import ReceivableLine, aging, bucket_of
 from cloud_api.services import held as held_events
 from cloud_api.services import subscriptions
 from cloud_api.services.tenants import tenant_by_id
@@ -32,8 +33,6 @@ from tests.portal_helpers import PASSWORD, Portal, csrf_of, email, message_ids
 from tests.roles import app_engines
 from web.dashboard import BooksCheckCache
 from web.i18n import Formats, translations
-from web.queries import ReceivableLine
-from web.statements import aging, bucket_of
 
 PAGES = ["/", "/inventory", "/exceptions", "/devices", "/inventory/RAW"]
 NEW_PAGES = [

@@ -30,6 +30,9 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 15_000
+# One worker runs these under pytest-xdist: one Chromium launch (the module's browser
+# fixture) instead of one per worker that happens to draw a browser test.
+pytestmark = pytest.mark.xdist_group("chromium")
 
 sync_api = pytest.importorskip("playwright.sync_api") if not CI else None
 if CI:  # in CI a missing Playwright is a failure, not a skip

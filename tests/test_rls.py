@@ -90,6 +90,21 @@ def test_the_app_roles_are_neither_superuser_nor_bypassrls_nor_owners(
         assert owner == rls.OWNER
 
 
+def test_creating_the_roles_again_leaves_the_cluster_wide_rows_alone(pg_db: Engine) -> None:
+    """Each database's migration runs create_roles(); when the roles are already right
+    it must not rewrite their pg_authid rows, or two databases migrated at once on one
+    cluster (parallel test workers) fail with "tuple concurrently updated"."""
+    versions = text(
+        "SELECT rolname, xmin::text FROM pg_authid WHERE rolname = ANY(:r) ORDER BY rolname"
+    )
+    roles = [rls.OWNER, rls.APP, rls.PLATFORM]
+    with pg_db.begin() as conn:
+        before = conn.execute(versions, {"r": roles}).all()
+        conn.execute(text(rls.create_roles()))
+        after = conn.execute(versions, {"r": roles}).all()
+    assert len(before) == 3 and after == before
+
+
 @pytest.fixture
 def two_tenants(pg_db: Engine) -> tuple[Api, Api]:
     a, b = Api(pg_db), Api(pg_db)

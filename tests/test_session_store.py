@@ -28,7 +28,7 @@ from edge_agent.session_store import (
 )
 from edge_agent.sessions import ScanInput, Session, SessionState, Workstation
 from tests.edge_harness import edge_config
-from tests.test_sessions import MASTER_DATA, STATION, T0, Label, master_data, run
+from tests.unit.edge.test_sessions import MASTER_DATA, STATION, T0, Label, master_data, run
 
 HANDHELD = Workstation(id="hh", warehouse="WH", supplier="SUP", mode="receive")
 

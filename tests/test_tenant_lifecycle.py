@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from cloud_api.cli import app as cli
 from cloud_api.db import rls, tenancy
+from erp.cli import app as cli
 from tests.factory import receipt
 from tests.portal_helpers import Portal
 from tests.roles import as_role

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from cloud_api.api.access import WRITE_ACTIONS
-from cloud_api.api.app import create_app
+from cloud_api.api import deps
+from cloud_api.api.deps import (
+    PrincipalDep,  # resolved by name: the module's annotations are strings
+)
 from cloud_api.settings import get_settings
+from erp.app import create_app
 from tests.members import member_id
 from tests.roles import app_engines
 
@@ -243,22 +245,21 @@ def test_six_bad_passwords_back_off_and_the_hourly_cap_holds(db: Engine) -> None
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
 
 
-@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
-def test_every_write_route_is_mapped_to_an_action(db: Engine) -> None:
-    app = create_app(get_settings(), *app_engines(db))
-    open_routes = {
-        ("POST", "/api/v1/signup"),
-        ("POST", "/api/v1/login"),
-        ("POST", "/api/v1/devices/enroll"),
-        ("POST", "/api/v1/invitations/accept"),
-    }
-    writes = {
-        (method, route.path)
-        for route in app.routes
-        for method in getattr(route, "methods", set())
-        if route.path.startswith("/api/v1") and method not in ("GET", "HEAD")
-    }
-    unmapped = writes - set(WRITE_ACTIONS) - open_routes
+def test_every_api_route_declares_who_may_call_it() -> None:
+    """Each route carries its Permission (cloud_api/api/permissions.py); every write
+    but the four that take no credential names an action tenant/rbac.py knows."""
+    from cloud_api.api.permissions import declared
+    from cloud_api.api.routes import ROUTERS
+    from tenant.rbac import ACTIONS
+
+    open_routes = {"/signup", "/login", "/devices/enroll", "/invitations/accept"}
+    routes = [route for router in ROUTERS for route in router.routes]
+    assert len(routes) > 60
+    rules = {(m, r.path): declared(r.dependencies) for r in routes for m in r.methods}
+    assert None not in rules.values()
+    writes = {key: rule for key, rule in rules.items() if key[0] != "GET"}
+    assert {path for (_, path), rule in writes.items() if rule.open} == open_routes
+    unmapped = {key for key, rule in writes.items() if not rule.open and rule.action not in ACTIONS}
     assert unmapped == set()
 
 
@@ -422,3 +423,29 @@ def test_a_password_change_ends_every_other_session(db: Engine) -> None:
     assert elsewhere.call("GET", "/items").status_code == 401  # in the other tenant too
     assert Browser(db).log_in(email).status_code == 401  # the old password is gone
     assert Browser(db).log_in(email, new).status_code == 200
+
+
+def test_a_declared_route_that_never_resolves_its_caller_is_refused_at_start() -> None:
+    """A declaration checks nothing by itself: the checks run when the route resolves
+    its caller (deps.current_principal, through PrincipalDep or TenantDep). A handler
+    that takes neither would answer anyone, so the app refuses to start with one; every
+    real route resolves its caller."""
+    from fastapi import APIRouter
+
+    from cloud_api.api.idempotent import IdempotentRoute
+    from cloud_api.api.permissions import Requires, unguarded_routes
+    from cloud_api.api.routes import ROUTERS
+
+    router = APIRouter(route_class=IdempotentRoute)
+
+    @router.get("/export-all", dependencies=[Requires("export", token_scope="export:read")])
+    def export_all() -> dict[str, bool]:  # forgot TenantDep
+        return {"everything": True}
+
+    @router.get("/fine", dependencies=[Requires("read")])
+    def fine(principal: PrincipalDep) -> dict[str, bool]:
+        return {"fine": True}
+
+    assert unguarded_routes(router.routes, deps.current_principal) == ["GET /export-all"]
+    real = [route for router in ROUTERS for route in router.routes]
+    assert unguarded_routes(real, deps.current_principal) == []

@@ -369,8 +369,8 @@ def test_issued_quantity_nets_out_returns_and_reversals(api: Api) -> None:
 def test_a_labour_report_in_hours_hashes_as_before_start_and_stop_existed() -> None:
     """An edge retry of a labour event stored before `started_at`/`stopped_at` existed
     stays a duplicate, not an idempotency conflict."""
-    from cloud_api.contract import EVENT_ADAPTER
     from cloud_api.services.ingest import payload_hash
+    from contract import EVENT_ADAPTER
 
     body = {
         "event_id": "00000000-0000-4000-8000-000000000002",

@@ -21,9 +21,12 @@ from sqlalchemy import Engine
 from cloud_api.db import tenancy
 from cloud_api.domain.clock import local_date, now_utc
 from cloud_api.domain.money import ZERO, unit_cost
+from cloud_api.domain.posting_rules import COST_OF_SALES
+from cloud_api.reporting import devices as device_reads
+from cloud_api.reporting import finance, production, queue, stock
 from cloud_api.services import reports
 from cloud_api.services.store import TenantContext
-from web import queries, statements, turnover
+from web import turnover
 from web.charts import Bar, bar_chart, column_chart, line_chart
 from web.common import db
 from web.i18n import Formats
@@ -93,7 +96,7 @@ class Output:
         return unit_cost(self.value, self.quantity) if self.quantity else None
 
 
-def _output(days: list[queries.DayOutput], first: date, last: date) -> Output:
+def _output(days: list[production.DayOutput], first: date, last: date) -> Output:
     chosen = [d for d in days if first <= d.day <= last]
     return Output(sum((d.quantity for d in chosen), ZERO), sum((d.value for d in chosen), ZERO))
 
@@ -108,34 +111,34 @@ def router() -> APIRouter:
 class Figures:
     """What the dashboard reads, in one connection (one snapshot on PostgreSQL)."""
 
-    value: queries.StockValue
+    value: stock.StockValue
     held: int
     rejected: int
     short_count: int
-    short: list[queries.Shortfall]
-    devices: queries.DeviceCounts
-    sales_days: dict[date, queries.Sales]
-    output_days: list[queries.DayOutput]
+    short: list[stock.Shortfall]
+    devices: device_reads.DeviceCounts
+    sales_days: dict[date, finance.Sales]
+    output_days: list[production.DayOutput]
     outside_stock: dict[str, Decimal]  # the turnover window's, turnover.turnover's input
-    aging: list[statements.Aging]
+    aging: list[finance.Aging]
 
 
 def _read(conn: Any, tenant: TenantContext, today: date, now: datetime) -> Figures:
     month_start, yesterday = today.replace(day=1), today - timedelta(days=1)
     window_start = today - timedelta(days=turnover.WINDOW_DAYS - 1)
-    short_count, short = queries.below_safety_stock(conn, tenant.id)
-    waiting = queries.open_exceptions(conn, tenant.id)
+    short_count, short = stock.below_safety_stock(conn, tenant.id)
+    waiting = queue.open_exceptions(conn, tenant.id)
     return Figures(
-        value=queries.stock_value(conn, tenant.id),
+        value=stock.stock_value(conn, tenant.id),
         held=waiting["held"],
         rejected=waiting["rejected"],
         short_count=short_count,
         short=short,
-        devices=queries.device_counts(conn, tenant.id, now),
-        sales_days=queries.sales_by_day(conn, tenant.id, month_start, today),
-        output_days=queries.output_by_day(conn, tenant.id, min(month_start, yesterday), today),
-        outside_stock=queries.movements_outside_stock(conn, tenant.id, window_start, today),
-        aging=statements.aging(queries.receivable_lines(conn, tenant.id), today),
+        devices=device_reads.device_counts(conn, tenant.id, now),
+        sales_days=finance.sales_by_day(conn, tenant.id, month_start, today),
+        output_days=production.output_by_day(conn, tenant.id, min(month_start, yesterday), today),
+        outside_stock=finance.movements_outside_stock(conn, tenant.id, window_start, today),
+        aging=finance.aging_of(conn, tenant.id, today),
     )
 
 
@@ -151,7 +154,7 @@ def _dashboard(r: APIRouter) -> None:
             f = _read(conn, tenant, today, now)
         books = request.app.state.books_check.get(db(request), tenant, fresh=bool(recheck))
         fmt = Formats(language_of(request), who.currency, tenant.timezone)
-        aging_totals = statements.aging_totals(f.aging)
+        aging_totals = finance.aging_totals(f.aging)
         return render(
             request,
             "dashboard.html",
@@ -162,11 +165,11 @@ def _dashboard(r: APIRouter) -> None:
             short_count=f.short_count,
             short=f.short,
             devices=f.devices,
-            sales=queries.total_sales(f.sales_days.values()),
+            sales=finance.total_sales(f.sales_days.values()),
             books=books,
             output_month=_output(f.output_days, month_start, today),
             output_yesterday=_output(f.output_days, yesterday, yesterday),
-            turns=turnover.turnover(f.value.total, f.outside_stock, queries.COST_OF_SALES_ACCOUNT),
+            turns=turnover.turnover(f.value.total, f.outside_stock, COST_OF_SALES),
             aging=aging_totals,
             value_chart=_value_chart(request, f.value, fmt),
             output_chart=_output_chart(request, f.output_days, month_start, today, fmt),
@@ -175,7 +178,7 @@ def _dashboard(r: APIRouter) -> None:
         )
 
 
-def _value_chart(request: Request, value: queries.StockValue, fmt: Formats) -> Any:
+def _value_chart(request: Request, value: stock.StockValue, fmt: Formats) -> Any:
     bars = [Bar(c.name, c.value, fmt.money(c.value)) for c in value.by_category]
     wip = translate(request, "Work in progress")
     bars.append(Bar(wip, value.wip, fmt.money(value.wip)))
@@ -187,7 +190,7 @@ def _days(first: date, last: date) -> list[date]:
 
 
 def _output_chart(
-    request: Request, days: list[queries.DayOutput], first: date, last: date, fmt: Formats
+    request: Request, days: list[production.DayOutput], first: date, last: date, fmt: Formats
 ) -> Any:
     by_day = {d.day: d.quantity for d in days}
     bars = []
@@ -198,7 +201,7 @@ def _output_chart(
 
 
 def _margin_chart(
-    request: Request, days: dict[date, queries.Sales], first: date, last: date, fmt: Formats
+    request: Request, days: dict[date, finance.Sales], first: date, last: date, fmt: Formats
 ) -> Any:
     points = []
     for day in _days(first, last):

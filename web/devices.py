@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from cloud_api.domain.clock import now_utc, utc
+from cloud_api.reporting.devices import ONLINE_WITHIN
 from cloud_api.services import devices, edge
-from web import queries
 from web.common import db, notice, parse_uuid, service_call
 from web.security import Principal, PrincipalDep, Write, writer
 from web.templating import render
@@ -35,7 +35,7 @@ def _devices(r: APIRouter) -> None:
             agents = edge.list_agents(conn, who.tenant)
         for device in listed:
             seen = device["last_seen_at"]
-            device["online"] = seen is not None and now - utc(seen) < queries.ONLINE_WITHIN
+            device["online"] = seen is not None and now - utc(seen) < ONLINE_WITHIN
         context: dict[str, Any] = {"code": None, "qr": None, "key": None, "site": "main"}
         context.update(shown)
         return render(

@@ -11,8 +11,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from cloud_api.contract import ResultStatus
-from web import queries
+from cloud_api.reporting import devices as device_reads
+from cloud_api.reporting import queue
+from contract import ResultStatus
 from web.common import actor_of, db, notice, parse_uuid, service_call
 from web.reasons import reason_for, rejection_for
 from web.security import PageError, PrincipalDep, Write, writer
@@ -33,11 +34,11 @@ def _exceptions(r: APIRouter) -> None:
     @r.get("/exceptions", response_class=HTMLResponse)
     def exception_queue(request: Request, who: PrincipalDep) -> HTMLResponse:
         with db(request).connect() as conn:
-            waiting = queries.open_exceptions(conn, who.tenant.id)
-            held = queries.exceptions(conn, who.tenant.id, "held", limit=SHOWN)
-            rejected = queries.exceptions(conn, who.tenant.id, "rejected", limit=SHOWN)
-            voided = queries.exceptions(conn, who.tenant.id, "voided", limit=50)
-            parked = queries.parked_on_edges(conn, who.tenant.id)
+            waiting = queue.open_exceptions(conn, who.tenant.id)
+            held = queue.exceptions(conn, who.tenant.id, "held", limit=SHOWN)
+            rejected = queue.exceptions(conn, who.tenant.id, "rejected", limit=SHOWN)
+            voided = queue.exceptions(conn, who.tenant.id, "voided", limit=50)
+            parked = device_reads.parked_on_edges(conn, who.tenant.id)
         for row in held:
             row["reason"] = reason_for(row["code"])
         for row in rejected:

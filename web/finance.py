@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud_api.domain.clock import local_date, now_utc
+from cloud_api.reporting import finance
 from cloud_api.services import audit, masterdata, reports
-from web import queries, statements
 from web.common import db, notice, service_call
 from web.security import PageError, PrincipalDep, Write, writer
 from web.templating import render
@@ -60,10 +60,10 @@ def _ledger_pages(r: APIRouter) -> None:
     @r.get("/finance/journal", response_class=HTMLResponse)
     def journal(request: Request, who: PrincipalDep, page: str = "0") -> HTMLResponse:
         number = _page_number(page)
-        size = queries.JOURNAL_PAGE_ENTRIES
+        size = finance.JOURNAL_PAGE_ENTRIES
         with db(request).connect() as conn:
             entries = reports.journal(conn, who.tenant, size + 1, number * size)
-            names = queries.account_names(conn, who.tenant.id)
+            names = finance.account_names(conn, who.tenant.id)
         return render(
             request,
             "journal.html",
@@ -81,20 +81,20 @@ def _report_pages(r: APIRouter) -> None:
     def statement_page(request: Request, who: PrincipalDep, period: str = "") -> HTMLResponse:
         today = local_date(now_utc(), who.tenant.timezone)
         chosen = period.strip() or today.strftime("%Y-%m")
-        if not statements.valid_period(chosen):
+        if not finance.valid_period(chosen):
             raise PageError(404, "No such period", chosen[:16])
         with db(request).connect() as conn:
             if conn.dialect.name == "postgresql":  # one snapshot: both statements agree
                 conn.execution_options(isolation_level="REPEATABLE READ")
-            movements = queries.account_sums(conn, who.tenant.id, chosen, cumulative=False)
-            to_date = queries.account_sums(conn, who.tenant.id, chosen, cumulative=True)
+            income = finance.income_statement_of(conn, who.tenant.id, chosen)
+            sheet = finance.balance_sheet_of(conn, who.tenant.id, chosen)
         return render(
             request,
             "statements.html",
             who,
             period=chosen,
-            income=statements.income_statement(movements),
-            sheet=statements.balance_sheet(to_date),
+            income=income,
+            sheet=sheet,
             FINANCE_NAV=FINANCE_NAV,
         )
 
@@ -102,16 +102,15 @@ def _report_pages(r: APIRouter) -> None:
     def receivables(request: Request, who: PrincipalDep) -> HTMLResponse:
         today = local_date(now_utc(), who.tenant.timezone)
         with db(request).connect() as conn:
-            lines = queries.receivable_lines(conn, who.tenant.id)
-        rows = statements.aging(lines, today)
-        totals = statements.aging_totals(rows)
+            rows = finance.aging_of(conn, who.tenant.id, today)
+        totals = finance.aging_totals(rows)
         return render(
             request,
             "receivables.html",
             who,
             rows=rows,
             totals=totals,
-            buckets=[name for _, name in statements.BUCKETS],
+            buckets=[name for _, name in finance.BUCKETS],
             today=today,
             FINANCE_NAV=FINANCE_NAV,
         )
@@ -122,7 +121,7 @@ def _period_pages(r: APIRouter) -> None:
     def period_list(request: Request, who: PrincipalDep) -> HTMLResponse:
         current = local_date(now_utc(), who.tenant.timezone).strftime("%Y-%m")
         with db(request).connect() as conn:
-            rows = queries.periods(conn, who.tenant.id, current)
+            rows = finance.periods(conn, who.tenant.id, current)
         return render(
             request,
             "periods.html",
@@ -151,7 +150,7 @@ def _set_status(
     request: Request, write: Write, code: str, status: str, action: str, reason: str
 ) -> None:
     """The period's status and the audit row in one transaction (a bad code: 422)."""
-    if not statements.valid_period(code):
+    if not finance.valid_period(code):
         raise PageError(404, "No such period", code[:16])
     who = write.who
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from cloud_api.domain.money import ZERO
-from web import queries
+from cloud_api.reporting import queue, stock
 from web.common import db, parse_uuid
 from web.reasons import reason_for, rejection_for
 from web.security import PageError, PrincipalDep
@@ -27,7 +27,7 @@ def _inventory(r: APIRouter) -> None:
     def inventory(request: Request, who: PrincipalDep, q: str = "") -> HTMLResponse:
         search = q.strip()[:64]
         with db(request).connect() as conn:
-            rows = queries.positions(conn, who.tenant.id, search)
+            rows = stock.positions(conn, who.tenant.id, search)
         total = sum((p.value for p in rows), ZERO)
         return render(request, "inventory.html", who, rows=rows, q=search, total=total)
 
@@ -37,11 +37,11 @@ def _inventory(r: APIRouter) -> None:
     ) -> HTMLResponse:
         number = int(page) if page.isdigit() and len(page) < 7 else 0
         with db(request).connect() as conn:
-            item = queries.item_by_code(conn, who.tenant.id, item_code[:64])
+            item = stock.item_by_code(conn, who.tenant.id, item_code[:64])
             if item is None:
                 raise PageError(404, "Not found", item_code[:64])
-            here = queries.positions(conn, who.tenant.id, item_id=item["id"])
-            moves, more = queries.stock_ledger_page(conn, who.tenant.id, item["id"], number)
+            here = stock.positions(conn, who.tenant.id, item_id=item["id"])
+            moves, more = stock.stock_ledger_page(conn, who.tenant.id, item["id"], number)
         return render(
             request,
             "item.html",
@@ -57,10 +57,10 @@ def _inventory(r: APIRouter) -> None:
     def event_page(request: Request, event_id: str, who: PrincipalDep) -> HTMLResponse:
         key = parse_uuid(event_id)
         with db(request).connect() as conn:
-            found = queries.event(conn, who.tenant.id, key)
+            found = queue.event(conn, who.tenant.id, key)
             if found is None:
                 raise PageError(404, "Not found", event_id[:80])
-            lines = queries.entry_lines(conn, who.tenant.id, key)
+            lines = queue.entry_lines(conn, who.tenant.id, key)
         payload = json.dumps(json.loads(found["payload"]), indent=2, ensure_ascii=False)
         return render(
             request,

@@ -171,7 +171,7 @@ def _keep_an_owner(conn: Any, who: Principal, member: uuid.UUID, role: str | Non
     with the page's own words; users.remove_member and change_role refuse it too."""
     if role == "owner" or queries.role_of(conn, who.tenant.id, member) != "owner":
         return
-    if queries.owner_count(conn, who.tenant.id) <= 1:
+    if users.owner_count(conn, who.tenant.id) <= 1:
         raise PageError(409, LAST_OWNER, "")
 
 

@@ -11,11 +11,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from cloud_api.contract import ResultStatus
 from cloud_api.domain.clock import now_utc
 from cloud_api.domain.posting_rules import POSTABLE_STATUSES
+from cloud_api.reporting import production as order_reads
 from cloud_api.services import work_order_cost, work_orders
-from web import queries
+from contract import ResultStatus
 from web.common import actor_of, db, notice, service_call
 from web.security import PageError, PrincipalDep, Write, writer
 from web.templating import render
@@ -51,7 +51,7 @@ def _pages(r: APIRouter) -> None:
     @r.get("/production", response_class=HTMLResponse)
     def order_list(request: Request, who: PrincipalDep) -> HTMLResponse:
         with db(request).connect() as conn:
-            orders = queries.work_orders(conn, who.tenant.id)
+            orders = order_reads.work_orders(conn, who.tenant.id)
         return render(request, "production.html", who, orders=orders, ORDER_STATUSES=ORDER_STATUSES)
 
     @r.get("/production/{code}", response_class=HTMLResponse)

@@ -23,7 +23,7 @@ from tenant.security import (
     clear_session_cookie,
     session_cookie,
 )
-from web import i18n, queries
+from web import i18n
 from web.common import service_call
 from web.security import (
     CSRF_FIELD,
@@ -104,7 +104,7 @@ def router() -> APIRouter:
         except ErpError as error:
             status = getattr(error, "status", 400)
             return render(request, "signup.html", status=status, values=values, error=error.message)
-        queries.set_locale_of_session(
+        users.set_locale_of_session(
             request.app.state.platform_db, token, i18n.tag_of(language_of(request)), now_utc()
         )
         response = render(request, "welcome.html", api_key=tenant.api_key, slug=tenant.slug)
@@ -263,7 +263,7 @@ def router() -> APIRouter:
         who = await _session_user(request) if by_session else None
         if who is not None:
             await run_in_threadpool(
-                queries.set_locale, request.app.state.platform_db, who.user_id, i18n.tag_of(lang)
+                users.set_locale, request.app.state.platform_db, who.user_id, i18n.tag_of(lang)
             )
         response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         response.set_cookie(

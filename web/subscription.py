@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud_api.domain.clock import now_utc
 from cloud_api.errors import ErpError
+from cloud_api.reporting.devices import live_devices
 from cloud_api.services import billing, lifecycle, subscriptions
 from tenant import subscriptions as subs
 from tenant.rbac import can
@@ -25,7 +26,8 @@ def _(message: str) -> str:
     return message
 
 
-INVOICES_ACTION = "users.manage"  # cloud_api/api/access.py READ_ACTIONS: the owner's
+# the owner's, as Requires("users.manage") on the API's invoices (api/routes/subscription.py)
+INVOICES_ACTION = "users.manage"
 INVOICE_STATUSES = {"open": _("Not paid yet"), "paid": _("Paid"), "void": _("Void")}
 CANCELABLE = frozenset(state for state in subs.TRANSITIONS["canceled"] if state)
 Billing = Annotated[Write, Depends(writer("billing"))]
@@ -62,7 +64,7 @@ def router() -> APIRouter:
                     conn, who.tenant.id, who.user_id, write.field("confirm", 64), now_utc()
                 )
         except (ErpError, subs.InvalidTransition) as error:
-            status = getattr(error, "status", None) or getattr(error, "http_status", 400)
+            status = error.status if isinstance(error, ErpError) else error.http_status
             return _page(request, who, status, cancel_error=error.message)
         return RedirectResponse("/subscription?notice=subscription_canceled", status_code=303)
 
@@ -74,7 +76,7 @@ def _page(request: Request, who: Principal, status: int = 200, **shown: Any) -> 
     with db(request).connect() as conn:
         described = subscriptions.describe(conn, who.tenant, now_utc())
         users = queries.member_count(conn, who.tenant.id)
-        devices = queries.live_devices(conn, who.tenant.id)
+        devices = live_devices(conn, who.tenant.id)
         invoices = billing.invoices(conn, who.tenant.id) if billing_allowed else None
     limits = described["limits"]
     meters = [

@@ -16,11 +16,11 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from cloud_api.api import access
+from cloud_api.api import permissions
+from cloud_api.api.deps import Principal, bound_principal
 from cloud_api.db import tenancy
 from cloud_api.domain.clock import now_utc
 from cloud_api.services import idempotency, key_holders
-from cloud_api.services.store import TenantContext
 
 log = logging.getLogger(__name__)
 
@@ -41,99 +41,92 @@ class _Held:
     hold: key_holders.Hold  # let go once the answer is kept or the key let go
 
 
-def route_class(
-    tenant_dependency: Callable[..., Any],
-    sender: Callable[[Request], tuple[str, str]],
-    *,
-    open_paths: frozenset[str],
-    secret_paths: frozenset[str],
-) -> type:
-    """An APIRoute whose writes (but those at `open_paths`, full paths: no tenant, or a
-    session's own) honour the header. `tenant_dependency` resolves and binds the caller's tenant,
-    `sender` names the caller (part of the request a key stands for); the answers of
-    `secret_paths` (a key, a token, a code: shown once) are not kept."""
+async def take_key(
+    request: Request,
+    principal: Annotated[Principal, Depends(bound_principal)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="Send the same request again with the same key and it runs "
+            "once: the repeat gets the first reply (kept 24 h). Another request with "
+            "the key: 409 idempotency_key_reused; while the first is answered: 409 "
+            "in_progress.",
+        ),
+    ] = None,
+) -> None:
+    """Take the key once the caller's tenant is known (before the body is run); the
+    caller (part of the request a key stands for) is who the audit log names."""
+    if idempotency_key is None:
+        return
+    key, tenant = idempotency.check_key(idempotency_key), principal.tenant
+    kind, ident = principal.actor
+    digest = idempotency.request_hash(
+        request.method,
+        request.url.path,
+        request.url.query,
+        await request.body(),
+        f"{kind}:{ident}",
+        request.app.state.settings.api_key_pepper,
+    )
 
-    async def take_key(
-        request: Request,
-        tenant: Annotated[TenantContext, Depends(tenant_dependency)],
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias=idempotency.HEADER,
-                description="Send the same request again with the same key and it runs "
-                "once: the repeat gets the first reply (kept 24 h). Another request with "
-                "the key: 409 idempotency_key_reused; while the first is answered: 409 "
-                "in_progress.",
-            ),
-        ] = None,
-    ) -> None:
-        if idempotency_key is None:
-            return
-        key = idempotency.check_key(idempotency_key)
-        kind, ident = sender(request)
-        digest = idempotency.request_hash(
-            request.method,
-            request.url.path,
-            request.url.query,
-            await request.body(),
-            f"{kind}:{ident}",
-            request.app.state.settings.api_key_pepper,
-        )
-
-        def take() -> tuple[idempotency.Taken, key_holders.Hold]:
-            db = request.app.state.db
-            hold = key_holders.hold(db, tenant.id, key)
-            try:
-                with tenancy.as_tenant(tenant.id), db.begin() as conn:
-                    taken = idempotency.take(conn, tenant.id, key, digest, now_utc(), hold)
-            except BaseException:
-                hold.release()
-                raise
-            if taken.reply is not None:
-                hold.release()
-            return taken, hold
-
-        with CancelScope(shield=True):  # a hold taken is always handed on, or let go
-            taken, hold = await run_in_threadpool(take)
+    def take() -> tuple[idempotency.Taken, key_holders.Hold]:
+        db = request.app.state.db
+        hold = key_holders.hold(db, tenant.id, key)
+        try:
+            with tenancy.as_tenant(tenant.id), db.begin() as conn:
+                taken = idempotency.take(conn, tenant.id, key, digest, now_utc(), hold)
+        except BaseException:
+            hold.release()
+            raise
         if taken.reply is not None:
-            raise _Replay(taken.reply)
-        assert taken.mark is not None
-        secret = access.route_path(request) in secret_paths
-        request.state.idempotency = _Held(tenant.id, key, taken.mark, secret, hold)
+            hold.release()
+        return taken, hold
 
-    class IdempotentRoute(APIRoute):
-        def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
-            methods, dependencies = set(kw.get("methods") or ()), kw.get("dependencies") or []
-            has_it = any(d.dependency is take_key for d in dependencies)
-            # a router's routes are made first without the API prefix, then again with it
-            prefixed = path if path.startswith(access.API_PREFIX) else access.API_PREFIX + path
-            is_open = prefixed in open_paths
-            if methods & WRITES and not is_open and not has_it:
-                kw["dependencies"] = [*dependencies, Depends(take_key)]
-            super().__init__(path, endpoint, **kw)
+    with CancelScope(shield=True):  # a hold taken is always handed on, or let go
+        taken, hold = await run_in_threadpool(take)
+    if taken.reply is not None:
+        raise _Replay(taken.reply)
+    assert taken.mark is not None
+    secret = permissions.of(request).secret_answer
+    request.state.idempotency = _Held(tenant.id, key, taken.mark, secret, hold)
 
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
 
-            async def run(request: Request) -> Response:
-                try:
-                    response = await handler(request)
-                except _Replay as replay:
-                    return Response(
-                        replay.reply.body,
-                        status_code=replay.reply.status_code,
-                        media_type=replay.reply.media_type,
-                        headers={idempotency.REPLAYED_HEADER: "true"},
-                    )
-                except BaseException:
-                    await _settle(request, None)
-                    raise
-                await _settle(request, response)
-                return response
+class IdempotentRoute(APIRoute):
+    """An APIRoute whose writes honour the header, but those whose Permission says
+    they take none (no credential, or a session's own: permissions.Permission.idempotent).
+    The answers of routes declared `secret_answer` (a key, a token, a code: shown once)
+    are not kept."""
 
-            return run
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
+        methods, dependencies = set(kw.get("methods") or ()), kw.get("dependencies") or []
+        has_it = any(d.dependency is take_key for d in dependencies)
+        rule = permissions.declared(dependencies)
+        takes_key = rule is None or rule.idempotent
+        if methods & WRITES and takes_key and not has_it:
+            kw["dependencies"] = [*dependencies, Depends(take_key)]
+        super().__init__(path, endpoint, **kw)
 
-    return IdempotentRoute
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except _Replay as replay:
+                return Response(
+                    replay.reply.body,
+                    status_code=replay.reply.status_code,
+                    media_type=replay.reply.media_type,
+                    headers={idempotency.REPLAYED_HEADER: "true"},
+                )
+            except BaseException:
+                await _settle(request, None)
+                raise
+            await _settle(request, response)
+            return response
+
+        return run
 
 
 async def _settle(request: Request, response: Response | None) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BeforeValidator
 
-from cloud_api.wire_types import Instant, exact_decimal
+from contract.wire_types import Instant, exact_decimal
 
 # A code or an id in a path: what a Code (contract.Code) or a UUID can be, no NUL.
 CODE_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": r"^[^\x00]+$"}
@@ -41,4 +41,8 @@ QueryQuantity = Annotated[
     Decimal,
     Query(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
     BeforeValidator(exact_decimal),
+]
+# A fiscal period, YYYY-MM (reporting.finance.valid_period: years 1901..2999).
+QueryPeriod = Annotated[
+    str | None, Query(pattern=r"^(190[1-9]|19[1-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$")
 ]

@@ -820,7 +820,8 @@ class ApiToken(SQLModel, table=True):
     API_SCOPES), stored as HMAC(pepper, secret), revocable; looked up by its key id."""
 
     __tablename__ = "api_token"
-    __table_args__ = (Index("uq_api_token_keyid", "keyid", unique=True),)
+    # looked up by key id before the tenant is known; the primary key keeps it unique
+    __table_args__ = (Index("ix_api_token_keyid", "keyid"),)
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     keyid: str = Field(primary_key=True, max_length=32)
     name: str = Field(max_length=100)
@@ -839,7 +840,7 @@ class DeviceKey(SQLModel, table=True):
     __tablename__ = "device_key"
     __table_args__ = (
         _tenant_fk(["device_id"], "device", ["id"], "fk_device_key_device"),
-        Index("uq_device_key_keyid", "keyid", unique=True),
+        Index("ix_device_key_keyid", "keyid"),  # the lookup; the primary key keeps it unique
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     keyid: str = Field(primary_key=True, max_length=32)
@@ -855,7 +856,7 @@ class EnrollmentCode(SQLModel, table=True):
     stored only as a keyed hash."""
 
     __tablename__ = "enrollment_code"
-    __table_args__ = (Index("uq_enrollment_code_hash", "code_hash", unique=True),)
+    __table_args__ = (Index("ix_enrollment_code_hash", "code_hash"),)
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     code_hash: str = Field(primary_key=True, max_length=64)
     site: str = Field(default="main", max_length=64)
@@ -931,7 +932,7 @@ class UserSession(SQLModel, table=True):
     """A portal session: only the token's hash is stored; idle 30 min, absolute 12 h."""
 
     __tablename__ = "user_session"
-    __table_args__ = (Index("uq_user_session_token", "token_hash", unique=True),)
+    __table_args__ = (Index("ix_user_session_token", "token_hash"),)
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")
     token_hash: str = Field(primary_key=True, max_length=64)
     user_id: uuid.UUID = Field(foreign_key="app_user.id")
@@ -949,8 +950,8 @@ class Invitation(SQLModel, table=True):
 
     __tablename__ = "invitation"
     __table_args__ = (
-        Index("uq_invitation_token_hash", "token_hash", unique=True),
-        Index("uq_invitation_id", "id", unique=True),
+        Index("ix_invitation_token_hash", "token_hash"),
+        Index("uq_invitation_id", "tenant_id", "id", unique=True),
         Index("ix_invitation_email", "tenant_id", "email"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenant.id")

@@ -40,13 +40,21 @@ LEDGERS = ("journal_entry", "journal_line", "stock_move", "stock_revaluation", "
 
 
 def create_roles() -> str:
-    """The three roles, if missing, with their attributes enforced either way."""
+    """The three roles, if missing, with their attributes enforced either way.
+
+    A role that already has them is left untouched: ALTER ROLE rewrites the role's row
+    in the cluster-wide pg_authid even when nothing changes, and two databases migrated
+    at once on one cluster (parallel test workers, two deployments) then fail with
+    "tuple concurrently updated"."""
     parts = []
     for role, login in ((OWNER, "LOGIN"), (APP, "LOGIN"), (PLATFORM, "LOGIN")):
         attrs = f"{login} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        drifted = "rolsuper OR rolbypassrls OR rolcreatedb OR rolcreaterole OR NOT rolcanlogin"
         parts.append(
             f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-            f"CREATE ROLE {role} {attrs}; END IF; ALTER ROLE {role} {attrs};"
+            f"CREATE ROLE {role} {attrs}; "
+            f"ELSIF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}' AND ({drifted})) "
+            f"THEN ALTER ROLE {role} {attrs}; END IF;"
         )
     # concurrent migrations of two databases on one cluster may race to create a role
     return (

@@ -137,8 +137,9 @@ def _unfiltered_tables(statement: Any) -> set[str]:
             continue
         for element in visitors.iterate(clause):
             table = getattr(element, "table", None)
-            if table is not None and getattr(element, "name", None) in ("tenant_id", "id"):
-                named.add((table.name, element.name))
+            name = getattr(element, "name", None)
+            if table is not None and name in ("tenant_id", "id"):
+                named.add((table.name, name))
     missing = set()
     for table in tables:
         column = "id" if table.name == "tenant" else "tenant_id"

@@ -25,9 +25,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from cloud_api.errors import Held
 
 Position = tuple[datetime, uuid.UUID, int]
 PoolKey = tuple[Hashable, ...]
+_END = (datetime.max.replace(tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1), 1 << 62)  # after all
 
 
 @dataclass(slots=True)
@@ -111,11 +112,14 @@ class History(Protocol):
         """The newest snapshot of the pool strictly before `position`."""
         ...
 
-    def snapshots_around(
-        self, key: PoolKey, position: Position
-    ) -> tuple[Snapshot | None, list[Position]]:
-        """`snapshot_before`, and the positions of the pool's snapshots at or after
-        `position`, oldest first."""
+    def rewind_reads(
+        self, wants: Mapping[PoolKey, Position]
+    ) -> dict[PoolKey, tuple[Snapshot | None, list[Position], list[Record]]]:
+        """For each pool, what rewinding it to its position reads: `snapshot_before`,
+        the positions of its snapshots at or after the position (oldest first), and
+        its records after that snapshot up to and including the first of those (all
+        that follow when there is none), in position order. One round of reads for
+        any number of pools."""
         ...
 
     def snapshot_at(self, key: PoolKey, position: Position) -> Snapshot: ...
@@ -202,6 +206,18 @@ def _stock_key(item_id: uuid.UUID, location_id: uuid.UUID) -> _Key:
     return key
 
 
+def value_sides(move: MoveRecord) -> tuple[PoolKey | None, ...]:
+    """The pools whose state sets the move's value (see `_Run.value_of`)."""
+    basis = move.basis
+    if basis == "fixed":
+        return ()
+    if basis == "pool_in":
+        return (sides(move)[1],)
+    if basis in ("mirror", "residual_stock"):  # the original's pools; both pools
+        return sides(move)
+    return (sides(move)[0],)
+
+
 def same_state(a: Pool, b: Pool) -> bool:
     """Whether two states of one pool value every later record alike."""
     if isinstance(a, StockPool) and isinstance(b, StockPool):
@@ -250,7 +266,9 @@ class Engine:
     def preload(self, records: list[Record]) -> None:
         """Load the pools these records will touch in one go (an optimisation: `slot`
         loads whatever was not preloaded)."""
-        keys = {key for record in records for key in pool_keys(record)}
+        self.preload_keys({key for record in records for key in pool_keys(record)})
+
+    def preload_keys(self, keys: Iterable[PoolKey]) -> None:
         missing = [key for key in keys if key not in self.slots]
         if missing:
             self.slots.update(self.history.load_slots(missing))
@@ -307,10 +325,12 @@ class _Window:
     operation per record)."""
 
     records: list[Record]
+    key: PoolKey  # the pool replaying them
     next: int = 0
 
 
 RECORD, CHECKPOINT = 0, 1  # at one position, the record first, then the snapshot after it
+PREFETCH_POOLS = 256  # at most, read ahead for one cascade
 
 
 class _Run:
@@ -322,32 +342,48 @@ class _Run:
         self.outcome = Outcome()
         # snapshots this event's replay changed, kept only if it posts
         self.rewritten: dict[tuple[PoolKey, Position], Snapshot] = {}
+        # a cascade's rewinds read ahead, per pool: the position it was read for and
+        # what `History.rewind_reads` gave; valid for a rewind at or after it, up to
+        # its first snapshot ahead
+        self.prefetched: dict[
+            PoolKey, tuple[Position, Snapshot | None, list[Position], list[Record]]
+        ] = {}
+        self.read_ahead_once: set[PoolKey] = set()
+        self.windows = 0  # windows queued so far
+        self.current: _Window | None = None  # the window being replayed
+        # what was queued at the last read-ahead
+        self.scanned: tuple[int, _Window | None] = (0, None)
 
     def push(self, record: Record) -> None:
         if record.id.int not in self.queued:  # the int: hashed in C, not by UUID.__hash__
             self.queued.add(record.id.int)
             heapq.heappush(self.heap, (record.position, RECORD, next(self.counter), record))
 
-    def push_window(self, records: list[Record]) -> None:
+    def push_window(self, key: PoolKey, records: list[Record]) -> None:
         """Queue records in position order, those not queued yet."""
         fresh = [record for record in records if record.id.int not in self.queued]
         self.queued.update(record.id.int for record in fresh)
         if fresh:
-            window = _Window(fresh)
+            window = _Window(fresh, key)
             heapq.heappush(self.heap, (fresh[0].position, RECORD, next(self.counter), window))
+            self.windows += 1
 
     def replay(self, window: _Window) -> None:
         records, heap = window.records, self.heap
         n = window.next
+        self.current = window
         while True:
+            window.next = n
             self.process(records[n])
             n += 1
             if n == len(records):
+                self.current = None
                 return
             position = records[n].position
             if heap and (heap[0][0], heap[0][1]) < (position, RECORD):
                 window.next = n
                 heapq.heappush(heap, (position, RECORD, next(self.counter), window))
+                self.current = None
                 return
 
     def execute(self, records: list[Record]) -> None:
@@ -382,17 +418,18 @@ class _Run:
         if slot.replay_from is not None and slot.replay_from <= position:
             return
         history = self.engine.history
-        base, slot.ahead = history.snapshots_around(key, position)
+        base, ahead, records = self.reads(key, position)
+        slot.ahead = list(ahead)
         if base is not None:
             base = self.rewritten.get((key, base.position), base)
         fresh = Slot(
             history.empty_pool(key) if base is None else base.pool.clone(),
             None if base is None else base.position,
         )
-        # one read: from the snapshot to the first snapshot ahead (or the end)
+        # read from the snapshot to the first snapshot ahead (or the end)
         upto = slot.ahead[0] if slot.ahead else None
         later = []
-        for record in history.records(key, fresh.position, upto):
+        for record in records:
             if record.position < position:
                 _apply(fresh, key, record, _booked(record))
             elif record.position > position:
@@ -401,6 +438,64 @@ class _Run:
         slot.dirty = True
         slot.window = 1
         self.queue(key, slot, later, upto)
+
+    def reads(
+        self, key: PoolKey, position: Position
+    ) -> tuple[Snapshot | None, list[Position], list[Record]]:
+        """What rewinding the pool to `position` reads: read ahead by the cascade when
+        that read still holds (its snapshot before is the newest before `position`
+        and its records reach it), else read now."""
+        got = self.prefetched.pop(key, None)
+        if got is not None:
+            read_for, base, ahead, records = got
+            if read_for <= position and (not ahead or position <= ahead[0]):
+                return base, ahead, records
+        return self.engine.history.rewind_reads({key: position})[key]
+
+    def read_cascade_ahead(self) -> None:
+        """A replayed move changed value, so the pool on its other side is about to be
+        rewound: the other moves queued probably change too. Read ahead, in one round,
+        for the pools those moves would rewind if they did: the other side of each
+        queued move whose value the replaying pool sets (an issue's work order, not
+        the material it came from), from its first such move. A cascade through many
+        pools then costs a few queries per step, not a few per pool. Done again only
+        once more moves are queued; a replay that changes nothing never reads ahead."""
+        if self.scanned[0] == self.windows and self.scanned[1] is self.current:
+            return  # nothing queued since: the same pools, all read ahead once
+        self.scanned = (self.windows, self.current)
+        first: dict[PoolKey, Position] = {}
+        windows = [entry for _, _, _, entry in self.heap if isinstance(entry, _Window)]
+        if self.current is not None:
+            windows.append(self.current)
+        for window in windows:
+            replaying = window.key
+            for record in window.records[window.next :]:
+                if isinstance(record, MoveRecord) and replaying in value_sides(record):
+                    for key in sides(record):
+                        if key not in (replaying, None) and record.position < first.get(key, _END):
+                            first[key] = record.position
+        wants = {
+            k: p for k, p in first.items() if k not in self.read_ahead_once and self.idle(k, p)
+        }
+        if not wants:
+            return
+        if len(wants) > PREFETCH_POOLS:
+            wants = dict(sorted(wants.items(), key=lambda kv: kv[1])[:PREFETCH_POOLS])
+        self.engine.preload_keys(list(wants))
+        wants = {k: p for k, p in wants.items() if self.idle(k, p)}
+        self.read_ahead_once.update(wants)
+        for key, read in self.engine.history.rewind_reads(wants).items():
+            self.prefetched[key] = (wants[key], *read)
+
+    def idle(self, key: PoolKey, position: Position) -> bool:
+        """Whether a rewind of the pool to `position` may still come: it is not
+        replaying from there already, and (when loaded) has records after it."""
+        slot = self.engine.slots.get(key)
+        if slot is None:
+            return True
+        if slot.replay_from is not None and slot.replay_from <= position:
+            return False
+        return slot.position is not None and slot.position >= position
 
     def read_ahead(self, key: PoolKey, slot: Slot, after: Position) -> None:
         """Read the pool's records after `after` up to the snapshot `slot.window`
@@ -413,7 +508,7 @@ class _Run:
     def queue(self, key: PoolKey, slot: Slot, records: list[Record], upto: Position | None) -> None:
         """Queue records read up to `upto` (None: the pool's last), and a checkpoint at
         each snapshot on the way."""
-        self.push_window(records)
+        self.push_window(key, records)
         for position in slot.ahead[: slot.window]:
             heapq.heappush(
                 self.heap, (position, CHECKPOINT, next(self.counter), _Checkpoint(key, position))
@@ -461,6 +556,8 @@ class _Run:
             self.outcome.changes[record.id] = Change(record, record.value, value)
             for key, on in ((src, src_on), (dst, dst_on)):
                 if key is not None and not on:
+                    if key not in self.prefetched:
+                        self.read_cascade_ahead()
                     self.rewind(key, record.position)
             src_on, dst_on = src is not None, dst is not None
         if record.is_new:

@@ -21,12 +21,24 @@ Valuation bases of a move:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from cloud_api.contract import (
+from cloud_api.domain.money import ZERO, money, qty
+from cloud_api.domain.refs import (
+    ComponentRef,
+    ItemRef,
+    LocationRef,
+    LotStock,
+    PartyRef,
+    WorkCenterRef,
+    WorkOrderRef,
+)
+from cloud_api.errors import Held, Rejected
+from contract import (
     Event,
     JournalEntry,
     Labour,
@@ -39,17 +51,6 @@ from cloud_api.contract import (
     StockCount,
     WorkOrderClose,
 )
-from cloud_api.domain.money import ZERO, money, qty
-from cloud_api.domain.refs import (
-    ComponentRef,
-    ItemRef,
-    LocationRef,
-    LotStock,
-    PartyRef,
-    WorkCenterRef,
-    WorkOrderRef,
-)
-from cloud_api.errors import Held, Rejected
 
 # Default chart (Chinese Accounting Standards for Business Enterprises).
 BANK = "1002"
@@ -68,7 +69,7 @@ COST_OF_SALES = "6401"
 
 # Which account stands for each kind of location, given the item (Tryton's rule:
 # one function maps the pair of location kinds to the accounts).
-ACCOUNT_OF_SIDE = {
+ACCOUNT_OF_SIDE: dict[str, Callable[[ItemRef], str]] = {
     "supplier": lambda item: GOODS_RECEIVED_NOT_INVOICED,
     "customer": lambda item: item.cogs_account,
     "production": lambda item: WIP,
@@ -394,7 +395,9 @@ def labour_hours(p: LabourPayload) -> Decimal:
             f"the stop time {p.stopped_at.isoformat()} is not after the start time "
             f"{p.started_at.isoformat()}",
         )
-    seconds = Decimal((p.stopped_at - p.started_at).total_seconds())
+    # whole microseconds, exactly (total_seconds() is a float: at a half micro-hour
+    # its binary error rounded the wrong way)
+    seconds = Decimal((p.stopped_at - p.started_at) // MICROSECOND) / MICROSECONDS_PER_SECOND
     return qty(seconds / SECONDS_PER_HOUR)
 
 
@@ -493,6 +496,8 @@ def _internal(md: MasterData, code: str) -> LocationRef:
 
 
 SECONDS_PER_HOUR = Decimal(3600)
+MICROSECOND = timedelta(microseconds=1)
+MICROSECONDS_PER_SECOND = Decimal(1_000_000)
 
 # Statuses in which a work order takes issues, returns, labour and completions.
 POSTABLE_STATUSES = frozenset({"released", "in_progress", "completed"})
@@ -629,8 +634,8 @@ READS_LEDGER = frozenset({"stock_count", "production_completion"})
 def plan_reads_ledger(event: Event, md: MasterData) -> bool:
     """Whether this event's plan depends on the ledger: a count always does; a
     completion only when its order backflushes components."""
-    if event.type == "production_completion":
-        order = md.work_order(event.payload.work_order)  # type: ignore[union-attr]
+    if isinstance(event, ProductionCompletion):  # type "production_completion"
+        order = md.work_order(event.payload.work_order)
         return bool(md.backflush_components(order))
     if event.type == "work_order_close":  # where the goods went, under that policy
         return md.variance_policy() == "finished_goods"

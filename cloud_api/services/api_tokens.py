@@ -1,6 +1,6 @@
 """Integration tokens: scoped, revocable, shown once (`tk_<keyid>_<secret>`, stored as
 HMAC(pepper, secret) — tenant/security/keys.py). The owner creates them; a request
-with one may do only what its scopes name (cloud_api/api/access.py)."""
+with one may do only what its scopes name (each route's Requires, cloud_api/api/permissions.py)."""
 
 from __future__ import annotations
 

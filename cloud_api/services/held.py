@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from cloud_api.contract import EventResult, ResultStatus
 from cloud_api.db import models as m
 from cloud_api.domain.clock import now_utc
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.services import waits_on
 from cloud_api.services.store import TenantContext
+from contract import EventResult, ResultStatus
 
 if TYPE_CHECKING:
     from cloud_api.services.ingest import Actor, IngestService

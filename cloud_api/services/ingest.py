@@ -23,15 +23,6 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from cloud_api.contract import (
-    EVENT_ADAPTER,
-    TRANSPORT_FIELDS,
-    Event,
-    EventResult,
-    PurchaseReceipt,
-    ResultStatus,
-    Reversal,
-)
 from cloud_api.db import models as m
 from cloud_api.domain import posting_rules as rules
 from cloud_api.domain.clock import (
@@ -60,6 +51,15 @@ from cloud_api.services.ingest_guard import (
 from cloud_api.services.reservations import ReservationBook
 from cloud_api.services.store import MasterDataStore, RowBuffer, SqlHistory, TenantContext
 from cloud_api.settings import get_settings
+from contract import (
+    EVENT_ADAPTER,
+    TRANSPORT_FIELDS,
+    Event,
+    EventResult,
+    PurchaseReceipt,
+    ResultStatus,
+    Reversal,
+)
 from tenant.rbac import EVENT_ACTIONS, QUEUE_ACTIONS, can, device_may_send
 
 T = m.SQLModel.metadata.tables
@@ -231,6 +231,12 @@ def _require_open(row: Any, event_id: uuid.UUID) -> None:
         )
 
 
+def _order_ids(moves: list[MoveRecord], charges: list[ChargeRecord]) -> set[uuid.UUID]:
+    """The work orders the records post to."""
+    ids = {mv.work_order_id for mv in moves if mv.work_order_id is not None}
+    return ids | {ch.work_order_id for ch in charges}
+
+
 def _takes_free_stock(mv: MoveRecord) -> bool:
     """Moves that must leave other orders' reservations alone (a count or scrap is
     what physically happened and is never refused for a reservation)."""
@@ -380,7 +386,8 @@ class Batch:
         existing: dict[uuid.UUID, Any],
         results: list[EventResult | None],
     ) -> list[tuple[int, Event, str]]:
-        todo, seen = [], {}
+        todo: list[tuple[int, Event, str]] = []
+        seen: dict[uuid.UUID, str] = {}  # event id -> payload digest, earlier in the batch
         for index, event, digest in parsed:
             row = existing.get(event.event_id)
             earlier = seen.get(event.event_id)
@@ -594,8 +601,8 @@ class Batch:
         self, moves: list[MoveRecord], charges: list[ChargeRecord]
     ) -> None:
         """An event planned before an earlier event of the batch closed its order."""
-        for order_id in {r.work_order_id for r in [*moves, *charges]} - {None}:
-            order = self.md.work_order_by_id(order_id)  # type: ignore[arg-type]
+        for order_id in _order_ids(moves, charges):
+            order = self.md.work_order_by_id(order_id)
             if order.status not in rules.POSTABLE_STATUSES:
                 raise Held(
                     "work_order_closed",
@@ -611,7 +618,9 @@ class Batch:
                 continue
             pool = (mv.item_id, mv.source.id)
             others = self.reservations.held(pool, excluding_order=mv.work_order_id)
-            on_hand = self.engine.slot(("stock", *pool)).pool.quantity
+            stock = self.engine.slot(("stock", *pool)).pool
+            assert isinstance(stock, StockPool)  # a "stock" key holds a stock pool
+            on_hand = stock.quantity
             if others > 0 and on_hand >= mv.quantity and on_hand - mv.quantity < others:
                 item = self.md.item_by_id(mv.item_id).code
                 free = max(on_hand - others, ZERO)
@@ -634,6 +643,7 @@ class Batch:
         for mv in moves:
             if not (mv.is_new and mv.kind == "completion" and mv.source.kind == "production"):
                 continue
+            assert mv.work_order_id is not None  # a completion from production has its order
             pool = self.engine.slot(("wip", mv.work_order_id)).pool
             assert isinstance(pool, WipPool)
             limit = pool.planned_quantity * (1 + self.tenant.completion_tolerance)
@@ -710,15 +720,14 @@ class Batch:
         for mv in moves:
             if mv.kind == "issue" and mv.work_order_id and mv.source.internal:
                 self.reservations.consume(mv.work_order_id, (mv.item_id, mv.source.id), mv.quantity)
-        orders = {r.work_order_id for r in [*moves, *charges]} - {None}
+        orders = _order_ids(moves, charges)
         if event.type == "work_order_close":
             for order_id in orders:
-                assert order_id is not None
                 self.reservations.release_order(order_id)
                 self.md.set_order_status(order_id, "closed")
                 self.closed_orders.add(order_id)
         else:
-            self.active_orders |= orders  # type: ignore[arg-type]
+            self.active_orders |= orders
 
     def _save_order_statuses(self) -> None:
         wo = T["work_order"]
@@ -910,8 +919,8 @@ class Batch:
                     credit,
                 )
             )
-        for order in {spec.work_order for spec in [*plan.moves, *plan.charges]} - {None}:
-            assert order is not None
+        orders = {spec.work_order for spec in plan.moves if spec.work_order is not None}
+        for order in orders | {spec.work_order for spec in plan.charges}:
             if order.status not in rules.POSTABLE_STATUSES:
                 raise Held(
                     "work_order_closed",
@@ -1069,15 +1078,15 @@ class Batch:
                         line, record, event.event_id, customer=spec.customer, supplier=spec.supplier
                     )
                 )
-        for charge, record in zip(plan.charges, charges, strict=True):
+        for charge, charged in zip(plan.charges, charges, strict=True):
             self.buffer.add(
                 "wip_charge",
                 {
                     "tenant_id": self.tenant.id,
-                    "id": record.id,
+                    "id": charged.id,
                     "event_id": event.event_id,
                     "line_no": charge.line_no,
-                    "occurred_at": record.position[0],
+                    "occurred_at": charged.position[0],
                     "work_order_id": charge.work_order.id,
                     "work_center_id": charge.work_center_id,
                     "cost_element": charge.cost_element,

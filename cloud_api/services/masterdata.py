@@ -18,8 +18,8 @@ T = m.SQLModel.metadata.tables
 DEFAULT_CATEGORY = {"raw": "RAW", "semi_finished": "SEMI", "finished": "FG"}
 
 
-def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uuid.UUID | None:
-    """Insert a row unique by (tenant, code); its id, if the table has one."""
+def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> None:
+    """Insert a row unique by (tenant, code); a duplicate code is a conflict."""
     t = T[table]
     if conn.scalar(
         select(t.c.code).where(t.c.tenant_id == row["tenant_id"], t.c.code == row["code"])
@@ -29,7 +29,6 @@ def _insert(conn: Connection, table: str, row: dict[str, Any], what: str) -> uui
         conn.execute(insert(t).values(**row))
     except IntegrityError as error:  # a concurrent create of the same code
         raise Conflict(f"{table}_exists", f"{what} {row['code']} already exists") from error
-    return row.get("id")
 
 
 def id_of(conn: Connection, tenant: TenantContext, table: str, code: str) -> uuid.UUID:
@@ -48,10 +47,11 @@ def create_item(conn: Connection, tenant: TenantContext, body: schemas.ItemCreat
     ):
         raise Rejected("unknown_category", f"item category {category} does not exist")
     row = body.model_dump(exclude={"category_code"})
-    item_id = _insert(
+    item_id = uuid.uuid4()
+    _insert(
         conn,
         "item",
-        {**row, "tenant_id": tenant.id, "id": uuid.uuid4(), "category_code": category},
+        {**row, "tenant_id": tenant.id, "id": item_id, "category_code": category},
         "item",
     )
     held.after_change(conn, tenant, held.item_created(body.code))
@@ -65,21 +65,22 @@ def create_location(
     site = body.site or "main"
     if parent is not None:
         loc = T["location"]
-        parent_site = conn.scalar(
+        parent_site: str = conn.execute(  # the parent exists: id_of found it
             select(loc.c.site).where(loc.c.tenant_id == tenant.id, loc.c.id == parent)
-        )
+        ).scalar_one()
         if body.site is not None and body.site != parent_site:
             raise Rejected(
                 "site_mismatch",
                 f"location {body.parent_code} is at site {parent_site}, not {body.site}",
             )
         site = parent_site
-    location_id = _insert(
+    location_id = uuid.uuid4()
+    _insert(
         conn,
         "location",
         {
             "tenant_id": tenant.id,
-            "id": uuid.uuid4(),
+            "id": location_id,
             "code": body.code,
             "name": body.name,
             "kind": body.kind,
@@ -95,18 +96,19 @@ def create_location(
 def create_party(
     conn: Connection, tenant: TenantContext, table: str, body: schemas.PartyCreate
 ) -> uuid.UUID:
-    return _insert(
-        conn, table, {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()}, table
-    )
+    party_id = uuid.uuid4()
+    _insert(conn, table, {"tenant_id": tenant.id, "id": party_id, **body.model_dump()}, table)
+    return party_id
 
 
 def create_work_center(
     conn: Connection, tenant: TenantContext, body: schemas.WorkCenterCreate
 ) -> uuid.UUID:
-    center_id = _insert(
+    center_id = uuid.uuid4()
+    _insert(
         conn,
         "work_center",
-        {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()},
+        {"tenant_id": tenant.id, "id": center_id, **body.model_dump()},
         "work centre",
     )
     held.after_change(conn, tenant, held.work_center_created(body.code))
@@ -116,9 +118,8 @@ def create_work_center(
 def create_operator_grade(
     conn: Connection, tenant: TenantContext, body: schemas.OperatorGradeCreate
 ) -> uuid.UUID | None:
-    return _insert(
-        conn, "operator_grade", {"tenant_id": tenant.id, **body.model_dump()}, "operator grade"
-    )
+    _insert(conn, "operator_grade", {"tenant_id": tenant.id, **body.model_dump()}, "operator grade")
+    return None  # a grade is known by its code; it has no id
 
 
 def create_operator(
@@ -130,12 +131,14 @@ def create_operator(
             select(g.c.code).where(g.c.tenant_id == tenant.id, g.c.code == body.grade)
         ):
             raise Rejected("unknown_operator_grade", f"operator grade {body.grade} does not exist")
-    return _insert(
+    operator_id = uuid.uuid4()
+    _insert(
         conn,
         "operator",
-        {"tenant_id": tenant.id, "id": uuid.uuid4(), **body.model_dump()},
+        {"tenant_id": tenant.id, "id": operator_id, **body.model_dump()},
         "operator",
     )
+    return operator_id
 
 
 def set_period_status(conn: Connection, tenant: TenantContext, code: str, status: str) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, case, func, select, tuple_
 from cloud_api.db import models as m
 from cloud_api.domain.money import ZERO
 from cloud_api.domain.posting_rules import RECEIVABLES
+from cloud_api.domain.posting_rules import WIP as WIP_ACCOUNT
 from cloud_api.domain.refs import INTERNAL_KINDS
 from cloud_api.errors import NotFound
 from cloud_api.services import listing
@@ -477,13 +478,13 @@ def _snapshots_vs_moves(conn: Connection, tenant: TenantContext) -> list[Differe
     units = case((moves.c.kind == "completion", moves.c.quantity + moves.c.scrap_quantity), else_=0)
     for side, sign in ((moves.c.to_location_id, 1), (moves.c.from_location_id, -1)):
         on = and_(moves.c.work_order_id == ps.c.work_order_id, side.in_(production), upto)
-        query = (
+        wip_query = (
             select(ps.c.id, func.sum(units), func.sum(moves.c.effective))
             .join(moves, on)
             .where(wip)
             .group_by(ps.c.id)
         )
-        for snapshot_id, completed, value in conn.execute(query):
+        for snapshot_id, completed, value in conn.execute(wip_query):
             expected[snapshot_id].quantity -= sign * Decimal(completed)  # out: units made
             expected[snapshot_id].value += sign * Decimal(value)
     charges = select(ps.c.id, func.sum(ch.c.value)).join(
@@ -559,7 +560,7 @@ def _wip_vs_account(conn: Connection, tenant: TenantContext) -> list[Difference]
     by_order = {
         key[1]: bal
         for key, bal in _account_balances(conn, tenant, jl.c.work_order_id).items()
-        if key[0] == "5001"
+        if key[0] == WIP_ACCOUNT
     }
     cached = {
         r.work_order_id: r.value

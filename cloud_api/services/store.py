@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -222,6 +223,13 @@ class MasterDataStore:
             self._items[ref.code] = ref
             self._items_by_id[ref.id] = ref
 
+    def prefetch_by_ids(self, item_ids: set[uuid.UUID], order_ids: set[uuid.UUID]) -> None:
+        """The items and work orders of pools about to be loaded, a query each."""
+        for chunk in _chunks(sorted(item_ids - self._items_by_id.keys())):
+            self._fetch_items(T["item"].c.id.in_(chunk))
+        for chunk in _chunks(sorted(order_ids - self._orders_by_id.keys())):
+            self._fetch_orders(T["work_order"].c.id.in_(chunk))
+
     def item(self, code: str) -> ItemRef:
         if code not in self._items:
             self._fetch_items(T["item"].c.code == code)
@@ -344,7 +352,7 @@ class MasterDataStore:
                 *base, mv.c.from_location_id == location.id
             )
         )
-        return Decimal(inbound) - Decimal(outbound)
+        return Decimal(inbound or 0) - Decimal(outbound or 0)
 
     def variance_policy(self) -> str:
         return self.tenant.variance_policy
@@ -509,8 +517,7 @@ class RowBuffer:
             self.rows.get("stock_move", []),
         )
         for name in self.ORDER:
-            rows = self.rows.pop(name, None)
-            bulk_insert(conn, T[name], rows)
+            bulk_insert(conn, T[name], self.rows.pop(name, []))
         add_to_days(conn, days)
         self._flush_lots(conn)
         if self.event_updates:
@@ -636,6 +643,13 @@ class SqlHistory:
         # value_left). `save` writes only the difference.
         # per pool: move id → (seq_no, quantity_in, value_in, quantity_left, value_left)
         self._stored_layers: dict[PoolKey, dict[Any, tuple[Any, ...]]] = {}
+        # a pool's lots / a work order's materials as stored: `save` writes only those
+        # that changed (a late receipt revalues one material of an order that has used
+        # seventy)
+        self._stored_lots: dict[PoolKey, dict[str, Decimal]] = defaultdict(dict)
+        self._stored_materials: dict[PoolKey, dict[Any, tuple[Decimal, Decimal]]] = defaultdict(
+            dict
+        )
         self.snapshot_every = get_settings().valuation_snapshot_every
         # snapshots posted late events changed, written by `save`
         self._rewritten: dict[tuple[PoolKey, Position], Snapshot] = {}
@@ -649,6 +663,7 @@ class SqlHistory:
         touching the same pools never deadlock on them."""
         stock = sorted({k for k in keys if k[0] == "stock"}, key=str)
         wip = sorted({k for k in keys if k[0] == "wip"}, key=str)
+        self.md.prefetch_by_ids({k[1] for k in stock}, {k[1] for k in wip})  # type: ignore[misc]
         slots = self._load_stock(stock) if stock else {}
         if wip:
             slots.update(self._load_wip(wip))
@@ -677,7 +692,7 @@ class SqlHistory:
         keys = sorted(keys, key=lambda key: tuple(map(str, key)))  # one order for everyone
 
         def fetch(wanted: list[tuple[Any, ...]]) -> list[Any]:
-            rows = []
+            rows: list[Any] = []
             for chunk in _chunks(wanted):
                 match = (
                     tuple_(*cols).in_(chunk)
@@ -713,7 +728,7 @@ class SqlHistory:
         slots: dict[PoolKey, Slot] = {}
         blank = {"quantity": ZERO, "value": ZERO}
         for row in self._locked_rows(vp, ["item_id", "location_id"], pairs, blank):
-            key = ("stock", row.item_id, row.location_id)
+            key: PoolKey = ("stock", row.item_id, row.location_id)
             pool = self.empty_pool(key)
             assert isinstance(pool, StockPool)
             pool.quantity, pool.value = row.quantity, row.value
@@ -725,9 +740,10 @@ class SqlHistory:
                     sb.c.tenant_id == tid, tuple_(sb.c.item_id, sb.c.location_id).in_(chunk)
                 )
             ):
-                pool = slots[("stock", row.item_id, row.location_id)].pool
+                key = ("stock", row.item_id, row.location_id)
+                pool = slots[key].pool
                 assert isinstance(pool, StockPool)
-                pool.lots[row.lot] = row.quantity
+                pool.lots[row.lot] = self._stored_lots[key][row.lot] = row.quantity
         fifo = [k for k, slot in slots.items() if getattr(slot.pool, "method", "") == "fifo"]
         for key in fifo:
             self._stored_layers[key] = {}
@@ -775,9 +791,11 @@ class SqlHistory:
             for row in self.conn.execute(
                 select(wm).where(wm.c.tenant_id == tid, wm.c.work_order_id.in_(chunk))
             ):
-                pool = slots[("wip", row.work_order_id)].pool
+                key = ("wip", row.work_order_id)
+                pool = slots[key].pool
                 assert isinstance(pool, WipPool)
                 pool.materials[row.item_id] = (row.quantity, row.value)
+                self._stored_materials[key][row.item_id] = (row.quantity, row.value)
         return slots
 
     def save(self, slots: dict[PoolKey, Slot]) -> None:
@@ -801,9 +819,8 @@ class SqlHistory:
                         **pos,
                     }
                 )
-                lot_rows += [
-                    {**base, "lot": lot, "quantity": q} for lot, q in slot.pool.lots.items()
-                ]
+                lots = _changed(self._stored_lots[key], slot.pool.lots)
+                lot_rows += [{**base, "lot": lot, "quantity": q} for lot, q in lots.items()]
                 if slot.pool.method == "fifo":
                     self._save_layers(key, base, slot.pool.layers)
             else:
@@ -817,9 +834,10 @@ class SqlHistory:
                         **pos,
                     }
                 )
+                materials = _changed(self._stored_materials[key], slot.pool.materials)
                 material_rows += [
                     {**base, "item_id": item_id, "quantity": q, "value": v}
-                    for item_id, (q, v) in slot.pool.materials.items()
+                    for item_id, (q, v) in materials.items()
                 ]
             slot.dirty = False
         upsert(self.conn, T["valuation_pool"], stock_rows, ["tenant_id", "item_id", "location_id"])
@@ -981,41 +999,70 @@ class SqlHistory:
         ).first()
 
     def snapshot_before(self, key: PoolKey, position: Position) -> Snapshot | None:
-        return self.snapshots_around(key, position)[0]
+        return self._snapshots_around({key: position})[key][0]
 
-    def snapshots_around(
-        self, key: PoolKey, position: Position
-    ) -> tuple[Snapshot | None, list[Position]]:
-        """The newest snapshot before `position` and the positions of those at or after
-        it, in one query (a rewind's first read)."""
+    def _snapshots_around(
+        self, wants: Mapping[PoolKey, Position]
+    ) -> dict[PoolKey, tuple[Snapshot | None, list[Position]]]:
+        """For each pool, the newest snapshot before its position and the positions of
+        those at or after it (oldest first): one query for all the pools, a branch
+        each (UNION ALL), every branch an index range of one pool."""
         ps = T["pool_snapshot"]
         at = _position_of(ps)
-        newest_before = (
-            select(ps.c.occurred_at)
-            .where(
-                *self._of_pool(key),
-                ps.c.occurred_at <= position[0],
-                at < _position_value(ps, position),
-            )
-            .order_by(ps.c.occurred_at.desc(), ps.c.event_id.desc(), ps.c.line_no.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        since = func.coalesce(newest_before, literal(position[0], ps.c.occurred_at.type))
-        rows = self.conn.execute(
-            select(ps)
-            .where(*self._of_pool(key), ps.c.occurred_at >= since)
-            .order_by(ps.c.occurred_at, ps.c.event_id, ps.c.line_no)
-        ).all()
-        base, ahead = None, []
-        for row in rows:
-            at = (utc(row.occurred_at), row.event_id, row.line_no)
-            if at < position:
-                base = row
-            else:
-                ahead.append(at)
-                self._ahead[(key, at)] = row  # its state, when the replay gets there
-        return (None if base is None else self._snapshot(key, base)), ahead
+        keys = list(wants)
+        number = {key: n for n, key in enumerate(keys)}
+        rows_of: dict[int, list[Any]] = defaultdict(list)
+        for chunk in _padded(keys, lambda key: key[0]):
+            branches = []
+            for key in chunk:
+                position = wants.get(key, _NOWHERE)
+                newest_before = (
+                    select(ps.c.occurred_at)
+                    .where(
+                        *self._of_pool(key),
+                        ps.c.occurred_at <= position[0],
+                        at < _position_value(ps, position),
+                    )
+                    .order_by(ps.c.occurred_at.desc(), ps.c.event_id.desc(), ps.c.line_no.desc())
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                since = func.coalesce(newest_before, literal(position[0], ps.c.occurred_at.type))
+                branches.append(
+                    select(ps, literal(number.get(key, -1)).label("want")).where(
+                        *self._of_pool(key), ps.c.occurred_at >= since
+                    )
+                )
+            for row in self.conn.execute(_union(branches)):
+                rows_of[row.want].append(row)
+        out: dict[PoolKey, tuple[Snapshot | None, list[Position]]] = {}
+        for n, key in enumerate(keys):
+            base, ahead = None, []
+            rows = sorted(rows_of[n], key=lambda r: (utc(r.occurred_at), r.event_id, r.line_no))
+            for row in rows:
+                position = (utc(row.occurred_at), row.event_id, row.line_no)
+                if position < wants[key]:
+                    base = row
+                else:
+                    ahead.append(position)
+                    self._ahead[(key, position)] = row  # its state, when the replay gets there
+            out[key] = (None if base is None else self._snapshot(key, base)), ahead
+        return out
+
+    def rewind_reads(
+        self, wants: Mapping[PoolKey, Position]
+    ) -> dict[PoolKey, tuple[Snapshot | None, list[Position], list[Record]]]:
+        """What rewinding each pool to its position reads: its newest snapshot before
+        it, the positions of the snapshots at or after it, and its records from the
+        snapshot up to the first of those (the end, when there is none). Three
+        queries for any number of pools (snapshots, moves, work-order charges)."""
+        around = self._snapshots_around(wants)
+        spans = {
+            key: (None if base is None else base.position, ahead[0] if ahead else None)
+            for key, (base, ahead) in around.items()
+        }
+        records = self._records_many(spans)
+        return {key: (*around[key], records[key]) for key in wants}
 
     def snapshot_at(self, key: PoolKey, position: Position) -> Snapshot:
         row = self._ahead.get((key, position)) or self._snapshot_row(key, position)
@@ -1037,48 +1084,79 @@ class SqlHistory:
     def records(
         self, key: PoolKey, after: Position | None, upto: Position | None = None
     ) -> list[Record]:
-        """Read through the pool's index (ix_move_from_pool / ix_move_to_pool, or
-        ix_move_work_order), bounded by occurred_at on both sides, each move with its
-        effective value (as posted plus its revaluations)."""
-        self.buffer.flush(self.conn)
-        mv = T["stock_move"]
-        if key[0] == "stock":
-            where = [
-                mv.c.item_id == key[1],
-                or_(mv.c.from_location_id == key[2], mv.c.to_location_id == key[2]),
-            ]
-        else:
-            where = [mv.c.work_order_id == key[1]]
-        records: list[Record] = self._move_records(*where, *_bounds(mv, after, upto))
-        if key[0] == "wip":
-            ch = T["wip_charge"]
-            for c in self.conn.execute(
-                select(ch).where(
-                    ch.c.tenant_id == self.tenant.id,
-                    ch.c.work_order_id == key[1],
-                    *_bounds(ch, after, upto),
-                )
-            ):
-                records.append(
-                    ChargeRecord(
-                        c.id, (c.occurred_at, c.event_id, c.line_no), c.work_order_id, c.value
-                    )
-                )
-        records.sort(key=lambda r: r.position)
-        return records
+        """The pool's records after `after` (None: from its first) up to and including
+        `upto` (None: to its last), in position order."""
+        return self._records_many({key: (after, upto)})[key]
 
-    def _move_records(self, *where: Any) -> list[Record]:
-        """The tenant's moves `where` says, each with its effective value (as posted
-        plus its revaluations, summed through ix_revaluation_move)."""
+    def _records_many(
+        self, spans: dict[PoolKey, tuple[Position | None, Position | None]]
+    ) -> dict[PoolKey, list[Record]]:
+        """Each pool's records in its span (after, up to and including), in position
+        order, each move with its effective value (as posted plus its revaluations).
+        A branch a pool (UNION ALL), read through the pool's index (ix_move_from_pool
+        / ix_move_to_pool, or ix_move_work_order) bounded by occurred_at on both sides;
+        a work order's charges likewise."""
+        self.buffer.flush(self.conn)
+        mv, ch = T["stock_move"], T["wip_charge"]
+        keys = list(spans)
+        number = {key: n for n, key in enumerate(keys)}
+        out: dict[PoolKey, list[Record]] = {key: [] for key in keys}
+
+        def shape(key: PoolKey) -> Hashable:
+            after, upto = spans[key]
+            return (key[0], after is None, upto is None)
+
+        for chunk in _padded(keys, shape):
+            moves, charges = [], []
+            for key in chunk:
+                n = number.get(key, -1)
+                after, upto = spans.get(key, spans[chunk[0]])
+                if key[0] == "stock":
+                    where = [
+                        mv.c.item_id == key[1],
+                        or_(mv.c.from_location_id == key[2], mv.c.to_location_id == key[2]),
+                    ]
+                else:
+                    where = [mv.c.work_order_id == key[1]]
+                    charges.append(
+                        select(ch, literal(n).label("want")).where(
+                            ch.c.tenant_id == self.tenant.id,
+                            ch.c.work_order_id == key[1],
+                            *_bounds(ch, after, upto),
+                        )
+                    )
+                moves.append(self._moves_query(n, *where, *_bounds(mv, after, upto)))
+            for r in self.conn.execute(_union(moves)):
+                if r.want >= 0:
+                    out[keys[r.want]].append(self._move_record(r, r.delta))
+            if charges:
+                for c in self.conn.execute(_union(charges)):
+                    position = (c.occurred_at, c.event_id, c.line_no)
+                    if c.want >= 0:
+                        out[keys[c.want]].append(
+                            ChargeRecord(c.id, position, c.work_order_id, c.value)
+                        )
+        for records in out.values():
+            records.sort(key=lambda r: r.position)
+        return out
+
+    def _moves_query(self, want: int, *where: Any) -> Any:
+        """The tenant's moves `where` says, each with the sum of its revaluations
+        (through ix_revaluation_move) and `want` to tell branches apart."""
         mv, rv = T["stock_move"], T["stock_revaluation"]
         delta = (
             select(func.coalesce(func.sum(rv.c.delta_value), 0))
             .where(rv.c.tenant_id == mv.c.tenant_id, rv.c.move_id == mv.c.id)
             .scalar_subquery()
         )
-        query = select(*_replay_columns(mv), delta.label("delta"))
-        rows = self.conn.execute(query.where(mv.c.tenant_id == self.tenant.id, *where))
-        return [self._move_record(r, r.delta) for r in rows]
+        return select(
+            *_replay_columns(mv), delta.label("delta"), literal(want).label("want")
+        ).where(mv.c.tenant_id == self.tenant.id, *where)
+
+    def _move_records(self, *where: Any) -> list[Record]:
+        return [
+            self._move_record(r, r.delta) for r in self.conn.execute(self._moves_query(0, *where))
+        ]
 
     def mirrors_of(self, move_ids: list[uuid.UUID], after: Position) -> list[Record]:
         self.buffer.flush(self.conn)
@@ -1127,6 +1205,7 @@ class SqlHistory:
         value = self.conn.scalar(
             select(mv.c.value).where(mv.c.tenant_id == self.tenant.id, mv.c.id == move_id)
         )
+        assert value is not None, f"no stock move {move_id}"
         return Decimal(value) + self._deltas([move_id]).get(move_id, ZERO)
 
 
@@ -1149,6 +1228,43 @@ def _replay_columns(mv: Any) -> list[Any]:
         mv.c.value,
         mv.c.scrap_quantity,
     ]
+
+
+# pools a statement, padded to one of these sizes (SQLite allows 500 terms in a
+# compound SELECT): a statement is compiled once per shape and cached
+_SIZES = (1, 2, 4, 8, 16, 32, 64)
+_NIL = uuid.UUID(int=0)  # no item, location or work order has it
+_NOWHERE = (datetime.min.replace(tzinfo=UTC), _NIL, 0)
+
+
+def _padded(keys: list[PoolKey], shape: Callable[[PoolKey], Hashable]) -> Iterator[list[PoolKey]]:
+    """`keys` in chunks of one shape each (what their branches' SQL looks like), each
+    padded to a size of `_SIZES` with a pool that does not exist, so that a union's
+    statement has a few shapes, not one per number of pools."""
+    groups: dict[Hashable, list[PoolKey]] = defaultdict(list)
+    for key in keys:
+        groups[shape(key)].append(key)
+    for group in groups.values():
+        for start in range(0, len(group), _SIZES[-1]):
+            chunk = group[start : start + _SIZES[-1]]
+            size = next(size for size in _SIZES if size >= len(chunk))
+            nil: PoolKey = ("stock", _NIL, _NIL) if chunk[0][0] == "stock" else ("wip", _NIL)
+            yield chunk + [nil] * (size - len(chunk))
+
+
+def _changed(stored: dict[Any, Any], now: Mapping[Any, Any]) -> dict[Any, Any]:
+    """The entries of `now` that differ from `stored`, which takes them. An entry never
+    leaves a pool (a rebuilt pool lacks only those that were zero before and after)."""
+    changed = {k: v for k, v in now.items() if stored.get(k, _ABSENT) != v}
+    stored.update(changed)
+    return changed
+
+
+_ABSENT = object()
+
+
+def _union(branches: list[Any]) -> Any:
+    return branches[0] if len(branches) == 1 else union_all(*branches)
 
 
 def _position_of(table: Any) -> Any:

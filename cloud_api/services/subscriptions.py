@@ -73,13 +73,14 @@ def gate_portal(
     """A portal user's request under the subscription: reads (and, for a suspended
     tenant, only the owner's) or writes, per SAAS.md's table; `billing` for what the
     table's "read + billing" still allows an unpaid or paused tenant (cancelling)."""
-    action = "billing" if billing else "portal_write" if write else "portal_read"
+    action: subs.Action = "billing" if billing else "portal_write" if write else "portal_read"
     _raise_unless(subs.allows(load(conn, tenant.id), action, now=now, role=role))
 
 
-def gate_login(conn: Connection, tenant_id: Any, role: str, now: datetime) -> None:
+def gate_login(conn: Connection, tenant_id: Any, role: str | None, now: datetime) -> None:
     """Signing in is refused where the portal would be: a locked canceled tenant for
-    everyone, a suspended one for all but the owner."""
+    everyone, a suspended one for all but the owner (a `role` of None, no membership
+    row found, is not the owner)."""
     _raise_unless(subs.allows(load(conn, tenant_id), "portal_read", now=now, role=role))
 
 

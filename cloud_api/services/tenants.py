@@ -2,7 +2,7 @@
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -205,3 +205,22 @@ def tenant_by_slug(db: Engine, slug: str) -> TenantContext:
     if row is None:
         raise Unauthorized("unknown_tenant", f"no tenant {slug!r}")
     return _context(row)
+
+
+def change_settings(
+    conn: Connection,
+    tenant: TenantContext,
+    values: dict[str, Any],
+    now: datetime,
+    by: tuple[str, str],
+    ip: str | None,
+) -> TenantContext:
+    """Change the tenant's production and costing settings (those given), audited;
+    the tenant as it is now. Nothing given: nothing written."""
+    if not values:
+        return tenant
+    t = T["tenant"]
+    conn.execute(update(t).where(t.c.id == tenant.id).values(**values))
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+    audit(conn, tenant.id, now, by, "settings.change", changed, ip)
+    return replace(tenant, **values)

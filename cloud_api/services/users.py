@@ -617,11 +617,18 @@ def _keep_an_owner(
     )
     if role == "owner" or current != "owner":
         return
+    if owner_count(conn, tenant_id) <= 1:
+        raise Conflict("last_owner", LAST_OWNER)
+
+
+def owner_count(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """The tenant's owners, locked on PostgreSQL until the transaction ends, so two
+    concurrent demotions cannot both see another owner left."""
+    ms = T["membership"]
     query = select(ms.c.user_id).where(ms.c.tenant_id == tenant_id, ms.c.role == "owner")
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    if len(conn.execute(query).all()) <= 1:
-        raise Conflict("last_owner", LAST_OWNER)
+    return len(conn.execute(query).all())
 
 
 def remove_member(
@@ -723,3 +730,19 @@ def members_page(
         for r in conn.execute(query)
     ]
     return rows, total
+
+
+def set_locale(platform_db: Engine, user_id: uuid.UUID, locale: str) -> None:
+    """Store a user's language on their own account. app_user is global: the tenants'
+    role may only read it, so this runs on the platform engine, for that one user."""
+    u = T["app_user"]
+    with platform_db.begin() as conn:
+        conn.execute(update(u).where(u.c.id == user_id).values(locale=locale))
+
+
+def set_locale_of_session(platform_db: Engine, token: str, locale: str, now: datetime) -> None:
+    """At sign-up: the new owner's language is the one the sign-up page was shown in."""
+    u = T["app_user"]
+    with platform_db.begin() as conn:
+        user_id = principal(conn, token, now).user_id
+        conn.execute(update(u).where(u.c.id == user_id).values(locale=locale))

@@ -13,7 +13,7 @@ HELD = "held"  # the cloud holds it in its exception queue; `retry` resends it
 PARKED = "parked"  # rejected or conflict: dead-lettered with code + message
 STATES = (PENDING, SENT, HELD, PARKED)
 
-# Cloud result statuses (cloud_api.contract.ResultStatus) and the state each leads to.
+# Cloud result statuses (contract.ResultStatus) and the state each leads to.
 # A status not listed here leaves the event where it is (pending: sent again later).
 STATE_AFTER_RESULT = {
     "posted": SENT,
@@ -102,7 +102,7 @@ class OutboxEvent:
 
 @dataclass(frozen=True)
 class SendResult:
-    """The cloud's answer for one event (cloud_api.contract.EventResult, trimmed)."""
+    """The cloud's answer for one event (contract.EventResult, trimmed)."""
 
     event_id: str
     status: str

@@ -8,7 +8,7 @@ Create Date: 2026-11-21 23:35:39.599597
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 from cloud_api.db.types import ScaledDecimal

@@ -9,7 +9,7 @@ Create Date: 2026-11-22 01:22:32.839934
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import cloud_api.db.types

@@ -9,7 +9,7 @@ Create Date: 2026-11-22 02:26:13.188328
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0011"

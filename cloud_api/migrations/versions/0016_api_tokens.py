@@ -8,7 +8,7 @@ Create Date: 2026-11-22 04:32:44.225649
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 from cloud_api.db import rls

@@ -8,7 +8,7 @@ Create Date: 2026-11-22 05:16:24.160290
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 from cloud_api.db import rls

@@ -9,7 +9,7 @@ Create Date: 2026-12-05 09:30:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 from cloud_api.db.migrate import drop_columns

@@ -55,10 +55,17 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API and the portal."""
     import uvicorn
 
-    uvicorn.run("cloud_api.api.main:app", host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        "erp.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @db_app.command("upgrade")
@@ -297,7 +304,7 @@ def demo(
     ] = "sqlite:///var/demo.sqlite3",
 ) -> None:
     """Run the product end to end: API on SQLite, a furniture workshop's working day."""
-    from cloud_api.demo import run_demo
+    from erp.demo import run_demo
 
     sys.exit(run_demo(database_url, port, serve_after=not no_serve))
 

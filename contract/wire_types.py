@@ -10,7 +10,7 @@ the tenant's local) date is past year 9999 and Python raises OverflowError; boun
 instants to [1970, 3000) UTC, and their local date to the same years, makes every
 conversion of an accepted time safe.
 
-Like cloud_api.contract, this module imports nothing but pydantic and the standard
+Like the rest of the `contract` package, this module imports nothing but pydantic and the standard
 library.
 """
 

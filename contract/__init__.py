@@ -1,11 +1,13 @@
 """The edge ⇄ cloud wire contract: event envelope, typed payloads, per-event results.
 
-This module imports nothing but pydantic, the standard library and its strict types
-(cloud_api.wire_types, pydantic only), so the edge agent can share it without pulling
-in the cloud's database code. Quantities and money travel as plain ASCII decimal
-strings (JSON integers are accepted; floats, exponents, signs other than a leading
-minus, spaces, underscores and non-ASCII digits are refused), times as ISO 8601
-strings with their UTC offset, between 1970 and 2999 (never an epoch number).
+A top-level package that imports nothing but pydantic, the standard library and its
+strict types (contract.wire_types, pydantic only): the edge agent builds and checks its
+envelopes with it (edge_agent.outbox.envelope) and the cloud validates them with it, so
+the two cannot drift, and the edge never pulls in the cloud's database code.
+Quantities and money travel as plain ASCII decimal strings (JSON integers are accepted;
+floats, exponents, signs other than a leading minus, spaces, underscores and non-ASCII
+digits are refused), times as ISO 8601 strings with their UTC offset, between 1970 and
+2999 (never an epoch number).
 """
 
 from datetime import datetime
@@ -23,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from cloud_api.wire_types import Day, Instant, exact_decimal
+from contract.wire_types import Day, Instant, exact_decimal
 
 __all__ = ["Day", "Instant", "exact_decimal"]  # re-exported: the contract's own types
 
@@ -217,10 +219,12 @@ class EventType(StrEnum):
 ShortText = Annotated[str, Field(max_length=64)]
 
 
-class _Envelope(_Strict):
-    """What every event carries. The fields after `replayed` are the edge's transport
-    and audit data (EDGE.md, "Event envelope"): all optional, stored with the event, and
-    left out of its payload hash (TRANSPORT_FIELDS), like `replayed`."""
+class Envelope(_Strict):
+    """What every event carries (all but `type` and `payload`, which each event class
+    adds). Public: the edge checks its captures against it before storing them. The
+    fields after `replayed` are the edge's transport and audit data (EDGE.md, "Event
+    envelope"): all optional, stored with the event, and left out of its payload hash
+    (TRANSPORT_FIELDS), like `replayed`."""
 
     event_id: UUID
     device_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -258,42 +262,42 @@ TRANSPORT_FIELDS = frozenset(
 )
 
 
-class PurchaseReceipt(_Envelope):
+class PurchaseReceipt(Envelope):
     type: Literal[EventType.purchase_receipt]
     payload: PurchaseReceiptPayload
 
 
-class MaterialIssue(_Envelope):
+class MaterialIssue(Envelope):
     type: Literal[EventType.material_issue]
     payload: MaterialIssuePayload
 
 
-class MaterialReturn(_Envelope):
+class MaterialReturn(Envelope):
     type: Literal[EventType.material_return]
     payload: MaterialReturnPayload
 
 
-class ProductionCompletion(_Envelope):
+class ProductionCompletion(Envelope):
     type: Literal[EventType.production_completion]
     payload: ProductionCompletionPayload
 
 
-class Labour(_Envelope):
+class Labour(Envelope):
     type: Literal[EventType.labour]
     payload: LabourPayload
 
 
-class SalesShipment(_Envelope):
+class SalesShipment(Envelope):
     type: Literal[EventType.sales_shipment]
     payload: SalesShipmentPayload
 
 
-class StockCount(_Envelope):
+class StockCount(Envelope):
     type: Literal[EventType.stock_count]
     payload: StockCountPayload
 
 
-class WorkOrderClose(_Envelope):
+class WorkOrderClose(Envelope):
     """Close a work order: what is left in its WIP is settled (the portal's close
     button posts this event; a terminal may send it too)."""
 
@@ -301,12 +305,12 @@ class WorkOrderClose(_Envelope):
     payload: WorkOrderClosePayload
 
 
-class Reversal(_Envelope):
+class Reversal(Envelope):
     type: Literal[EventType.reversal]
     payload: ReversalPayload
 
 
-class JournalEntry(_Envelope):
+class JournalEntry(Envelope):
     type: Literal[EventType.journal_entry]
     payload: JournalEntryPayload
 

@@ -9,7 +9,7 @@ from biip import ParseError
 from biip.gtin import Gtin
 from pydantic import BaseModel, BeforeValidator, Field
 
-from cloud_api.contract import (
+from contract import (
     Code,
     Day,
     Instant,

@@ -27,17 +27,17 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from cloud_api.api.app import create_app
 from cloud_api.db.engine import make_engine
 from cloud_api.db.migrate import upgrade
 from cloud_api.settings import get_settings
 from edge_agent.cli import enroll_device
 from edge_agent.demo_floor import ShopFloor, shop_floor
+from erp.app import create_app
 from firmware_bridges.gs1.encode import date_yymmdd, element_string, gtin14
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-ITEMS = [
+ITEMS: list[dict[str, Any]] = [
     {
         "code": "OAK-BOARD",
         "name": "橡木板 Oak board",
