@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text
 
 from bench import late_events
-from cloud_api.db.engine import make_engine
+from tests.bench_databases import record_bench_databases, still_there
 
 SIZES = (300, 600)
 SAMPLE, BUSY = 100, 300
@@ -19,26 +18,12 @@ SAMPLE, BUSY = 100, 300
 # order on the floor and the shipment of the unit completed
 SEGMENT_REVALUED = {"issue": 600, "completion": 12, "shipment": 12}
 
-# Each bench test compares the set of erp_bench_* databases on the server before and
-# after its run; under pytest-xdist the two must not overlap, so they share a worker.
-pytestmark = pytest.mark.xdist_group("erp-bench-databases")
-
-
-def _bench_databases(server: str) -> set[str]:
-    admin = make_engine(server)
-    try:
-        with admin.connect() as conn:
-            names = conn.scalars(text("SELECT datname FROM pg_database"))
-            return {name for name in names if name.startswith("erp_bench_")}
-    finally:
-        admin.dispose()
-
 
 @pytest.mark.postgres
 def test_the_bench_posts_every_stage_revalues_and_checks_the_books(
-    pg_server: str, capsys: pytest.CaptureFixture[str]
+    pg_server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _bench_databases(pg_server)
+    made = record_bench_databases(monkeypatch)
     result = late_events.main(
         sizes=SIZES, ingest_sample=SAMPLE, busy_moves=BUSY, database_url=pg_server
     )
@@ -62,7 +47,8 @@ def test_the_bench_posts_every_stage_revalues_and_checks_the_books(
     out = capsys.readouterr().out
     assert "books-check: 0 differences" in out
     assert json.loads(out.strip().splitlines()[-1]) == result
-    assert _bench_databases(pg_server) == before  # its database is dropped
+    assert len(made) == 1 and made[0].startswith("erp_bench_")
+    assert still_there(pg_server, made) == set()  # its database is dropped
 
 
 def test_the_checks_fail_on_unequal_counts_a_short_busy_stage_or_differences() -> None:

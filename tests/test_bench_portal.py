@@ -8,10 +8,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
 
 from bench import portal
-from cloud_api.db.engine import make_engine
+from tests.bench_databases import record_bench_databases, still_there
 
 DASHBOARD = """<div class="card" id="stock-total"><h3>Stock value</h3>
 <div class="figure">{stock}</div></div>
@@ -30,20 +29,6 @@ EXPECTED = portal.Expected(
     revenue_month=Decimal(0),
 )
 
-# Each bench test compares the set of erp_bench_* databases on the server before and
-# after its run; under pytest-xdist the two must not overlap, so they share a worker.
-pytestmark = pytest.mark.xdist_group("erp-bench-databases")
-
-
-def _bench_databases(server: str) -> set[str]:
-    admin = make_engine(server)
-    try:
-        with admin.connect() as conn:
-            names = conn.scalars(text("SELECT datname FROM pg_database"))
-            return {name for name in names if name.startswith("erp_bench_")}
-    finally:
-        admin.dispose()
-
 
 def _timing(path: str, body: str, status: int = 200) -> portal.Timing:
     return portal.Timing(path, [(0.0, 0.001)], {status: 1}, body)
@@ -51,9 +36,9 @@ def _timing(path: str, body: str, status: int = 200) -> portal.Timing:
 
 @pytest.mark.postgres
 def test_the_bench_posts_serves_and_checks_the_pages(
-    pg_server: str, capsys: pytest.CaptureFixture[str]
+    pg_server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _bench_databases(pg_server)
+    made = record_bench_databases(monkeypatch)
     result = portal.main(moves=300, requests=5, database_url=pg_server)
     assert result["events"] == sum(result["mix"].values()) >= 300
     assert result["moves"] >= 300  # every event posted, each with its stock move
@@ -65,7 +50,8 @@ def test_the_bench_posts_serves_and_checks_the_pages(
     assert result["books_check_differences"] == 0
     assert result["books_check_overlaps"]["in_request"] == 0
     assert "p95/healthz" in capsys.readouterr().out
-    assert _bench_databases(pg_server) == before  # its database is dropped
+    assert len(made) == 1 and made[0].startswith("erp_bench_")
+    assert still_there(pg_server, made) == set()  # its database is dropped
 
 
 def test_the_checks_pass_on_the_ledgers_figures() -> None:
