@@ -478,7 +478,7 @@ class Expected:
     revenue_month: Decimal  # of the entries dated this month
 
 
-LISTED = 500  # web.queries.positions' limit
+LISTED = 500  # cloud_api.reporting.stock.positions' limit
 
 
 def expected_figures(db: Engine, tenant_id: uuid.UUID, month_start: date) -> Expected:
