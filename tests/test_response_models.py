@@ -101,3 +101,14 @@ def test_progress_posted_answers_every_field_of_an_event_result() -> None:
     from contract import EventResult
 
     assert list(ProgressPosted.model_fields) == ["work_order", *EventResult.model_fields]
+
+
+def test_plan_limits_answer_every_field_of_a_plan() -> None:
+    """GET /subscription answers the plan's limits: a limit added to tenant/plans.Plan
+    must appear there too (in the same order)."""
+    from dataclasses import fields
+
+    from cloud_api.api.schemas.devices import PlanLimits
+    from tenant.plans import Plan
+
+    assert list(PlanLimits.model_fields) == [field.name for field in fields(Plan)]
